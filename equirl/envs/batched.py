@@ -1,0 +1,204 @@
+"""One object that steps B environments, possibly of different bodies, at once.
+
+`reset` and `step` are pure functions of their arguments (the environment's
+tables and physics backend are fixed at construction), so they can be
+jitted, scanned over and placed inside a compiled training loop.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from equirl.envs import task
+from equirl.envs.bodies import resolve
+from equirl.envs.config import EnvConfig
+from equirl.envs.tables import build_tables, padded_sizes
+from equirl.envs.task import Observation
+from equirl.errors import ConfigError
+
+
+@struct.dataclass
+class EnvState:
+    qpos: jax.Array  # [B, nq] padded generalised positions
+    qvel: jax.Array  # [B, nv]
+    time: jax.Array  # [B] physics time
+    target: jax.Array  # [B, 2] target xy
+    key: jax.Array  # [B, 2] per-environment random key
+    steps: jax.Array  # [B] control steps since the episode began
+    episode_return: jax.Array  # [B]
+    obs: Observation
+    reward: jax.Array  # [B] reward of the last step
+    terminated: jax.Array  # [B] bool: the episode ended (do not bootstrap)
+    truncated: jax.Array  # [B] bool: the time limit cut it (bootstrap)
+    info: dict
+
+
+class BatchedEnv:
+    """The 3D-SGRL task over a batch of environments and any mix of bodies."""
+
+    def __init__(self, config: EnvConfig):
+        self.config = config
+        pairs = [
+            pair
+            for entry in config.bodies
+            for pair in resolve(entry, max_limbs=config.max_limbs, isotropic_friction=config.isotropic_friction)
+        ]
+        self.morphologies = [m for m, _ in pairs]
+        self.params = [p for _, p in pairs]
+        if config.num_envs < len(self.morphologies):
+            raise ConfigError(
+                f"num_envs={config.num_envs}: fewer environments than the {len(self.morphologies)} bodies requested"
+            )
+        self.body_of_env = np.arange(config.num_envs) % len(self.morphologies)
+        self.sizes = padded_sizes(self.morphologies, config.max_limbs)
+        self.tables = build_tables(self.morphologies, self.params, self.body_of_env, self.sizes, config.frame_skip)
+        self.backend_name = config.resolved_backend()
+        if self.backend_name == "native":
+            from equirl.envs.backends.native import NativeBackend
+
+            self.backend = NativeBackend(
+                self.morphologies, self.body_of_env, config.frame_skip, config.resolved_threads()
+            )
+        else:
+            from equirl.envs.backends.mjx import MjxBackend
+
+            self.backend = MjxBackend(self.morphologies, self.body_of_env, config.frame_skip)
+
+    # -- descriptions ---------------------------------------------------------
+
+    @property
+    def num_envs(self) -> int:
+        return self.config.num_envs
+
+    @property
+    def num_limbs(self) -> int:
+        return self.sizes.num_limbs
+
+    @property
+    def action_shape(self) -> tuple[int, int]:
+        return (self.sizes.num_limbs, 3)
+
+    @property
+    def body_names(self) -> list[str]:
+        return [self.morphologies[b].name for b in self.body_of_env]
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- the task -------------------------------------------------------------
+
+    def reset(self, key: jax.Array) -> EnvState:
+        return self._reset_rows(jax.random.split(key, self.num_envs))
+
+    def _reset_rows(self, keys: jax.Array) -> EnvState:
+        t = self.tables
+        split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
+        keys, k_init, k_target = split[:, 0], split[:, 1], split[:, 2]
+        qpos, qvel = task.initial_state(t, k_init)
+        target = task.random_targets(k_target, qpos[:, :2], self.config.task)
+        kin = task.kinematics(t, qpos, qvel)
+        obs = task.observe(t, kin, qpos, target)
+        b = self.num_envs
+        zeros = jnp.zeros(b, qpos.dtype)
+        false = jnp.zeros(b, jnp.bool_)
+        return EnvState(
+            qpos=qpos,
+            qvel=qvel,
+            time=zeros,
+            target=target,
+            key=keys,
+            steps=jnp.zeros(b, jnp.int32),
+            episode_return=zeros,
+            obs=obs,
+            reward=zeros,
+            terminated=false,
+            truncated=false,
+            info=self._info(obs, zeros, jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.int32), false, false),
+        )
+
+    @staticmethod
+    def _info(final_obs, episode_return, episode_length, nonfinite, unstable, waypoint) -> dict:
+        return {
+            "final_obs": final_obs,  # observation the step ended in, before any autoreset
+            "episode_return": episode_return,  # return of the episode so far (complete if done)
+            "episode_length": episode_length,
+            "nonfinite_actions": nonfinite,  # NaN/Inf action entries zeroed this step
+            "unstable": unstable,  # the simulation diverged; the episode was ended
+            "waypoint_reached": waypoint,  # v2: a new target was drawn this step
+        }
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        t = self.tables
+        dtype = state.qpos.dtype
+        action = jnp.asarray(action, dtype)
+        finite = jnp.isfinite(action)
+        nonfinite = jnp.sum(~finite, axis=(-2, -1)).astype(jnp.int32)
+        action = jnp.clip(jnp.where(finite, action, 0.0), -1.0, 1.0) * t.action_mask
+
+        b = self.num_envs
+        ctrl = jnp.zeros((b, self.sizes.nu + 1), dtype)
+        ctrl = ctrl.at[jnp.arange(b)[:, None, None], t.actuator].set(action)[:, : self.sizes.nu]
+        qpos, qvel, time, was_reset = self.backend.step(state.qpos, state.qvel, state.time, ctrl)
+
+        finite_state = jnp.all(jnp.isfinite(qpos), -1) & jnp.all(jnp.isfinite(qvel), -1)
+        unstable = was_reset | ~finite_state
+        # A diverged row keeps its last good state, so nothing below sees NaN.
+        qpos = jnp.where(unstable[:, None], state.qpos, qpos)
+        qvel = jnp.where(unstable[:, None], state.qvel, qvel)
+        time = jnp.where(unstable, state.time, time)
+
+        kin = task.kinematics(t, qpos, qvel)
+        reward = task.reward(t, state.qpos, qpos, state.target, action)
+        terminated = task.unhealthy(t, kin, qpos, qvel) | unstable
+        steps = state.steps + 1
+        truncated = (steps >= self.config.episode_length) & ~terminated
+
+        split = jax.vmap(jax.random.split)(state.key)
+        keys, k_target = split[:, 0], split[:, 1]
+        target, waypoint = state.target, jnp.zeros(b, jnp.bool_)
+        if self.config.task == "v2":
+            waypoint = jnp.linalg.norm(target - qpos[:, :2], axis=-1) < task.V2_REACHED
+            fresh = task.random_targets(k_target, qpos[:, :2], "v2")
+            target = jnp.where(waypoint[:, None], fresh, target)
+
+        obs = task.observe(t, kin, qpos, target)
+        episode_return = state.episode_return + reward
+        info = self._info(obs, episode_return, steps, nonfinite, unstable, waypoint)
+        after = EnvState(
+            qpos=qpos,
+            qvel=qvel,
+            time=time,
+            target=target,
+            key=keys,
+            steps=steps,
+            episode_return=episode_return,
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            info=info,
+        )
+        if not self.config.autoreset:
+            return after
+        done = terminated | truncated
+
+        def reset_done(_):
+            fresh = self._reset_rows(keys)
+            pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
+            return jax.tree.map(
+                pick,
+                (fresh.qpos, fresh.qvel, fresh.time, fresh.target, fresh.key, fresh.steps, fresh.episode_return, fresh.obs),
+                (qpos, qvel, time, target, keys, steps, episode_return, obs),
+            )
+
+        # Most steps end no episode: skip the reset work then.
+        carried = (qpos, qvel, time, target, keys, steps, episode_return, obs)
+        qpos, qvel, time, target, keys, steps, episode_return, obs = jax.lax.cond(
+            jnp.any(done), reset_done, lambda _: carried, None
+        )
+        return after.replace(
+            qpos=qpos, qvel=qvel, time=time, target=target, key=keys, steps=steps, episode_return=episode_return, obs=obs
+        )

@@ -1,0 +1,67 @@
+"""Resolve the body entries of a config into compiled morphologies and task numbers."""
+
+from __future__ import annotations
+
+import mujoco
+
+from equirl.envs.task_params import TaskParams, generic_params, sgrl_params
+from equirl.errors import MorphologyError
+from equirl.morphology import sgrl
+from equirl.morphology.description import build_model
+from equirl.morphology.limb_graph import Morphology
+from equirl.morphology.loader import load_mjcf, morphology_from_model
+
+RANDOM_PREFIX = "random:"
+
+
+def expand(entries: tuple[str, ...]) -> list[str]:
+    """Suite names become their bodies; everything else stays one entry."""
+    out: list[str] = []
+    for entry in entries:
+        out.extend(sgrl.SUITES[entry] if entry in sgrl.SUITES else [entry])
+    return out
+
+
+def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> list[tuple[Morphology, TaskParams]]:
+    """One entry -> one or more bodies (a suite or random:COUNT:SEED gives several)."""
+    if entry in sgrl.SUITES:
+        return [pair for name in sgrl.SUITES[entry] for pair in resolve(name, max_limbs=max_limbs, isotropic_friction=isotropic_friction)]
+    if entry in sgrl.BODY_NAMES:
+        body = sgrl.sgrl_body(entry)
+        morph = morphology_from_model(
+            build_model(body), source=f"builder:{entry}", name=entry, family=body.family, max_limbs=max_limbs
+        )
+        pairs = [(morph, sgrl_params(entry))]
+    elif entry.startswith(RANDOM_PREFIX):
+        pairs = _random(entry, max_limbs)
+    elif entry.endswith(".xml") or "/" in entry:
+        morph = load_mjcf(entry, max_limbs=max_limbs)
+        pairs = [(morph, generic_params(float(morph.model.qpos0[2])))]
+    else:
+        raise MorphologyError(
+            f"{entry!r}: not a 3D-SGRL body, suite, MJCF path (*.xml) or random:COUNT:SEED; "
+            f"bodies: {', '.join(sgrl.BODY_NAMES)}; suites: {', '.join(sgrl.SUITES)}"
+        )
+    if isotropic_friction:
+        for morph, _ in pairs:
+            morph.model.opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    return pairs
+
+
+def _random(entry: str, max_limbs: int) -> list[tuple[Morphology, TaskParams]]:
+    from equirl.morphology.generator import random_bodies
+
+    try:
+        _, count, seed = entry.split(":")
+        count, seed = int(count), int(seed)
+    except ValueError:
+        raise MorphologyError(f"{entry!r}: expected random:COUNT:SEED with integers") from None
+    if count < 1:
+        raise MorphologyError(f"{entry!r}: COUNT must be at least 1")
+    pairs = []
+    for body in random_bodies(count, seed, max_limbs=max_limbs):
+        morph = morphology_from_model(
+            build_model(body), source=f"generator:{body.name}", name=body.name, family="generated", max_limbs=max_limbs
+        )
+        pairs.append((morph, generic_params(float(morph.model.qpos0[2]))))
+    return pairs

@@ -1,0 +1,81 @@
+"""Typed, validated configuration of a batched environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from equirl.errors import ConfigError
+
+TASKS = ("v1", "v2")
+BACKENDS = ("auto", "native", "mjx")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """What to simulate and how.
+
+    bodies: each entry is a 3D-SGRL body name (e.g. "walker_7_full"), a suite
+      name ("hopper", "CWHH", ...), a path to an MJCF file, or
+      "random:COUNT:SEED" for procedurally generated bodies.
+    num_envs: environments stepped together; they are spread over the bodies
+      round-robin, so a batch mixes morphologies.
+    task: "v1" walks toward a fixed far direction, "v2" follows waypoints.
+    backend: "native" (MuJoCo's C engine, threaded), "mjx" (pure JAX), or
+      "auto" (mjx on a GPU/TPU, native on a CPU).
+    max_limbs: observations and actions are padded to this many limbs; a body
+      with more limbs is rejected.
+    """
+
+    bodies: tuple[str, ...] = ("hopper_5_full",)
+    num_envs: int = 8
+    task: str = "v1"
+    backend: str = "auto"
+    max_limbs: int = 16
+    episode_length: int = 1000
+    frame_skip: int = 4
+    autoreset: bool = True
+    # Elliptic friction cones are isotropic, so the physics is exactly
+    # invariant to rotations about gravity; pyramidal cones are not.
+    isotropic_friction: bool = True
+    num_threads: int | None = None  # native backend; None: every core we may use
+
+    def __post_init__(self):
+        if isinstance(self.bodies, str):
+            object.__setattr__(self, "bodies", (self.bodies,))
+        else:
+            object.__setattr__(self, "bodies", tuple(self.bodies))
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.bodies:
+            raise ConfigError("bodies: at least one body is needed")
+        for name, value, low in (
+            ("num_envs", self.num_envs, 1),
+            ("max_limbs", self.max_limbs, 1),
+            ("episode_length", self.episode_length, 1),
+            ("frame_skip", self.frame_skip, 1),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name}={value!r}: must be an integer >= {low}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task={self.task!r}: must be one of {TASKS}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend={self.backend!r}: must be one of {BACKENDS}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise ConfigError(f"num_threads={self.num_threads!r}: must be None or an integer >= 1")
+
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        import jax
+
+        return "native" if jax.default_backend() == "cpu" else "mjx"
+
+    def resolved_threads(self) -> int:
+        if self.num_threads is not None:
+            return self.num_threads
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1

@@ -1,0 +1,202 @@
+"""The 3D-SGRL task as pure JAX functions over (qpos, qvel) and static tables.
+
+Shapes: B environments, L limbs (padded), nq/nv padded coordinates. Nothing
+here knows which physics engine produced the state.
+
+Where this deviates from the published code, it is to keep the task exactly
+O_g(3)-symmetric: linear velocities are clipped by length (not per
+coordinate), and the control cost counts only actions that drive a motor.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from equirl.envs.kinematics import Kinematics, forward_kinematics
+from equirl.envs.tables import EnvTables
+from equirl.geometry import pitch_roll_of, quat_mul, quat_to_mat, yaw_quat
+
+GRAVITY = (0.0, 0.0, -9.81)
+NUM_VECTORS = 8
+NUM_SCALARS = 17
+VELOCITY_CLIP = 10.0
+V1_TARGET_DISTANCE = 1.0e4
+V2_TARGET_RANGE = (10.0, 20.0)
+V2_REACHED = 1.0
+CONTROL_COST = 1.0e-3
+
+# Names of the observation's vector and scalar channels, in order.
+VECTOR_NAMES = (
+    "position_from_torso", "gravity", "target_direction", "linear_velocity",
+    "angular_velocity", "hinge_axis_x", "hinge_axis_y", "hinge_axis_z",
+)
+SCALAR_NAMES = (
+    "angle_x", "angle_y", "angle_z",
+    "normalised_angle_x", "normalised_angle_y", "normalised_angle_z",
+    "range_lo_x", "range_hi_x", "range_lo_y", "range_hi_y", "range_lo_z", "range_hi_z",
+    "is_torso", "is_thigh", "is_shin", "is_foot", "height",
+)
+
+
+@struct.dataclass
+class Observation:
+    """Per-limb observation: vectors in the world frame, scalars invariant."""
+
+    vectors: jax.Array  # [..., L, 8, 3]
+    scalars: jax.Array  # [..., L, 17]
+    limb_mask: jax.Array  # [..., L] bool
+    parent: jax.Array  # [..., L] int, -1 for the torso and padding
+    action_mask: jax.Array  # [..., L, 3] bool
+
+
+def kinematics(tables: EnvTables, qpos: jax.Array, qvel: jax.Array) -> Kinematics:
+    return jax.vmap(forward_kinematics)(tables.tree, qpos, qvel)
+
+
+def _gather_limbs(tables: EnvTables, per_body: jax.Array) -> jax.Array:
+    """[B, NB, ...] body quantities -> [B, L, ...] limb quantities."""
+    index = tables.limb_body.reshape(tables.limb_body.shape + (1,) * (per_body.ndim - 2))
+    return jnp.take_along_axis(per_body, index, axis=1)
+
+
+def _safe_unit(v: jax.Array) -> jax.Array:
+    """v / |v| with zero for a zero vector, and finite gradients everywhere."""
+    sq = jnp.sum(v * v, -1, keepdims=True)
+    safe = jnp.where(sq > 0, sq, 1.0)
+    return jnp.where(sq > 0, v / jnp.sqrt(safe), 0.0)
+
+
+def _clip_length(v: jax.Array, limit: float) -> jax.Array:
+    norm = jnp.sqrt(jnp.sum(v * v, -1, keepdims=True))
+    return v * jnp.minimum(1.0, limit / jnp.maximum(norm, 1e-12))
+
+
+def observe(tables: EnvTables, kin: Kinematics, qpos: jax.Array, target: jax.Array) -> Observation:
+    pos = _gather_limbs(tables, kin.xpos)  # [B, L, 3]
+    torso = kin.xpos[:, 0]
+    to_target = jnp.concatenate([target - torso[:, :2], jnp.zeros_like(target[:, :1])], -1)
+    b, l = tables.limb_mask.shape
+    broadcast = lambda v: jnp.broadcast_to(v[:, None, :], (b, l, 3))  # noqa: E731
+    axes = _gather_limbs(tables, kin.joint_axis)  # [B, L, 3, 3]
+    vectors = jnp.concatenate(
+        [
+            jnp.stack(
+                [
+                    pos - torso[:, None, :],
+                    jnp.broadcast_to(jnp.asarray(GRAVITY, pos.dtype), (b, l, 3)),
+                    broadcast(_safe_unit(to_target)),
+                    _clip_length(_gather_limbs(tables, kin.linvel), VELOCITY_CLIP),
+                    _gather_limbs(tables, kin.angvel),
+                ],
+                axis=2,
+            ),
+            axes,
+        ],
+        axis=2,
+    )
+
+    valid = tables.hinge_valid
+    angle = jnp.where(valid, jnp.take_along_axis(qpos[:, None, :], tables.hinge_qposadr.reshape(b, -1)[:, None, :], 2).reshape(b, l, 3), 0.0)
+    lo, hi = tables.hinge_range[..., 0], tables.hinge_range[..., 1]
+    span = jnp.where(hi > lo, hi - lo, 1.0)
+    normalised = jnp.where(valid & (hi > lo), (angle - lo) / span, 0.5)
+    degrees = jnp.rad2deg(tables.hinge_range)
+    ranges = ((180.0 + degrees) / 360.0).reshape(b, l, 6)
+    scalars = jnp.concatenate([angle, normalised, ranges, tables.limb_onehot, pos[..., 2:3]], -1)
+
+    mask = tables.limb_mask
+    vectors = jnp.where(mask[..., None, None], vectors, 0.0)
+    scalars = jnp.where(mask[..., None], scalars, 0.0)
+    # A diverged simulation must never leak NaN or Inf into an observation.
+    vectors = jnp.nan_to_num(vectors, nan=0.0, posinf=0.0, neginf=0.0)
+    scalars = jnp.nan_to_num(scalars, nan=0.0, posinf=0.0, neginf=0.0)
+    return Observation(
+        vectors=vectors,
+        scalars=scalars,
+        limb_mask=mask,
+        parent=tables.parent,
+        action_mask=tables.action_mask,
+    )
+
+
+def heading(qpos: jax.Array) -> jax.Array:
+    """Unit xy direction of the torso's x axis."""
+    rot = quat_to_mat(qpos[:, 3:7])
+    return _safe_unit(rot[:, :2, 0])
+
+
+def reward(
+    tables: EnvTables,
+    qpos_before: jax.Array,
+    qpos_after: jax.Array,
+    target: jax.Array,
+    action: jax.Array,
+) -> jax.Array:
+    """Progress toward the target + progress along the heading + alive - control cost."""
+    p0, p1 = qpos_before[:, :2], qpos_after[:, :2]
+    progress = (jnp.linalg.norm(target - p0, axis=-1) - jnp.linalg.norm(target - p1, axis=-1)) / tables.dt
+    forward = jnp.sum((p1 - p0) * heading(qpos_before), -1) / tables.dt
+    control = CONTROL_COST * jnp.sum(jnp.square(action), axis=(-2, -1))
+    return progress + tables.heading_weight * forward + tables.alive_bonus - control
+
+
+def unhealthy(tables: EnvTables, kin: Kinematics, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
+    """Family-specific end of an episode (SPEC.md, Termination)."""
+    limb_z = _gather_limbs(tables, kin.xpos)[..., 2]
+    z = jnp.min(jnp.where(tables.height_mask, limb_z, jnp.inf), axis=-1)
+    rot = kin.xmat[:, 0]
+    tilt = jnp.arccos(jnp.clip(rot[:, 2, 2], -1.0, 1.0))
+    pitch, roll = pitch_roll_of(rot)
+    joints = jnp.arange(qpos.shape[-1]) >= 2
+    bound = jnp.maximum(jnp.max(jnp.where(joints, jnp.abs(qpos), 0.0), -1), jnp.max(jnp.abs(qvel), -1))
+    healthy = (
+        (z > tables.z_lo)
+        & (z < tables.z_hi)
+        & (tilt < tables.max_tilt)
+        & (jnp.abs(pitch) < tables.max_pitch)
+        & (jnp.abs(roll) < tables.max_roll)
+        & (jnp.sum(qvel * qvel, -1) > tables.min_speed_sq)
+        & (bound < tables.state_bound)
+    )
+    return ~healthy
+
+
+def _per_env_uniform(keys: jax.Array, shape: tuple[int, ...], low=0.0, high=1.0) -> jax.Array:
+    """One independent draw per environment key, so a row never depends on the batch size."""
+    return jax.vmap(lambda k: jax.random.uniform(k, shape, minval=low, maxval=high))(keys)
+
+
+def random_targets(keys: jax.Array, origin: jax.Array, task: str) -> jax.Array:
+    """Targets in a uniformly random direction from `origin` [B, 2]."""
+    k_dir, k_dist = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    angle = _per_env_uniform(k_dir, (), -jnp.pi, jnp.pi)
+    if task == "v1":
+        distance = jnp.full_like(angle, V1_TARGET_DISTANCE)
+    else:
+        distance = _per_env_uniform(k_dist, (), *V2_TARGET_RANGE)
+    return origin + distance[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1)
+
+
+def initial_state(tables: EnvTables, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Reset: default pose plus noise, then a uniformly random heading."""
+    nq, nv = tables.qpos_valid.shape[-1], tables.qvel_valid.shape[-1]
+    k_q, k_v, k_yaw = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, 3))(keys), 1, 0)
+    noise_q = _per_env_uniform(k_q, (nq,), -1.0, 1.0) * tables.qpos_noise[:, None]
+    uniform_v = _per_env_uniform(k_v, (nv,), -1.0, 1.0)
+    normal_v = jax.vmap(lambda k: jax.random.normal(k, (nv,)))(k_v)
+    noise_v = jnp.where(tables.qvel_noise_gaussian[:, None], normal_v, uniform_v) * tables.qvel_noise[:, None]
+    qpos = tables.qpos0 + jnp.where(tables.qpos_valid, noise_q, 0.0)
+    qvel = jnp.where(tables.qvel_valid, noise_v, 0.0)
+    yaw = _per_env_uniform(k_yaw, (), -jnp.pi, jnp.pi)
+    return rotate_root(qpos, yaw), qvel
+
+
+def rotate_root(qpos: jax.Array, yaw: jax.Array) -> jax.Array:
+    """Turn whole robots about the vertical axis through the world origin."""
+    c, s = jnp.cos(yaw), jnp.sin(yaw)
+    x, y = qpos[:, 0], qpos[:, 1]
+    quat = qpos[:, 3:7] / jnp.linalg.norm(qpos[:, 3:7], axis=-1, keepdims=True)
+    quat = quat_mul(yaw_quat(yaw), quat)
+    return qpos.at[:, 0].set(c * x - s * y).at[:, 1].set(s * x + c * y).at[:, 3:7].set(quat)
