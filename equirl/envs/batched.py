@@ -7,6 +7,8 @@ jitted, scanned over and placed inside a compiled training loop.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,6 +92,18 @@ class BatchedEnv:
 
     # -- the task -------------------------------------------------------------
 
+    def observe(self, qpos: jax.Array, qvel: jax.Array, target: jax.Array) -> Observation:
+        """The observation of arbitrary states (e.g. transformed ones)."""
+        return self._observe(qpos, qvel, target)
+
+    @functools.cached_property
+    def _observe(self):
+        return jax.jit(lambda q, v, t: task.observe(self.tables, task.kinematics(self.tables, q, v), q, t))
+
+    def with_state(self, state: EnvState, qpos: jax.Array, qvel: jax.Array, target: jax.Array) -> EnvState:
+        """`state` moved to new physics coordinates and targets, its observation recomputed."""
+        return state.replace(qpos=qpos, qvel=qvel, target=target, obs=self.observe(qpos, qvel, target))
+
     def reset(self, key: jax.Array) -> EnvState:
         return self._reset_rows(jax.random.split(key, self.num_envs))
 
@@ -145,9 +159,10 @@ class BatchedEnv:
 
         finite_state = jnp.all(jnp.isfinite(qpos), -1) & jnp.all(jnp.isfinite(qvel), -1)
         unstable = was_reset | ~finite_state
-        # A diverged row keeps its last good state, so nothing below sees NaN.
-        qpos = jnp.where(unstable[:, None], state.qpos, qpos)
-        qvel = jnp.where(unstable[:, None], state.qvel, qvel)
+        # A diverged row keeps its last state (made finite), so nothing below sees NaN.
+        finite = lambda x: jnp.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # noqa: E731
+        qpos = jnp.where(unstable[:, None], finite(state.qpos), qpos)
+        qvel = jnp.where(unstable[:, None], finite(state.qvel), qvel)
         time = jnp.where(unstable, state.time, time)
 
         kin = task.kinematics(t, qpos, qvel)

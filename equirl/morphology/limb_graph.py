@@ -26,6 +26,7 @@ class KinematicTree:
     a body in MuJoCo's order; unused joint slots have `joint_valid == False`.
     """
 
+    body_id: np.ndarray  # [NB] MuJoCo body id
     parent: np.ndarray  # [NB] int, -1 for the root
     body_pos: np.ndarray  # [NB, 3] offset from the parent frame
     body_quat: np.ndarray  # [NB, 4] (w, x, y, z) rotation from the parent frame

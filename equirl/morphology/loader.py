@@ -116,6 +116,7 @@ def _kinematic_tree(model: mujoco.MjModel, bodies: list[int], fail) -> Kinematic
     index = {b: k for k, b in enumerate(bodies)}
     nb = len(bodies)
     tree = dict(
+        body_id=np.array(bodies, np.int32),
         parent=np.full(nb, -1, np.int32),
         body_pos=np.zeros((nb, 3)),
         body_quat=np.tile([1.0, 0.0, 0.0, 0.0], (nb, 1)),

@@ -1,0 +1,199 @@
+"""The batched 3D-SGRL task: observations, actions, rewards, episode ends, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from equirl.envs import task
+from equirl.envs.config import EnvConfig
+from equirl.errors import ConfigError, MorphologyError
+
+MIXED = ("hopper_3_shin", "walker_7_full", "cheetah_14_full")
+
+
+@pytest.fixture(scope="module")
+def mixed(make_env):
+    return make_env(bodies=MIXED, num_envs=6, autoreset=False)
+
+
+@pytest.fixture(scope="module")
+def hopper(make_env):
+    return make_env(bodies=("hopper_5_full",), num_envs=4, autoreset=False)
+
+
+def random_actions(env, seed):
+    return jax.random.uniform(jax.random.PRNGKey(seed), (env.num_envs,) + env.action_shape, minval=-1, maxval=1)
+
+
+def test_mixed_batch_observation_layout(mixed):
+    state = mixed.reset(jax.random.PRNGKey(0))
+    obs = state.obs
+    limbs = [m.num_limbs for m in mixed.morphologies] * 2
+    assert obs.vectors.shape == (6, 16, task.NUM_VECTORS, 3) and obs.scalars.shape == (6, 16, task.NUM_SCALARS)
+    np.testing.assert_array_equal(obs.limb_mask.sum(-1), limbs)
+    for row, n in enumerate(limbs):
+        assert not np.any(obs.vectors[row, n:]) and not np.any(obs.scalars[row, n:])  # padding is zero
+        assert np.all(obs.parent[row, n:] == -1) and obs.parent[row, 0] == -1
+        np.testing.assert_allclose(obs.vectors[row, :n, 1], np.tile([0, 0, -9.81], (n, 1)), rtol=1e-6)
+    torso = obs.vectors[:, 0]
+    np.testing.assert_allclose(torso[:, 0], 0.0, atol=1e-6)  # position relative to itself
+    np.testing.assert_allclose(np.linalg.norm(torso[:, 2], axis=-1), 1.0, rtol=1e-5)  # unit target direction
+    np.testing.assert_allclose(torso[:, 2, 2], 0.0)
+    assert not np.any(torso[:, 5:])  # the torso has no hinge axes
+    np.testing.assert_allclose(obs.scalars[:, 0, :12], np.r_[np.zeros(3), np.full(9, 0.5)][None].repeat(6, 0))
+    np.testing.assert_array_equal(obs.scalars[:, 0, 12:16], np.tile([1, 0, 0, 0], (6, 1)))
+    axes = np.linalg.norm(obs.vectors[:, :, 5:], axis=-1)
+    np.testing.assert_allclose(axes[obs.action_mask], 1.0, rtol=1e-5)  # actuated hinges have unit axes
+    # Random yaw at reset: headings are spread out, not all equal.
+    headings = task.heading(state.qpos)
+    assert np.ptp(np.arctan2(headings[:, 1], headings[:, 0])) > 0.5
+
+
+def test_reward_is_the_published_formula(hopper, make_env):
+    for env in (hopper, make_env(bodies=MIXED, num_envs=6, autoreset=False)):
+        before = env.reset(jax.random.PRNGKey(1))
+        action = random_actions(env, 2)
+        after = env.step(before, action)
+        t = env.tables
+        p0, p1, target = np.asarray(before.qpos[:, :2], np.float64), np.asarray(after.qpos[:, :2], np.float64), np.asarray(before.target, np.float64)
+        dt = np.asarray(t.dt)
+        rot = np.asarray(jax.vmap(lambda q: task.quat_to_mat(q))(before.qpos[:, 3:7]))
+        h = rot[:, :2, 0] / np.linalg.norm(rot[:, :2, 0], axis=-1, keepdims=True)
+        masked = np.clip(np.asarray(action), -1, 1) * np.asarray(t.action_mask)
+        expected = (
+            (np.linalg.norm(target - p0, axis=-1) - np.linalg.norm(target - p1, axis=-1)) / dt
+            + np.asarray(t.heading_weight) * np.sum((p1 - p0) * h, -1) / dt
+            + np.asarray(t.alive_bonus)
+            - 1e-3 * np.sum(masked**2, axis=(1, 2))
+        )
+        np.testing.assert_allclose(after.reward, expected, atol=2e-3)
+
+
+def test_nonfinite_actions_are_zeroed_and_counted(hopper):
+    state = hopper.reset(jax.random.PRNGKey(3))
+    action = np.array(random_actions(hopper, 4))
+    poisoned = action.copy()
+    poisoned[0, 1, 0], poisoned[0, 2, 1], poisoned[2, 1, 2] = np.nan, np.inf, -np.inf
+    cleaned = np.where(np.isfinite(poisoned), poisoned, 0.0)
+    a, b = hopper.step(state, jnp.asarray(poisoned)), hopper.step(state, jnp.asarray(cleaned))
+    np.testing.assert_array_equal(a.info["nonfinite_actions"], [2, 0, 1, 0])
+    np.testing.assert_array_equal(a.qpos, b.qpos)
+    assert np.isfinite(a.obs.vectors).all() and np.isfinite(a.reward).all()
+
+
+def test_masked_actions_do_nothing(mixed):
+    state = mixed.reset(jax.random.PRNGKey(5))
+    action = np.array(random_actions(mixed, 6))
+    other = np.where(np.asarray(state.obs.action_mask), action, 123.0)  # junk where nothing is driven
+    a, b = mixed.step(state, jnp.asarray(action)), mixed.step(state, jnp.asarray(other))
+    np.testing.assert_array_equal(a.qpos, b.qpos)
+    np.testing.assert_array_equal(a.reward, b.reward)
+
+
+def test_diverging_simulation_ends_its_episode_cleanly(hopper):
+    state = hopper.reset(jax.random.PRNGKey(7))
+    bad = state.replace(qvel=state.qvel.at[0, 6:].set(1e30), qpos=state.qpos.at[1, 9].set(jnp.nan))
+    after = hopper.step(bad, jnp.zeros((4,) + hopper.action_shape))
+    np.testing.assert_array_equal(after.info["unstable"], [True, True, False, False])
+    assert after.terminated[0] and after.terminated[1]
+    for leaf in (after.obs.vectors, after.obs.scalars, after.reward, after.qpos, after.qvel):
+        assert np.isfinite(leaf).all()
+
+
+def test_family_terminations(mixed):
+    state = mixed.reset(jax.random.PRNGKey(8))
+    qpos = np.array(state.qpos)
+    qpos[0, 2] = 0.3  # hopper_3_shin below its 0.45 m minimum
+    qpos[1, 3:7] = [np.cos(0.6), np.sin(0.6), 0, 0]  # walker rolled by 1.2 rad
+    after = mixed.step(mixed.env.with_state(state, jnp.asarray(qpos), state.qvel, state.target), jnp.zeros((6,) + mixed.action_shape))
+    assert after.terminated[0] and after.terminated[1]
+    assert not after.terminated[3] and not after.terminated[4]  # untouched hopper and walker live on
+    # A cheetah that stands still (sum of qvel^2 below 1) ends its episode.
+    still = jnp.zeros_like(state.qvel)
+    kin = task.kinematics(mixed.tables, state.qpos, still)
+    np.testing.assert_array_equal(task.unhealthy(mixed.tables, kin, state.qpos, still), [False, False, True] * 2)
+    moving = state.qvel.at[:, 0].set(1.5)
+    kin = task.kinematics(mixed.tables, state.qpos, moving)
+    assert not task.unhealthy(mixed.tables, kin, state.qpos, moving).any()
+
+
+def test_truncation_is_not_termination_and_autoreset_restarts(make_env):
+    env = make_env(bodies=("walker_7_full",), num_envs=2, episode_length=3, autoreset=True)
+    state = env.reset(jax.random.PRNGKey(9))
+    zeros = jnp.zeros((2,) + env.action_shape)
+    for _ in range(2):
+        state = env.step(state, zeros)
+        assert not state.truncated.any()
+    state = env.step(state, zeros)
+    assert state.truncated.all() and not state.terminated.any()
+    np.testing.assert_array_equal(state.steps, 0)  # restarted
+    np.testing.assert_array_equal(state.info["episode_length"], 3)
+    assert not np.allclose(state.info["final_obs"].vectors, state.obs.vectors)  # the last observation is kept apart
+
+
+def test_v2_draws_a_new_waypoint_when_reached(make_env):
+    env = make_env(bodies=("hopper_5_full",), num_envs=2, task="v2", autoreset=False)
+    state = env.reset(jax.random.PRNGKey(10))
+    dist = np.linalg.norm(state.target - state.qpos[:, :2], axis=-1)
+    assert np.all((dist >= 10) & (dist <= 20))
+    near = state.target.at[0].set(state.qpos[0, :2] + jnp.array([0.5, 0.0]))
+    after = env.step(env.env.with_state(state, state.qpos, state.qvel, near), jnp.zeros((2,) + env.action_shape))
+    np.testing.assert_array_equal(after.info["waypoint_reached"], [True, False])
+    new_dist = np.linalg.norm(after.target[0] - after.qpos[0, :2])
+    assert 10 <= new_dist <= 20
+    np.testing.assert_array_equal(after.target[1], near[1])
+
+
+def test_v1_target_is_far_away(hopper):
+    state = hopper.reset(jax.random.PRNGKey(11))
+    np.testing.assert_allclose(np.linalg.norm(state.target - state.qpos[:, :2], axis=-1), 1e4, rtol=1e-5)
+
+
+def test_native_backend_runs_inside_one_compiled_scan(hopper):
+    env = hopper.env
+    state = hopper.reset(jax.random.PRNGKey(12))
+    actions = jax.random.uniform(jax.random.PRNGKey(13), (5, 4) + env.action_shape, minval=-1, maxval=1)
+    scanned = jax.jit(lambda s, a: jax.lax.scan(lambda c, x: (env.step(c, x), c.reward), s, a))(state, actions)[0]
+    looped = state
+    for a in actions:
+        looped = hopper.step(looped, a)
+    np.testing.assert_allclose(scanned.qpos, looped.qpos, atol=1e-6)
+    np.testing.assert_allclose(scanned.obs.vectors, looped.obs.vectors, atol=1e-5)
+
+
+def test_same_key_same_trajectory(hopper):
+    def run():
+        state = hopper.reset(jax.random.PRNGKey(14))
+        for i in range(3):
+            state = hopper.step(state, random_actions(hopper, 20 + i))
+        return state
+
+    np.testing.assert_array_equal(run().qpos, run().qpos)
+
+
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        (dict(num_envs=0), "num_envs=0"),
+        (dict(task="v3"), "task='v3'"),
+        (dict(backend="cuda"), "backend='cuda'"),
+        (dict(max_limbs=-1), "max_limbs=-1"),
+        (dict(bodies=()), "bodies"),
+        (dict(episode_length=2.5), "episode_length=2.5"),
+    ],
+)
+def test_config_rejects_bad_values(fields, problem):
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(")):
+        EnvConfig(**fields)
+
+
+def test_unknown_body_and_too_many_limbs():
+    from equirl.envs.batched import BatchedEnv
+
+    with pytest.raises(MorphologyError, match="'walker_99'"):
+        BatchedEnv(EnvConfig(bodies=("walker_99",)))
+    with pytest.raises(MorphologyError, match="14 limbs is more than the configured maximum of 8"):
+        BatchedEnv(EnvConfig(bodies=("cheetah_14_full",), max_limbs=8))
+    with pytest.raises(ConfigError, match="num_envs=2"):
+        BatchedEnv(EnvConfig(bodies=MIXED, num_envs=2))
