@@ -1,0 +1,135 @@
+"""The `equirl` command line.
+
+    equirl demo                 step a mixed batch of bodies with random actions
+    equirl bodies               list the 3D-SGRL bodies and suites
+    equirl inspect FILE.xml     show the limb graph the loader derives from any MJCF file
+    equirl write-envs           (re)write envs/ with the body builder
+
+Errors a user can cause are printed as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from equirl.errors import EquirlError
+
+
+def _bodies(_args) -> None:
+    from equirl.morphology import sgrl
+
+    print(f"{'body':36s} {'family':9s} {'limbs':>5s}  split")
+    for family, names in sgrl.FAMILIES.items():
+        for name in names:
+            split = "zero-shot" if name in sgrl.ZERO_SHOT.get(family, ()) else "train"
+            print(f"{name:36s} {family:9s} {len(sgrl.sgrl_body(name).limb_names):5d}  {split}")
+    print("\nsuites: " + ", ".join(f"{k} ({len(v)})" for k, v in sgrl.SUITES.items()))
+
+
+def _inspect(args) -> None:
+    from equirl.morphology.limb_graph import LIMB_TYPES
+    from equirl.morphology.loader import load_mjcf
+
+    morph = load_mjcf(args.file, max_limbs=args.max_limbs)
+    graph = morph.graph
+    print(f"{morph.source}: {graph.num_limbs} limbs, {int(graph.action_mask.sum())} driven hinges, "
+          f"timestep {morph.model.opt.timestep} s")
+    for i, name in enumerate(graph.limb_names):
+        parent = graph.limb_names[graph.parent[i]] if graph.parent[i] >= 0 else "-"
+        kind = LIMB_TYPES[graph.limb_type[i]] if graph.limb_type[i] >= 0 else "other"
+        hinges = "".join("M" if m else ("h" if j >= 0 else ".") for m, j in zip(graph.action_mask[i], graph.hinge_joint[i]))
+        print(f"  {i:2d} {name:24s} parent={parent:20s} type={kind:6s} hinges={hinges}")
+    print("hinges: M driven, h passive (no motor or gear 0), . none")
+
+
+def _write_envs(args) -> None:
+    from equirl.morphology import write_envs
+
+    code = write_envs.main(["--out", args.out] + (["--check"] if args.check else []))
+    if code:
+        raise SystemExit(code)
+
+
+def _demo(args) -> None:
+    """Random actions on a mixed batch: shows the suite and measures its speed."""
+    import jax
+    import numpy as np
+
+    from equirl.envs.batched import BatchedEnv
+    from equirl.envs.config import EnvConfig
+
+    config = EnvConfig(bodies=tuple(args.bodies), num_envs=args.envs, task=args.task, backend=args.backend)
+    env = BatchedEnv(config)
+    n_bodies = len(env.morphologies)
+    print(f"{n_bodies} bodies, {config.num_envs} environments, task {config.task}, "
+          f"{env.backend_name} backend, padded to {env.num_limbs} limbs")
+
+    def rollout(state, key):
+        def body(carry, _):
+            state, key = carry
+            key, sub = jax.random.split(key)
+            action = jax.random.uniform(sub, (env.num_envs,) + env.action_shape, minval=-1.0, maxval=1.0)
+            state = env.step(state, action)
+            done = state.terminated | state.truncated
+            return (state, key), (done, state.info["episode_return"], state.info["episode_length"])
+
+        return jax.lax.scan(body, (state, key), None, length=args.steps)
+
+    start = time.perf_counter()
+    compiled = jax.jit(rollout).lower(env.reset(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)).compile()
+    print(f"compiled in {time.perf_counter() - start:.1f} s")
+    start = time.perf_counter()
+    (_, _), (done, returns, lengths) = jax.block_until_ready(compiled(env.reset(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)))
+    seconds = time.perf_counter() - start
+    done, returns, lengths = np.asarray(done), np.asarray(returns), np.asarray(lengths)
+    print(f"{args.steps * env.num_envs:,} environment steps in {seconds:.1f} s "
+          f"({args.steps * env.num_envs / seconds:,.0f} steps/s, {args.steps * env.num_envs * config.frame_skip / seconds:,.0f} physics steps/s)")
+    print(f"\n{'body':36s} {'limbs':>5s} {'episodes':>8s} {'mean return':>12s} {'mean length':>12s}")
+    for b, morph in enumerate(env.morphologies):
+        cols = env.body_of_env == b
+        ended = done[:, cols]
+        ret, length = returns[:, cols][ended], lengths[:, cols][ended]
+        mean_ret = f"{ret.mean():12.1f}" if ret.size else f"{'-':>12s}"
+        mean_len = f"{length.mean():12.1f}" if length.size else f"{'-':>12s}"
+        print(f"{morph.name:36s} {morph.num_limbs:5d} {int(ended.sum()):8d} {mean_ret} {mean_len}")
+    env.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="equirl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="step a mixed batch of bodies with random actions")
+    demo.add_argument("--bodies", nargs="+", default=["CWHH"], help="body names, suites, MJCF paths or random:COUNT:SEED")
+    demo.add_argument("--envs", type=int, default=46)
+    demo.add_argument("--steps", type=int, default=250, help="control steps")
+    demo.add_argument("--task", default="v1", choices=["v1", "v2"])
+    demo.add_argument("--backend", default="auto", choices=["auto", "native", "mjx"])
+    demo.set_defaults(run=_demo)
+
+    bodies = sub.add_parser("bodies", help="list the 3D-SGRL bodies and suites")
+    bodies.set_defaults(run=_bodies)
+
+    inspect = sub.add_parser("inspect", help="show the limb graph of an MJCF file")
+    inspect.add_argument("file")
+    inspect.add_argument("--max-limbs", type=int, default=None)
+    inspect.set_defaults(run=_inspect)
+
+    write = sub.add_parser("write-envs", help="write the benchmark bodies as MJCF files")
+    write.add_argument("--out", default="envs")
+    write.add_argument("--check", action="store_true", help="only report files that are missing or stale")
+    write.set_defaults(run=_write_envs)
+
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except EquirlError as err:
+        print(f"equirl: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
