@@ -11,6 +11,7 @@ Errors a user can cause are printed as one line, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -57,10 +58,15 @@ def _demo(args) -> None:
     import jax
     import numpy as np
 
+    from equirl.config_io import load_yaml
     from equirl.envs.batched import BatchedEnv
     from equirl.envs.config import EnvConfig
 
-    config = EnvConfig(bodies=tuple(args.bodies), num_envs=args.envs, task=args.task, backend=args.backend)
+    DEMO_CONFIG = EnvConfig(bodies=("CWHH",), num_envs=46)
+
+    config = load_yaml(EnvConfig, args.config) if args.config else DEMO_CONFIG
+    overrides = dict(bodies=args.bodies and tuple(args.bodies), num_envs=args.envs, task=args.task, backend=args.backend)
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     env = BatchedEnv(config)
     n_bodies = len(env.morphologies)
     print(f"{n_bodies} bodies, {config.num_envs} environments, task {config.task}, "
@@ -102,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="step a mixed batch of bodies with random actions")
-    demo.add_argument("--bodies", nargs="+", default=["CWHH"], help="body names, suites, MJCF paths or random:COUNT:SEED")
-    demo.add_argument("--envs", type=int, default=46)
+    demo.add_argument("--config", help="an environment config (YAML), e.g. configs/env/hopper_v1.yaml; default: CWHH, 46 envs")
+    demo.add_argument("--bodies", nargs="+", help="body names, suites, MJCF paths or random:COUNT:SEED")
+    demo.add_argument("--envs", type=int, help="number of environments")
     demo.add_argument("--steps", type=int, default=250, help="control steps")
-    demo.add_argument("--task", default="v1", choices=["v1", "v2"])
-    demo.add_argument("--backend", default="auto", choices=["auto", "native", "mjx"])
+    demo.add_argument("--task", choices=["v1", "v2"])
+    demo.add_argument("--backend", choices=["auto", "native", "mjx"])
     demo.set_defaults(run=_demo)
 
     bodies = sub.add_parser("bodies", help="list the 3D-SGRL bodies and suites")
