@@ -9,6 +9,8 @@ measures equivariance uses these functions.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -138,3 +140,65 @@ def yaw_quat(angle: jax.Array) -> jax.Array:
     half = 0.5 * angle
     zero = jnp.zeros_like(half)
     return jnp.stack([jnp.cos(half), zero, zero, jnp.sin(half)], -1)
+
+
+# --- group elements with a translation, and Lie-algebra generators ---------
+# (added for the equivariance metrics of equirl/equivariance.py)
+
+# Infinitesimal rotation about the gravity axis: d/dt yaw_matrix(t) at t = 0.
+ROTATION_GENERATOR_Z = jnp.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+# Infinitesimal horizontal translations.
+TRANSLATION_GENERATOR_X = jnp.array([1.0, 0.0, 0.0])
+TRANSLATION_GENERATOR_Y = jnp.array([0.0, 1.0, 0.0])
+
+
+class Isometry(NamedTuple):
+    """An element of O_g(3) x horizontal translations: x -> rotation @ x + translation.
+
+    `rotation` [..., 3, 3] fixes the z axis (it may be a reflection);
+    `translation` [..., 3] has zero z. Directions (velocities, axes, relative
+    positions) feel only the rotation; absolute positions feel both. Being a
+    NamedTuple, it is a pytree: it can be vmapped, jitted and differentiated.
+    """
+
+    rotation: jax.Array
+    translation: jax.Array
+
+
+def identity_isometry(shape: tuple[int, ...] = ()) -> Isometry:
+    return Isometry(jnp.broadcast_to(jnp.eye(3), shape + (3, 3)), jnp.zeros(shape + (3,)))
+
+
+def random_isometry(
+    key: jax.Array, shape: tuple[int, ...] = (), reflections: bool = True, translation_scale: float = 1.0
+) -> Isometry:
+    """A random O_g(3) element (see random_og3) with a N(0, scale^2) horizontal translation."""
+    k_rot, k_shift = jax.random.split(key)
+    shift = translation_scale * jax.random.normal(k_shift, shape + (2,))
+    return Isometry(random_og3(k_rot, shape, reflections), jnp.concatenate([shift, jnp.zeros(shape + (1,))], -1))
+
+
+def isometry_along(rotation_generator: jax.Array, translation_generator: jax.Array, t: jax.Array) -> Isometry:
+    """The element reached at parameter t along (rotation generator A, translation generator b).
+
+    Returns (expm(t A), t b): for a pure rotation or a pure translation this is
+    exactly the one-parameter subgroup; in general its derivative at t = 0 is
+    (A, b), which is all a Lie derivative needs. Differentiable in t.
+    """
+    rot = jax.scipy.linalg.expm(t * rotation_generator)
+    return Isometry(rot, t * translation_generator)
+
+
+def act_on_points(g: Isometry, p: jax.Array) -> jax.Array:
+    """Apply g to absolute positions p[..., 3]: rotation then translation."""
+    return act_on_vectors(g.rotation, p) + g.translation
+
+
+def compose_isometries(a: Isometry, b: Isometry) -> Isometry:
+    """a after b."""
+    return Isometry(a.rotation @ b.rotation, act_on_vectors(a.rotation, b.translation) + a.translation)
+
+
+def invert_isometry(g: Isometry) -> Isometry:
+    rot_t = jnp.swapaxes(g.rotation, -1, -2)
+    return Isometry(rot_t, -act_on_vectors(rot_t, g.translation))

@@ -5,14 +5,10 @@ caller resets, as Gymnasium expects) and converts between JAX arrays and the
 NumPy values Gymnasium's API promises. Observations stay per-limb: a dict of
 the `Observation` fields with the batch dimension dropped.
 
-Ids: `equirl/<body>-v1` and `equirl/<body>-v2` for every 3D-SGRL body (the
-version is the task version), and `equirl/MJCF-v1` / `equirl/MJCF-v2` for any
-MJCF file, given as `gymnasium.make("equirl/MJCF-v1", xml_path=...)`.
-
-Gymnasium 1.x no longer loads the `gymnasium.envs` entry point declared in
-pyproject.toml, so importing this module registers the ids; without an
-explicit import use the module-prefixed form
-`gymnasium.make("equirl.envs.gym_env:equirl/hopper_5_full-v1")`.
+Ids (registered on `import equirl`, see equirl/envs/registration.py):
+`equirl/<body>-v0` (task v1) and `equirl/<body>_waypoints-v0` (task v2) for
+every 3D-SGRL body, and `equirl/MJCF-v0` / `equirl/MJCF_waypoints-v0` for any
+MJCF file: `gymnasium.make("equirl/MJCF-v0", xml_path=...)`.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from equirl.envs.task import NUM_SCALARS, NUM_VECTORS
 from equirl.envs.registration import register_envs
 from equirl.errors import ConfigError, EquirlError
 
-NAMESPACE = "equirl"
 RENDER_MODES = ("rgb_array",)
 # Enough room for any body when we only want to know its own limb count.
 _UNBOUNDED_LIMBS = 1 << 20

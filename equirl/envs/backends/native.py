@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
+from equirl.errors import MorphologyError
 from equirl.morphology.limb_graph import Morphology
 
 _STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -30,7 +31,7 @@ class NativeBackend:
         for m, model in zip(morphs, self.models):
             expected = 1 + model.nq + model.nv
             if mujoco.mj_stateSize(model, _STATE) != expected:
-                raise ValueError(f"{m.source}: unexpected physics state layout")  # guarded by the loader
+                raise MorphologyError(f"{m.source}: physics state has parts other than time, qpos and qvel")
         self.timesteps = np.array([model.opt.timestep for model in self.models])
         self._pool = rollout.Rollout(nthread=num_threads if num_threads > 1 else 0)
         # Each thread needs its own MjData per model.

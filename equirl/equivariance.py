@@ -1,0 +1,190 @@
+"""How far a function is from equivariant: finite-group and Lie-derivative errors.
+
+For any f and any way the group acts on its inputs (`act_in(g, x)`) and
+outputs (`act_out(g, y)`), with g an `equirl.geometry.Isometry` (an O_g(3)
+element and a horizontal translation):
+
+  finite_group_error    mean over n random g of |f(g.x) - g.f(x)| / |f(x)|
+  lie_derivative_error  |d/dt [f(g_t.x) - g_t.f(x)] at t=0| / |f(x)|, with
+                        g_t moving along a generator (a rotation about z by
+                        default, or a horizontal translation), by jax.jvp
+
+Norms are Frobenius norms over the whole output pytree (all batch elements
+together). Both are zero exactly when f is equivariant (to rounding); a
+network that is not gives errors of order one. Everything here is jit-able
+given static `fn`, `act_in`, `act_out` and `num_samples`.
+
+Ready-made actions:
+  act_on_observation    every observation vector channel v -> R v (all eight
+                        treated as polar vectors; see below), scalars, masks
+                        and the tree unchanged. Translations act trivially:
+                        the observation holds no absolute horizontal position
+                        (positions are relative to the torso, the height is a
+                        z coordinate), so a translated scene gives the same
+                        observation.
+  invariant             y -> y (values, Q-values, torques, log-stds)
+  act_on_limb_vectors   y[..., 3] -> R y (per-limb vectors, e.g. SET's u)
+  act_on_positions      absolute positions p[..., 3] -> R p + t
+  distribution_summary  turns an action distribution into [mode, stddev]
+                        stacked on a last axis: both invariant, so use it with
+                        `invariant`.
+
+About reflections: in the physical environment angular velocity and hinge
+axes are axial vectors (det(R) R v) and a reflection also relabels mirrored
+limbs (equirl.envs.symmetry). The network-level test here uses the simpler
+action v -> R v for all channels, under which a SET network is exactly
+equivariant; `act_on_observation_axial` applies the axial rule instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from equirl.envs.task import Observation
+from equirl.geometry import (
+    ROTATION_GENERATOR_Z,
+    TRANSLATION_GENERATOR_X,
+    Isometry,
+    act_on_points,
+    act_on_vectors,
+    isometry_along,
+    random_isometry,
+)
+
+Action = Callable[[Isometry, Any], Any]
+
+AXIAL_CHANNELS = (4, 5, 6, 7)  # angular velocity and the three hinge axes
+
+
+# --- group actions ------------------------------------------------------------
+
+
+def act_on_observation(g: Isometry, obs: Observation) -> Observation:
+    """Every vector channel v -> R v; translations act trivially (see the module doc)."""
+    return obs.replace(vectors=jnp.einsum("ij,...j->...i", g.rotation, obs.vectors))
+
+
+def act_on_observation_axial(g: Isometry, obs: Observation) -> Observation:
+    """As `act_on_observation`, but channels 4-7 (angular velocity, hinge axes)
+    transform as axial vectors, det(R) R v. Limbs are not relabelled."""
+    moved = jnp.einsum("ij,...j->...i", g.rotation, obs.vectors)
+    sign = jnp.where(jnp.arange(moved.shape[-2]) >= AXIAL_CHANNELS[0], jnp.linalg.det(g.rotation), 1.0)
+    return obs.replace(vectors=moved * sign[:, None])
+
+
+def invariant(g: Isometry, y: Any) -> Any:
+    del g
+    return y
+
+
+def act_on_limb_vectors(g: Isometry, y: jax.Array) -> jax.Array:
+    """Vectors on the last axis [..., 3] turn with R; translations do nothing."""
+    return act_on_vectors(g.rotation, y)
+
+
+def act_on_positions(g: Isometry, p: jax.Array) -> jax.Array:
+    """Absolute positions [..., 3]: R p + t."""
+    return act_on_points(g, p)
+
+
+def distribution_summary(dist) -> jax.Array:
+    """[..., L, 3, 2]: the distribution's mode and standard deviation, stacked.
+
+    For the torque distributions of equirl.nn both are invariant.
+    """
+    return jnp.stack([dist.mode(), dist.stddev()], -1)
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+def _norm(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in leaves))
+
+
+def _difference(a: Any, b: Any) -> Any:
+    return jax.tree_util.tree_map(jnp.subtract, a, b)
+
+
+def _relative(num: jax.Array, den: jax.Array) -> jax.Array:
+    return num / jnp.maximum(den, jnp.finfo(jnp.float32).tiny)
+
+
+def finite_group_errors(
+    fn: Callable[[Any], Any],
+    x: Any,
+    key: jax.Array,
+    num_samples: int = 8,
+    act_in: Action = act_on_observation,
+    act_out: Action = invariant,
+    reflections: bool = True,
+    translation_scale: float = 1.0,
+) -> jax.Array:
+    """[num_samples] relative errors |f(g.x) - g.f(x)| / |f(x)| for random g.
+
+    g: a uniform yaw, a reflection through a vertical plane with probability
+    1/2 (if `reflections`), and a N(0, translation_scale^2) horizontal shift.
+    One g acts on the whole batch x at a time.
+    """
+    y = fn(x)
+    scale = _norm(y)
+    elements = random_isometry(key, (num_samples,), reflections=reflections, translation_scale=translation_scale)
+
+    def error(g: Isometry) -> jax.Array:
+        return _relative(_norm(_difference(fn(act_in(g, x)), act_out(g, y))), scale)
+
+    return jax.lax.map(error, elements)
+
+
+def finite_group_error(fn, x, key, num_samples: int = 8, act_in: Action = act_on_observation,
+                       act_out: Action = invariant, reflections: bool = True,
+                       translation_scale: float = 1.0) -> jax.Array:
+    """Mean over num_samples random group elements of |f(g.x) - g.f(x)| / |f(x)|."""
+    return jnp.mean(
+        finite_group_errors(fn, x, key, num_samples, act_in, act_out, reflections, translation_scale)
+    )
+
+
+def lie_derivative_error(
+    fn: Callable[[Any], Any],
+    x: Any,
+    act_in: Action = act_on_observation,
+    act_out: Action = invariant,
+    rotation_generator: jax.Array = ROTATION_GENERATOR_Z,
+    translation_generator: jax.Array | None = None,
+) -> jax.Array:
+    """|L f(x)| / |f(x)| with L f(x) = d/dt [f(g_t.x) - g_t.f(x)] at t = 0.
+
+    g_t = (expm(t A), t b) for the rotation generator A (default: rotation
+    about z) and translation generator b (default: none). Use
+    `translation_generator=TRANSLATION_GENERATOR_X` with
+    `rotation_generator=0` for the translation Lie derivative. Computed in one
+    jax.jvp; the tangent is exact, not a finite difference.
+    """
+    if translation_generator is None:
+        translation_generator = jnp.zeros(3)
+    rotation_generator = jnp.asarray(rotation_generator, jnp.float32)
+    translation_generator = jnp.asarray(translation_generator, jnp.float32)
+    y = fn(x)
+
+    def gap(t: jax.Array) -> Any:
+        g = isometry_along(rotation_generator, translation_generator, t)
+        return _difference(fn(act_in(g, x)), act_out(g, y))
+
+    _, tangent = jax.jvp(gap, (jnp.zeros(()),), (jnp.ones(()),))
+    return _relative(_norm(tangent), _norm(y))
+
+
+def rotation_lie_error(fn, x, act_in: Action = act_on_observation, act_out: Action = invariant) -> jax.Array:
+    """Lie-derivative error along the rotation about z."""
+    return lie_derivative_error(fn, x, act_in, act_out, ROTATION_GENERATOR_Z, None)
+
+
+def translation_lie_error(fn, x, act_in: Action = act_on_observation, act_out: Action = invariant,
+                          generator: jax.Array = TRANSLATION_GENERATOR_X) -> jax.Array:
+    """Lie-derivative error along a horizontal translation (x by default)."""
+    return lie_derivative_error(fn, x, act_in, act_out, jnp.zeros((3, 3)), generator)

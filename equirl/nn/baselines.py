@@ -1,0 +1,230 @@
+"""Baselines with the same interface as the SET networks.
+
+- mlp: an MLP on the flattened, padded observation (vectors, scalars, limb
+  mask, one-hot parent index of every limb slot). Tied to max_limbs. Not
+  equivariant.
+- mlp_heading: the same MLP after `canonicalise_heading`, which turns every
+  vector about z so that the target direction points along +x. That makes it
+  exactly invariant to rotations about z (canonicalisation), but not to
+  reflections: a reflected scene canonicalises to the mirror image of the
+  original one, since no handedness is fixed. (Why the target direction: the
+  observation has no torso orientation -- the torso has no hinge axes -- and
+  the target direction is a horizontal unit vector in every observation.)
+- transformer: a plain pre-norm transformer over limbs, with the same tree
+  bias, masking, width, depth and heads as SET, that reads each limb's vector
+  coordinates as 24 ordinary scalars. Not equivariant.
+
+All outputs are the invariant torques directly (no projection onto axes).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from equirl.envs.task import Observation
+from equirl.errors import ConfigError
+from equirl.nn.config import NetworkConfig
+from equirl.nn.heads import (
+    SMALL_INIT,
+    LogStdHead,
+    PooledValueHead,
+    action_mask,
+    masked_actions,
+    torque_distribution,
+    twin,
+)
+from equirl.nn.tree_attention import TreeBias, attention_weights
+from equirl.nn.vector_ops import INPUT_VECTOR_SCALE, masked_mean
+
+TARGET_CHANNEL = 2
+
+
+# --- canonicalisation ----------------------------------------------------------
+
+
+def heading_rotation(obs: Observation) -> jax.Array:
+    """[..., 3, 3]: the rotation about z taking the target direction to +x.
+
+    The identity where the target direction has no horizontal part (it never
+    happens in the environment; it keeps padding-only inputs finite).
+    """
+    d = masked_mean(obs.vectors[..., TARGET_CHANNEL, :], obs.limb_mask, axis=-2)
+    sq = d[..., 0] ** 2 + d[..., 1] ** 2
+    ok = sq > 0
+    inv = jax.lax.rsqrt(jnp.where(ok, sq, 1.0))
+    c = jnp.where(ok, d[..., 0] * inv, 1.0)
+    s = jnp.where(ok, d[..., 1] * inv, 0.0)
+    zero, one = jnp.zeros_like(c), jnp.ones_like(c)
+    rows = [jnp.stack([c, s, zero], -1), jnp.stack([-s, c, zero], -1), jnp.stack([zero, zero, one], -1)]
+    return jnp.stack(rows, -2)
+
+
+def canonicalise_heading(obs: Observation) -> Observation:
+    """Every vector turned into the target-direction frame (d -> +x)."""
+    rot = heading_rotation(obs)
+    return obs.replace(vectors=jnp.einsum("...ij,...lcj->...lci", rot, obs.vectors))
+
+
+# --- MLP ---------------------------------------------------------------------------
+
+
+def flatten_observation(obs: Observation, extra: jax.Array | None = None) -> jax.Array:
+    """[..., F]: every limb slot's scaled vectors, scalars, mask and one-hot parent
+    (plus `extra` [..., L, E]), zeroed at padding."""
+    mask = obs.limb_mask
+    num = mask.shape[-1]
+    scale = jnp.asarray(INPUT_VECTOR_SCALE, obs.vectors.dtype)[:, None]
+    parts = [
+        (obs.vectors * scale).reshape(obs.vectors.shape[:-2] + (-1,)),
+        obs.scalars,
+        jax.nn.one_hot(obs.parent + 1, num + 1, dtype=obs.vectors.dtype),
+    ]
+    if extra is not None:
+        parts.append(extra)
+    per_limb = jnp.where(mask[..., None], jnp.concatenate(parts, -1), 0.0)
+    per_limb = jnp.concatenate([per_limb, mask[..., None].astype(per_limb.dtype)], -1)
+    return per_limb.reshape(per_limb.shape[:-2] + (-1,))
+
+
+class MLPBody(nn.Module):
+    hidden: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x):
+        for i, n in enumerate(self.hidden):
+            x = nn.gelu(nn.Dense(n, name=f"hidden_{i}")(x))
+        return x
+
+
+def _check_limbs(obs: Observation, max_limbs: int) -> None:
+    num = obs.limb_mask.shape[-1]
+    if num != max_limbs:
+        raise ConfigError(f"max_limbs={max_limbs}: the MLP was built for that many limb slots, the observation has {num}")
+
+
+def _prepare(obs: Observation, max_limbs: int, heading: bool) -> Observation:
+    _check_limbs(obs, max_limbs)
+    return canonicalise_heading(obs) if heading else obs
+
+
+class MLPActor(nn.Module):
+    """obs -> MaskedGaussian; heading=True canonicalises first (mlp_heading)."""
+
+    config: NetworkConfig
+    max_limbs: int
+    heading: bool = False
+
+    @nn.compact
+    def __call__(self, obs: Observation):
+        x = MLPBody(self.config.mlp_hidden, name="body")(flatten_observation(_prepare(obs, self.max_limbs, self.heading)))
+        shape = obs.limb_mask.shape + (3,)
+        mean = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="mean")(x).reshape(shape)
+        raw = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="log_std")(x).reshape(shape)
+        return torque_distribution(mean, raw, action_mask(obs), self.config)
+
+
+class MLPCritic(nn.Module):
+    config: NetworkConfig
+    max_limbs: int
+    heading: bool = False
+
+    @nn.compact
+    def __call__(self, obs: Observation) -> jax.Array:
+        x = MLPBody(self.config.mlp_hidden, name="body")(flatten_observation(_prepare(obs, self.max_limbs, self.heading)))
+        return nn.Dense(1, name="value")(x)[..., 0]
+
+
+class MLPQTrunk(nn.Module):
+    config: NetworkConfig
+    max_limbs: int
+    heading: bool = False
+
+    @nn.compact
+    def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
+        action = masked_actions(action, action_mask(obs))
+        flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading), extra=action)
+        return nn.Dense(1, name="value")(MLPBody(self.config.mlp_hidden, name="body")(flat))[..., 0]
+
+
+MLPQ = twin(MLPQTrunk)
+
+
+# --- plain transformer ------------------------------------------------------------
+
+
+class TransformerBlock(nn.Module):
+    config: NetworkConfig
+
+    @nn.compact
+    def __call__(self, h, bias, mask):
+        cfg = self.config
+        heads, dh = cfg.heads, cfg.width // cfg.heads
+        s = nn.LayerNorm(name="norm_1")(h)
+
+        def split(x):
+            return x.reshape(x.shape[:-1] + (heads, dh))
+
+        q, k, v = (split(nn.Dense(cfg.width, name=n)(s)) for n in ("query", "key", "value"))
+        logits = jnp.einsum("...ihd,...jhd->...hij", q, k) / jnp.sqrt(dh)
+        a = attention_weights(logits + bias, mask)
+        message = jnp.einsum("...hij,...jhd->...ihd", a, v).reshape(h.shape)
+        h = h + nn.Dense(cfg.width, name="out")(message)
+        u = nn.gelu(nn.Dense(cfg.ff_multiplier * cfg.width, name="ff_in")(nn.LayerNorm(name="norm_2")(h)))
+        h = h + nn.Dense(cfg.width, name="ff_out")(u)
+        return jnp.where(mask[..., None], h, 0.0)
+
+
+class TransformerEncoder(nn.Module):
+    """obs -> per-limb features [..., L, D]; vector coordinates are plain inputs."""
+
+    config: NetworkConfig
+
+    @nn.compact
+    def __call__(self, obs: Observation, extra_scalars=None):
+        cfg = self.config
+        mask = obs.limb_mask
+        scale = jnp.asarray(INPUT_VECTOR_SCALE, obs.vectors.dtype)[:, None]
+        parts = [(obs.vectors * scale).reshape(obs.vectors.shape[:-2] + (-1,)), obs.scalars]
+        if extra_scalars is not None:
+            parts.append(extra_scalars)
+        tokens = jnp.where(mask[..., None], jnp.concatenate(parts, -1), 0.0)
+        h = nn.Dense(cfg.width, name="embed_out")(nn.gelu(nn.Dense(cfg.width, name="embed_in")(tokens)))
+        h = jnp.where(mask[..., None], h, 0.0)
+        bias = TreeBias(cfg.heads, cfg.max_tree_distance, name="tree_bias")(obs.parent)
+        for i in range(cfg.depth):
+            h = TransformerBlock(cfg, name=f"block_{i}")(h, bias, mask)
+        return jnp.where(mask[..., None], nn.LayerNorm(name="final_norm")(h), 0.0)
+
+
+class TransformerActor(nn.Module):
+    config: NetworkConfig
+
+    @nn.compact
+    def __call__(self, obs: Observation):
+        h = TransformerEncoder(self.config, name="encoder")(obs)
+        mean = nn.Dense(3, kernel_init=SMALL_INIT, name="mean")(h)
+        return torque_distribution(mean, LogStdHead(name="log_std")(h), action_mask(obs), self.config)
+
+
+class TransformerCritic(nn.Module):
+    config: NetworkConfig
+
+    @nn.compact
+    def __call__(self, obs: Observation) -> jax.Array:
+        h = TransformerEncoder(self.config, name="encoder")(obs)
+        return PooledValueHead(self.config.width, name="value")(h, obs.limb_mask)
+
+
+class TransformerQTrunk(nn.Module):
+    config: NetworkConfig
+
+    @nn.compact
+    def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
+        action = masked_actions(action, action_mask(obs))
+        h = TransformerEncoder(self.config, name="encoder")(obs, extra_scalars=action)
+        return PooledValueHead(self.config.width, name="value")(h, obs.limb_mask)
+
+
+TransformerQ = twin(TransformerQTrunk)

@@ -1,0 +1,85 @@
+"""Typed, validated configuration of the policy and value networks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from equirl.errors import ConfigError
+
+KINDS = ("set", "mlp", "mlp_heading", "transformer")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Which network to build and how big.
+
+    kind: "set" (the subequivariant transformer over limbs), "mlp" (an MLP on
+      the flattened padded observation), "mlp_heading" (the same MLP on
+      observations turned into the target-direction frame), "transformer" (a
+      plain transformer over limbs that reads vector coordinates as scalars).
+    width, depth, heads: scalar channels per limb, blocks, attention heads
+      (set and transformer; the two are comparable at equal values).
+    ff_multiplier: hidden size of the feed-forward blocks, in units of width.
+    vector_channels: 3D vector channels per limb (set only).
+    invariant_channels: vector channels mixed into the Gram matrix each layer
+      reads its invariants from (set only); with gravity and the target
+      direction this gives (k+2)(k+3)/2 invariants per limb.
+    vector_key_channels: vector channels per head in the attention queries and
+      keys, whose inner products across limbs enter the logits (set only).
+    max_tree_distance: limb-tree distances above this share one attention bias.
+    mlp_hidden: hidden layer sizes of the mlp and mlp_heading kinds.
+    squash: tanh-squash actions (SAC); otherwise a Gaussian (PPO).
+    log_std_init, log_std_min, log_std_max: the invariant, state-dependent
+      log standard deviation starts near log_std_init and stays in [min, max].
+    """
+
+    kind: str = "set"
+    width: int = 128
+    depth: int = 3
+    heads: int = 4
+    ff_multiplier: int = 2
+    vector_channels: int = 32
+    invariant_channels: int = 8
+    vector_key_channels: int = 4
+    max_tree_distance: int = 8
+    mlp_hidden: tuple[int, ...] = (256, 256)
+    squash: bool = False
+    log_std_init: float = -0.5
+    log_std_min: float = -5.0
+    log_std_max: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.mlp_hidden, list):
+            object.__setattr__(self, "mlp_hidden", tuple(self.mlp_hidden))
+        self.validate()
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind={self.kind!r}: must be one of {KINDS}")
+        for name in (
+            "width", "depth", "heads", "ff_multiplier", "vector_channels",
+            "invariant_channels", "vector_key_channels", "max_tree_distance",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
+        if self.width % self.heads:
+            raise ConfigError(f"width={self.width}: must be divisible by heads={self.heads}")
+        if self.vector_channels % self.heads:
+            raise ConfigError(f"vector_channels={self.vector_channels}: must be divisible by heads={self.heads}")
+        if not isinstance(self.mlp_hidden, tuple) or not self.mlp_hidden or any(
+            not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.mlp_hidden
+        ):
+            raise ConfigError(f"mlp_hidden={self.mlp_hidden!r}: must be a non-empty tuple of integers >= 1")
+        if not isinstance(self.squash, bool):
+            raise ConfigError(f"squash={self.squash!r}: must be true or false")
+        for name in ("log_std_init", "log_std_min", "log_std_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r}: must be a finite number")
+        if not self.log_std_min < self.log_std_init < self.log_std_max:
+            raise ConfigError(
+                f"log_std_init={self.log_std_init!r}: must lie strictly between "
+                f"log_std_min={self.log_std_min!r} and log_std_max={self.log_std_max!r}"
+            )

@@ -1,0 +1,114 @@
+"""Small equivariance-preserving operations on per-limb vector channels.
+
+Layout: vector features are [..., L, 3, C] (three coordinates, C channels),
+so a channel mix is a matmul on the last axis and never touches coordinates.
+Every operation here is safe on zero vectors (padding, the torso's missing
+hinge axes): no square root or division ever sees a zero, so values and
+gradients stay finite.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Per observation channel, a fixed scale that brings the vectors to order one:
+# position (m), gravity (9.81 m/s^2), target direction (unit), linear velocity
+# (clipped to 10 m/s), angular velocity (rad/s), three unit hinge axes.
+INPUT_VECTOR_SCALE = (1.0, 1.0 / 9.81, 1.0, 0.1, 0.1, 1.0, 1.0, 1.0)
+
+# The network's own, fixed "down" direction. It is NOT read from the
+# observation: an O(3)-equivariant network that took gravity from its input
+# would be equivariant to tilts too. A constant down vector makes the networks
+# equivariant exactly to the subgroup that fixes it, O_g(3).
+DOWN = (0.0, 0.0, -1.0)
+
+
+def scaled_vectors(vectors: jax.Array, limb_mask: jax.Array) -> jax.Array:
+    """Observation vectors [..., L, 8, 3] -> [..., L, 3, 8], scaled, zero at padding."""
+    scale = jnp.asarray(INPUT_VECTOR_SCALE[: vectors.shape[-2]], vectors.dtype)
+    v = vectors * scale[:, None]
+    v = jnp.where(limb_mask[..., None, None], v, 0.0)
+    return jnp.swapaxes(v, -1, -2)
+
+
+def down_like(z: jax.Array) -> jax.Array:
+    """The constant down vector broadcast to z's leading shape: [..., L, 3, 1]."""
+    return jnp.broadcast_to(jnp.asarray(DOWN, z.dtype)[:, None], z.shape[:-1] + (1,))
+
+
+def with_references(z: jax.Array, target: jax.Array) -> jax.Array:
+    """Append the down vector and the target direction [..., L, 3] as two more channels."""
+    return jnp.concatenate([z, down_like(z), target[..., None]], -1)
+
+
+def symlog(x: jax.Array) -> jax.Array:
+    """asinh: identity near zero, logarithmic for large |x|, smooth everywhere."""
+    return jnp.arcsinh(x)
+
+
+def masked_mean(x: jax.Array, mask: jax.Array, axis: int = -2) -> jax.Array:
+    """Mean of x over `axis` where mask (broadcast on x's trailing axes) is True; zero if none."""
+    m = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype)
+    count = jnp.sum(m, axis=axis)
+    return jnp.sum(x * m, axis=axis) / jnp.maximum(count, 1.0)
+
+
+class GramInvariants(nn.Module):
+    """Invariants of per-limb vectors: the Gram matrix of [Z W, down, target].
+
+    W (learned, C -> `channels`) mixes vector channels; with the two reference
+    directions appended, the upper triangle of M^T M gives (k+2)(k+3)/2 numbers
+    per limb. Inner products with `down` keep vertical components (heights,
+    vertical speeds) available: they are invariant under O_g(3) only, which
+    is exactly the subequivariance wanted. Entries are passed through asinh.
+    """
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, z: jax.Array, target: jax.Array) -> jax.Array:
+        mixed = nn.Dense(self.channels, use_bias=False, name="mix")(z)
+        m = with_references(mixed, target)
+        gram = jnp.einsum("...ik,...il->...kl", m, m)
+        rows, cols = np.triu_indices(m.shape[-1])
+        return symlog(gram[..., rows, cols])
+
+
+class VectorNorm(nn.Module):
+    """Equivariant layer norm for vector channels: divide by the RMS length.
+
+    z / sqrt(mean_c |z_c|^2 + eps) times a learned per-channel gain. The scale
+    is invariant, so the result stays equivariant; eps keeps zero vectors zero
+    and bounds the gain for tiny ones.
+    """
+
+    eps: float = 1e-2
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        gain = self.param("gain", nn.initializers.ones, (z.shape[-1],), z.dtype)
+        power = jnp.mean(jnp.sum(z * z, axis=-2, keepdims=True), axis=-1, keepdims=True)
+        return z * jax.lax.rsqrt(power + self.eps) * gain
+
+
+class GatedVectorMix(nn.Module):
+    """Mix vector channels with coefficients predicted from invariants.
+
+    out = ((Z_ref A) * c(s)) B where Z_ref = [Z, down, target], c(s) [..., L,
+    hidden] are per-limb coefficients from invariant features s, and A, B are
+    learned channel mixes. Scalars times vectors, summed: equivariant.
+    """
+
+    hidden: int
+    out_channels: int
+    out_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, z: jax.Array, target: jax.Array, invariant_features: jax.Array) -> jax.Array:
+        mixed = nn.Dense(self.hidden, use_bias=False, name="mix_in")(with_references(z, target))
+        coefficients = nn.Dense(self.hidden, name="coefficients")(invariant_features)
+        gated = mixed * coefficients[..., None, :]
+        return nn.Dense(self.out_channels, use_bias=False, kernel_init=self.out_init, name="mix_out")(gated)
