@@ -21,6 +21,9 @@ from equirl.envs.tables import build_tables, padded_sizes
 from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 
+# Enough room for any body when only its own limb count is wanted.
+_UNBOUNDED_LIMBS = 1 << 20
+
 
 @struct.dataclass
 class EnvState:
@@ -217,3 +220,16 @@ class BatchedEnv:
         return after.replace(
             qpos=qpos, qvel=qvel, time=time, target=target, key=keys, steps=steps, episode_return=episode_return, obs=obs
         )
+
+
+def single_env(body: str, max_limbs: int | None = None, **fields) -> BatchedEnv:
+    """One environment of exactly one body, without autoreset (the adapters' view).
+
+    max_limbs defaults to the body's own limb count, so spaces are tight;
+    `fields` are further EnvConfig fields (task, backend, episode_length, ...).
+    """
+    pairs = resolve(body, max_limbs=max_limbs or _UNBOUNDED_LIMBS)
+    if len(pairs) != 1:
+        raise ConfigError(f"body={body!r}: names {len(pairs)} bodies; this environment runs exactly one")
+    num_limbs = max_limbs if max_limbs is not None else pairs[0][0].num_limbs
+    return BatchedEnv(EnvConfig(bodies=(body,), num_envs=1, max_limbs=num_limbs, autoreset=False, **fields))

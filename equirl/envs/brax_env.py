@@ -21,9 +21,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, State
 
-from equirl.envs.batched import BatchedEnv, EnvState
-from equirl.envs.config import EnvConfig
-from equirl.envs.gym_env import single_body
+from equirl.envs.batched import EnvState, single_env
 from equirl.envs.task import NUM_SCALARS, NUM_VECTORS
 
 # The inner episode length: effectively never, so Brax's wrapper decides.
@@ -56,20 +54,16 @@ class BraxEnv(Env):
         frame_skip: int = 4,
         num_threads: int | None = None,
     ):
-        _, num_limbs = single_body(body, max_limbs)
-        self.batched = BatchedEnv(
-            EnvConfig(
-                bodies=(body,),
-                num_envs=1,
-                task=task,
-                backend=backend,
-                max_limbs=num_limbs,
-                episode_length=_NO_TIME_LIMIT,
-                frame_skip=frame_skip,
-                autoreset=False,
-                num_threads=num_threads,
-            )
+        self.batched = single_env(
+            body,
+            max_limbs,
+            task=task,
+            backend=backend,
+            episode_length=_NO_TIME_LIMIT,
+            frame_skip=frame_skip,
+            num_threads=num_threads,
         )
+        num_limbs = self.batched.num_limbs
         self.num_limbs = num_limbs
 
     # -- sizes ------------------------------------------------------------------

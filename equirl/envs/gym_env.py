@@ -21,27 +21,12 @@ import jax
 import numpy as np
 from gymnasium import spaces
 
-from equirl.envs.batched import BatchedEnv, EnvState
-from equirl.envs.bodies import resolve
-from equirl.envs.config import TASKS, EnvConfig
+from equirl.envs.batched import EnvState, single_env
 from equirl.envs.task import NUM_SCALARS, NUM_VECTORS
 from equirl.envs.registration import register_envs
 from equirl.errors import ConfigError, EquirlError
 
 RENDER_MODES = ("rgb_array",)
-# Enough room for any body when we only want to know its own limb count.
-_UNBOUNDED_LIMBS = 1 << 20
-
-
-def single_body(body: str, max_limbs: int | None, isotropic_friction: bool = True):
-    """Resolve `body` to exactly one morphology and the limb count to pad to."""
-    pairs = resolve(body, max_limbs=max_limbs or _UNBOUNDED_LIMBS, isotropic_friction=isotropic_friction)
-    if len(pairs) != 1:
-        raise ConfigError(f"body={body!r}: names {len(pairs)} bodies; this environment runs exactly one")
-    morph = pairs[0][0]
-    return morph, (max_limbs if max_limbs is not None else morph.num_limbs)
-
-
 def observation_space(num_limbs: int) -> spaces.Dict:
     """Per-limb observation space; dtypes match what `EquirlGymEnv` returns exactly."""
     inf = np.float32(np.inf)
@@ -90,19 +75,16 @@ class EquirlGymEnv(gymnasium.Env):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r}: must be a positive integer")
 
-        morph, num_limbs = single_body(body, max_limbs)
-        config = EnvConfig(
-            bodies=(body,),
-            num_envs=1,
+        self.batched = single_env(
+            body,
+            max_limbs,
             task=task,
             backend=backend,
-            max_limbs=num_limbs,
             episode_length=episode_length,
             frame_skip=frame_skip,
-            autoreset=False,
             num_threads=1,  # one environment: the calling thread is enough
         )
-        self.batched = BatchedEnv(config)
+        morph, num_limbs = self.batched.morphologies[0], self.batched.num_limbs
         self.morphology = self.batched.morphologies[0]
         self.render_mode = render_mode
         self.width, self.height = width, height
