@@ -98,7 +98,8 @@ def observe(tables: EnvTables, kin: Kinematics, qpos: jax.Array, target: jax.Arr
     )
 
     valid = tables.hinge_valid
-    angle = jnp.where(valid, jnp.take_along_axis(qpos[:, None, :], tables.hinge_qposadr.reshape(b, -1)[:, None, :], 2).reshape(b, l, 3), 0.0)
+    raw = jnp.take_along_axis(qpos, tables.hinge_qposadr.reshape(b, -1), axis=1).reshape(b, l, 3)
+    angle = jnp.where(valid, raw, 0.0)
     lo, hi = tables.hinge_range[..., 0], tables.hinge_range[..., 1]
     span = jnp.where(hi > lo, hi - lo, 1.0)
     normalised = jnp.where(valid & (hi > lo), (angle - lo) / span, 0.5)
