@@ -1,0 +1,1 @@
+"""Training agents (PPO, SAC) and what they share."""

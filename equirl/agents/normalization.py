@@ -1,0 +1,74 @@
+"""Observation normalisation that keeps the symmetry.
+
+A per-coordinate running mean and std of world-frame vectors would break
+O_g(3)-equivariance: x and y would get different scales, and a mean shift
+moves the origin. Here scalars are normalised per feature (they are
+invariant, anything goes), while each vector channel is only divided by one
+running RMS of its length. A rotation or reflection g commutes with a
+positive scale, so normalise(g x) = g normalise(x) exactly.
+
+Statistics count real limbs only (padding is excluded), and are merged with
+the parallel form of Welford's update, so any batch size works.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from equirl.envs.task import Observation
+
+EPS = 1e-8
+
+
+@struct.dataclass
+class NormalizerState:
+    count: jax.Array  # number of real limbs seen
+    scalar_mean: jax.Array  # [17]
+    scalar_m2: jax.Array  # [17] sum of squared deviations
+    vector_sq: jax.Array  # [8] mean squared length per vector channel
+
+
+def init(num_vectors: int, num_scalars: int) -> NormalizerState:
+    return NormalizerState(
+        count=jnp.zeros(()),
+        scalar_mean=jnp.zeros(num_scalars),
+        scalar_m2=jnp.zeros(num_scalars),
+        vector_sq=jnp.zeros(num_vectors),
+    )
+
+
+def update(state: NormalizerState, obs: Observation) -> NormalizerState:
+    """Merge the real limbs of a batch of observations into the running statistics."""
+    mask = obs.limb_mask.reshape(-1).astype(jnp.float32)
+    scalars = obs.scalars.reshape(-1, obs.scalars.shape[-1])
+    sq_len = jnp.sum(jnp.square(obs.vectors), -1).reshape(-1, obs.vectors.shape[-2])
+    n = jnp.sum(mask)
+    safe_n = jnp.maximum(n, 1.0)
+    mean = jnp.sum(scalars * mask[:, None], 0) / safe_n
+    m2 = jnp.sum(jnp.square(scalars - mean) * mask[:, None], 0)
+    vec = jnp.sum(sq_len * mask[:, None], 0) / safe_n
+
+    total = state.count + n
+    safe_total = jnp.maximum(total, 1.0)
+    delta = mean - state.scalar_mean
+    return NormalizerState(
+        count=total,
+        scalar_mean=state.scalar_mean + delta * n / safe_total,
+        scalar_m2=state.scalar_m2 + m2 + jnp.square(delta) * state.count * n / safe_total,
+        vector_sq=state.vector_sq + (vec - state.vector_sq) * n / safe_total,
+    )
+
+
+def normalize(state: NormalizerState, obs: Observation, clip: float = 10.0) -> Observation:
+    """Scalars to zero mean, unit std (clipped); vectors divided by their channel's RMS length."""
+    std = jnp.sqrt(state.scalar_m2 / jnp.maximum(state.count, 1.0) + EPS)
+    scalars = jnp.clip((obs.scalars - state.scalar_mean) / std, -clip, clip)
+    rms = jnp.sqrt(state.vector_sq + EPS)
+    vectors = obs.vectors / rms[:, None]
+    mask = obs.limb_mask
+    return obs.replace(
+        scalars=jnp.where(mask[..., None], scalars, 0.0),
+        vectors=jnp.where(mask[..., None, None], vectors, 0.0),
+    )
