@@ -11,11 +11,11 @@ from equirl.errors import ConfigError
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "env").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_env_configs_load_and_resolve(path):
-    from equirl.envs.bodies import expand, resolve
+    from equirl.envs.bodies import resolve
 
     config = load_yaml(EnvConfig, path)
-    for entry in expand(config.bodies):
-        resolve(entry, max_limbs=config.max_limbs)  # every body fits the configured padding
+    for entry in config.bodies:
+        assert resolve(entry, max_limbs=config.max_limbs)  # every body fits the configured padding
 
 
 def test_config_errors_name_the_file_and_field(tmp_path):

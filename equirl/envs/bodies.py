@@ -14,14 +14,6 @@ from equirl.morphology.loader import load_mjcf, morphology_from_model
 RANDOM_PREFIX = "random:"
 
 
-def expand(entries: tuple[str, ...]) -> list[str]:
-    """Suite names become their bodies; everything else stays one entry."""
-    out: list[str] = []
-    for entry in entries:
-        out.extend(sgrl.SUITES[entry] if entry in sgrl.SUITES else [entry])
-    return out
-
-
 def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> list[tuple[Morphology, TaskParams]]:
     """One entry -> one or more bodies (a suite or random:COUNT:SEED gives several)."""
     if entry in sgrl.SUITES:

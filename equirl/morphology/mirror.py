@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import mujoco
 import numpy as np
 
 from equirl.errors import MorphologyError
@@ -94,16 +95,7 @@ def _frame_position(tree, body: int) -> np.ndarray:
     rot = np.eye(3)
     for k in reversed(chain):
         pos = pos + rot @ tree.body_pos[k]
-        rot = rot @ _quat_mat(tree.body_quat[k])
+        local = np.zeros(9)
+        mujoco.mju_quat2Mat(local, tree.body_quat[k])
+        rot = rot @ local.reshape(3, 3)
     return pos
-
-
-def _quat_mat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
