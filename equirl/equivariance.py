@@ -50,7 +50,6 @@ from equirl.geometry import (
     Isometry,
     act_on_points,
     act_on_vectors,
-    isometry_along,
     random_isometry,
 )
 
@@ -101,6 +100,10 @@ def distribution_summary(dist) -> jax.Array:
 # --- errors ---------------------------------------------------------------------
 
 
+def _traced(tree: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
 def _norm(tree: Any) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in leaves))
@@ -112,6 +115,14 @@ def _difference(a: Any, b: Any) -> Any:
 
 def _relative(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.maximum(den, jnp.finfo(jnp.float32).tiny)
+
+
+_sample_elements = jax.jit(random_isometry, static_argnums=(1, 2))
+
+
+@jax.jit
+def _relative_gap(a: Any, b: Any, y: Any) -> jax.Array:
+    return _relative(_norm(_difference(a, b)), _norm(y))
 
 
 def finite_group_errors(
@@ -130,23 +141,41 @@ def finite_group_errors(
     1/2 (if `reflections`), and a N(0, translation_scale^2) horizontal shift.
     One g acts on the whole batch x at a time.
     """
+    if _traced(x) or _traced(key):
+        # Under jit: one copy of fn in the program, mapped over the elements.
+        y = fn(x)
+        scale = _norm(y)
+        elements = random_isometry(key, (num_samples,), reflections=reflections, translation_scale=translation_scale)
+
+        def error(g: Isometry) -> jax.Array:
+            return _relative(_norm(_difference(fn(act_in(g, x)), act_out(g, y))), scale)
+
+        return jax.lax.map(error, elements)
+
+    # Called eagerly (tests, logs): fn is called as it is -- a jitted fn reuses
+    # its compiled program -- and the bookkeeping runs in small jitted helpers.
     y = fn(x)
-    scale = _norm(y)
-    elements = random_isometry(key, (num_samples,), reflections=reflections, translation_scale=translation_scale)
+    elements = _sample_elements(key, (num_samples,), reflections, translation_scale)
+    errors = []
+    for i in range(num_samples):
+        g = jax.tree_util.tree_map(lambda e: e[i], elements)
+        errors.append(_relative_gap(fn(jax.jit(act_in)(g, x)), jax.jit(act_out)(g, y), y))
+    return jnp.stack(errors)
 
-    def error(g: Isometry) -> jax.Array:
-        return _relative(_norm(_difference(fn(act_in(g, x)), act_out(g, y))), scale)
 
-    return jax.lax.map(error, elements)
-
-
-def finite_group_error(fn, x, key, num_samples: int = 8, act_in: Action = act_on_observation,
-                       act_out: Action = invariant, reflections: bool = True,
-                       translation_scale: float = 1.0) -> jax.Array:
+def finite_group_error(
+    fn: Callable[[Any], Any],
+    x: Any,
+    key: jax.Array,
+    num_samples: int = 8,
+    act_in: Action = act_on_observation,
+    act_out: Action = invariant,
+    reflections: bool = True,
+    translation_scale: float = 1.0,
+) -> jax.Array:
     """Mean over num_samples random group elements of |f(g.x) - g.f(x)| / |f(x)|."""
-    return jnp.mean(
-        finite_group_errors(fn, x, key, num_samples, act_in, act_out, reflections, translation_scale)
-    )
+    errors = finite_group_errors(fn, x, key, num_samples, act_in, act_out, reflections, translation_scale)
+    return jnp.mean(errors)
 
 
 def lie_derivative_error(
@@ -159,8 +188,8 @@ def lie_derivative_error(
 ) -> jax.Array:
     """|L f(x)| / |f(x)| with L f(x) = d/dt [f(g_t.x) - g_t.f(x)] at t = 0.
 
-    g_t = (expm(t A), t b) for the rotation generator A (default: rotation
-    about z) and translation generator b (default: none). Use
+    g_t moves along the rotation generator A (default: rotation about z) and
+    translation generator b (default: none), with tangent (A, b) at t = 0. Use
     `translation_generator=TRANSLATION_GENERATOR_X` with
     `rotation_generator=0` for the translation Lie derivative. Computed in one
     jax.jvp; the tangent is exact, not a finite difference.
@@ -172,7 +201,10 @@ def lie_derivative_error(
     y = fn(x)
 
     def gap(t: jax.Array) -> Any:
-        g = isometry_along(rotation_generator, translation_generator, t)
+        # Only the tangent at t = 0 matters, and (I + tA, tb) has the same one
+        # as the one-parameter subgroup (expm(tA), tb) -- without an expm to
+        # trace and compile.
+        g = Isometry(jnp.eye(3) + t * rotation_generator, t * translation_generator)
         return _difference(fn(act_in(g, x)), act_out(g, y))
 
     _, tangent = jax.jvp(gap, (jnp.zeros(()),), (jnp.ones(()),))
@@ -184,7 +216,8 @@ def rotation_lie_error(fn, x, act_in: Action = act_on_observation, act_out: Acti
     return lie_derivative_error(fn, x, act_in, act_out, ROTATION_GENERATOR_Z, None)
 
 
-def translation_lie_error(fn, x, act_in: Action = act_on_observation, act_out: Action = invariant,
-                          generator: jax.Array = TRANSLATION_GENERATOR_X) -> jax.Array:
+def translation_lie_error(
+    fn, x, act_in: Action = act_on_observation, act_out: Action = invariant, generator: jax.Array = TRANSLATION_GENERATOR_X
+) -> jax.Array:
     """Lie-derivative error along a horizontal translation (x by default)."""
     return lie_derivative_error(fn, x, act_in, act_out, jnp.zeros((3, 3)), generator)

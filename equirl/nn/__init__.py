@@ -82,11 +82,17 @@ def make_networks(config: NetworkConfig, max_limbs: int) -> Networks:
 
 
 def init_networks(networks: Networks, key: jax.Array, obs) -> NetworkParams:
-    """Initialise all three from one key and an example observation."""
-    k_actor, k_critic, k_q = jax.random.split(key, 3)
-    action = jax.numpy.zeros(obs.action_mask.shape, obs.vectors.dtype)
-    return NetworkParams(
-        networks.actor.init(k_actor, obs),
-        networks.critic.init(k_critic, obs),
-        networks.q.init(k_q, obs, action),
-    )
+    """Initialise all three from one key and an example observation (jitted:
+    eager initialisation dispatches hundreds of small ops and is much slower)."""
+
+    @jax.jit
+    def init(key, obs):
+        k_actor, k_critic, k_q = jax.random.split(key, 3)
+        action = jax.numpy.zeros(obs.action_mask.shape, obs.vectors.dtype)
+        return NetworkParams(
+            networks.actor.init(k_actor, obs),
+            networks.critic.init(k_critic, obs),
+            networks.q.init(k_q, obs, action),
+        )
+
+    return init(key, obs)

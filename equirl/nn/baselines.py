@@ -172,8 +172,7 @@ class TransformerBlock(nn.Module):
         message = jnp.einsum("...hij,...jhd->...ihd", a, v).reshape(h.shape)
         h = h + nn.Dense(cfg.width, name="out")(message)
         u = nn.gelu(nn.Dense(cfg.ff_multiplier * cfg.width, name="ff_in")(nn.LayerNorm(name="norm_2")(h)))
-        h = h + nn.Dense(cfg.width, name="ff_out")(u)
-        return jnp.where(mask[..., None], h, 0.0)
+        return h + nn.Dense(cfg.width, name="ff_out")(u)
 
 
 class TransformerEncoder(nn.Module):
@@ -193,7 +192,7 @@ class TransformerEncoder(nn.Module):
         h = nn.Dense(cfg.width, name="embed_out")(nn.gelu(nn.Dense(cfg.width, name="embed_in")(tokens)))
         h = jnp.where(mask[..., None], h, 0.0)
         bias = TreeBias(cfg.heads, cfg.max_tree_distance, name="tree_bias")(obs.parent)
-        for i in range(cfg.depth):
+        for i in range(cfg.depth):  # padding is zeroed at the ends only, as in SET
             h = TransformerBlock(cfg, name=f"block_{i}")(h, bias, mask)
         return jnp.where(mask[..., None], nn.LayerNorm(name="final_norm")(h), 0.0)
 

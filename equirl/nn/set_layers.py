@@ -2,26 +2,37 @@
 
 Each limb carries scalar channels h [..., L, D] and 3D vector channels
 Z [..., L, 3, C], kept apart. With g the network's fixed down direction and d
-the target direction, a block does:
+the target direction, a block does (pre-norm, residual):
 
-  invariants  s = [LayerNorm(h), asinh(Gram([Z W, g, d]))]        (per limb)
-  attention   logits_ij = q_i.k_j / sqrt(dh) + <Zq_i, Zk_j> / sqrt(ck) + tree bias_ij
-              (q, k, v from s; Zq, Zk channel mixes of Z: inner products of
-              vectors of different limbs are invariants too)
-              h_i += mix(sum_j a_ij v_j)          scalar messages, invariant
-              Z_i += mix(sum_j a_ij [Z_j, g, d] Wv)  vector messages, equivariant
-  feed-forward u = gelu(Dense(s)); h += Dense(u);
-              Z += ([Z, g, d] A * c(u)) B          channel mixing with
-                                                   coefficients from invariants
+  invariants   Zn = VectorNorm(Z)
+               s = LayerNorm(h) + Dense(asinh(Gram([Zn W, g, d])))
+  attention    per head, logits_ij = q_i.k_j / sqrt(dh) + <Zq_i, Zk_j> / sqrt(ck)
+               + tree bias_ij, with q, k from s and Zq, Zk channel mixes of
+               Zn (inner products of vectors of two limbs are invariant too);
+               then
+               dh_i = mix(sum_j a_ij v_j)                scalar messages
+               dZ_i = mix(sum_j a_ij [Zn_j, g, d] Wv)    vector messages
+  feed-forward u = gelu(Dense(s)); dh += Dense(u);
+               dZ += (([Zn, g, d] A) * c(u)) B           vector channels mixed
+                                                         with coefficients c
+                                                         predicted from invariants
+  h += dh;  Z += dZ      (attention and feed-forward in parallel, as in GPT-J/PaLM)
 
 Every operation on Z is a linear map on channels, a product with an
-invariant scalar, or an inner product; nothing adds a constant vector except g
+invariant scalar, or an inner product, and the only vectors ever added are g
 (fixed by O_g(3)) and d (an input). So h is invariant and Z equivariant under
 every rotation about z and reflection through a vertical plane -- and not
-under tilts, because g is a constant of the network, not read from the input.
-Limbs are a set: no positional encoding; the limb tree enters only through
-the attention bias. Padding limbs are excluded from every softmax and zeroed
-after every block.
+under tilts, because g is a constant of the network, not read from the input
+(an input's gravity channel is just one more vector).
+
+Limbs are a set: there is no positional encoding, and the limb tree enters
+only through the attention bias. Padding limbs are excluded as keys from
+every softmax and zeroed at the embedding and the output.
+
+Performance notes (XLA on CPU, where this was tuned): the blocks are
+parallel (one norm, Gram matrix and projection each instead of two), and
+padding is not re-zeroed inside the blocks: per-block selects made XLA fuse
+and recompute the whole chain of vector-residual gradients in every consumer.
 """
 
 from __future__ import annotations
@@ -33,7 +44,16 @@ import jax.numpy as jnp
 from equirl.envs.task import Observation
 from equirl.nn.config import NetworkConfig
 from equirl.nn.tree_attention import TreeBias, attention_weights
-from equirl.nn.vector_ops import GatedVectorMix, GramInvariants, VectorNorm, scaled_vectors, with_references
+from equirl.nn.vector_ops import (
+    GramInvariants,
+    HeadsToVectors,
+    VectorDense,
+    VectorsToHeads,
+    VectorNorm,
+    gate,
+    gram_features,
+    scaled_vectors,
+)
 
 TARGET_CHANNEL = 2  # the observation's target-direction vector channel
 AXIS_CHANNELS = slice(5, 8)  # the three world-frame hinge axes
@@ -44,7 +64,16 @@ def _zero_padding(h: jax.Array, z: jax.Array, mask: jax.Array) -> tuple[jax.Arra
 
 
 class SETAttention(nn.Module):
-    """Multi-head attention over limbs with invariant logits and equivariant vector messages."""
+    """Multi-head attention over limbs with invariant logits and equivariant vector messages.
+
+    s: invariant features [..., L, D]; zn: normalised vectors [..., L, 3, C];
+    target [..., L, 3]. Per head, the query and key are [scalar part, the
+    head's vector channels flattened], so one dot product gives q.k plus the
+    inner products of the vector queries and keys; the values likewise carry
+    scalar and vector parts through one weighted sum. Vector queries and keys
+    are mixes of Zn alone: adding g or d to them would only add per-limb
+    invariant terms, which the scalar part already has.
+    """
 
     config: NetworkConfig
 
@@ -52,52 +81,61 @@ class SETAttention(nn.Module):
     def __call__(self, s, zn, target, bias, mask):
         cfg = self.config
         heads, dh, ck = cfg.heads, cfg.width // cfg.heads, cfg.vector_key_channels
-        lead = s.shape[:-1]  # [..., L]
-
-        def split(x, n):
-            return x.reshape(x.shape[:-1] + (heads, n))
-
-        q = split(nn.Dense(cfg.width, name="query")(s), dh)
-        k = split(nn.Dense(cfg.width, name="key")(s), dh)
-        v = split(nn.Dense(cfg.width, name="value")(s), dh)
-        zq = split(nn.Dense(heads * ck, use_bias=False, name="vector_query")(zn), ck)
-        zk = split(nn.Dense(heads * ck, use_bias=False, name="vector_key")(zn), ck)
-        logits = jnp.einsum("...ihd,...jhd->...hij", q, k) / jnp.sqrt(dh)
-        logits += jnp.einsum("...ixhc,...jxhc->...hij", zq, zk) / jnp.sqrt(ck)
-        a = attention_weights(logits + bias, mask)
-
-        scalar_message = jnp.einsum("...hij,...jhd->...ihd", a, v).reshape(lead + (cfg.width,))
         cv = cfg.vector_channels // heads
-        zv = split(nn.Dense(cfg.vector_channels, use_bias=False, name="vector_value")(with_references(zn, target)), cv)
-        vector_message = jnp.einsum("...hij,...jxhc->...ixhc", a, zv).reshape(zn.shape)
+
+        def scalar_heads(x):  # [..., L, H*n] -> [..., L, H, n]
+            return x.reshape(x.shape[:-1] + (heads, -1))
+
+        q = jnp.concatenate(
+            [
+                scalar_heads(nn.Dense(cfg.width, name="query")(s)) / jnp.sqrt(dh),
+                VectorsToHeads(heads, ck, references=False, name="vector_query")(zn) / jnp.sqrt(ck),
+            ],
+            -1,
+        )
+        k = jnp.concatenate(
+            [scalar_heads(nn.Dense(cfg.width, name="key")(s)), VectorsToHeads(heads, ck, references=False, name="vector_key")(zn)],
+            -1,
+        )
+        a = attention_weights(jnp.einsum("...ihd,...jhd->...hij", q, k) + bias, mask)
+        v = jnp.concatenate(
+            [scalar_heads(nn.Dense(cfg.width, name="value")(s)), VectorsToHeads(heads, cv, name="vector_value")(zn, target)],
+            -1,
+        )
+        message = jnp.einsum("...hij,...jhd->...ihd", a, v)
+        scalar_message = message[..., :dh].reshape(message.shape[:-2] + (cfg.width,))
         dh_out = nn.Dense(cfg.width, name="out")(scalar_message)
-        dz_out = nn.Dense(cfg.vector_channels, use_bias=False, name="vector_out")(vector_message)
+        dz_out = HeadsToVectors(cfg.vector_channels, name="vector_out")(message[..., dh:])
         return dh_out, dz_out
 
 
 class SETBlock(nn.Module):
-    """One pre-norm SET block: attention, then the feed-forward block, both residual."""
+    """One pre-norm SET block, attention and feed-forward in parallel.
+
+    Both halves read the same normalised inputs (LayerNorm(h) plus projected
+    Gram invariants, and the normalised vectors) and their updates are added
+    to the residual streams together (the "parallel block" of GPT-J / PaLM):
+    one norm, one Gram matrix and one invariant projection per block instead
+    of two, for the same parameters.
+    """
 
     config: NetworkConfig
 
     @nn.compact
     def __call__(self, h, z, target, bias, mask):
         cfg = self.config
-        zn = VectorNorm(name="vector_norm_1")(z)
-        s = jnp.concatenate(
-            [nn.LayerNorm(name="norm_1")(h), GramInvariants(cfg.invariant_channels, name="invariants_1")(zn, target)], -1
-        )
+        k, c = cfg.invariant_channels, cfg.vector_channels
+        zn = VectorNorm(name="vector_norm")(z)
+        # The Gram channels and the feed-forward's channels to gate come from one matmul.
+        gram_in, to_gate = jnp.split(VectorDense(k + c, name="vector_in")(zn, target), [k], axis=-1)
+        s = nn.LayerNorm(name="norm")(h) + nn.Dense(cfg.width, name="invariants")(gram_features(gram_in, target))
         dh, dz = SETAttention(cfg, name="attention")(s, zn, target, bias, mask)
-        h, z = _zero_padding(h + dh, z + dz, mask)
 
-        zn = VectorNorm(name="vector_norm_2")(z)
-        s = jnp.concatenate(
-            [nn.LayerNorm(name="norm_2")(h), GramInvariants(cfg.invariant_channels, name="invariants_2")(zn, target)], -1
-        )
         u = nn.gelu(nn.Dense(cfg.ff_multiplier * cfg.width, name="ff_in")(s))
-        h = h + nn.Dense(cfg.width, name="ff_out")(u)
-        z = z + GatedVectorMix(cfg.vector_channels, cfg.vector_channels, name="ff_vectors")(zn, target, u)
-        return _zero_padding(h, z, mask)
+        coefficients = nn.Dense(c, name="ff_coefficients")(u)
+        h = h + dh + nn.Dense(cfg.width, name="ff_out")(u)
+        z = z + dz + VectorDense(c, references=False, name="ff_vector_out")(gate(to_gate, coefficients))
+        return h, z
 
 
 class SETEncoder(nn.Module):
@@ -116,7 +154,9 @@ class SETEncoder(nn.Module):
         cfg = self.config
         mask = obs.limb_mask
         v = scaled_vectors(obs.vectors, mask)  # [..., L, 3, 8]
-        target = v[..., TARGET_CHANNEL]
+        # Sliced from the observation, not from v: XLA may recompute `target`
+        # inside each of its many consumers, and a slice is cheap to repeat.
+        target = jnp.where(mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
         scalars = obs.scalars
         if extra_vectors is not None:
             v = jnp.concatenate([v, jnp.where(mask[..., None, None], extra_vectors, 0.0)], -1)
@@ -130,6 +170,8 @@ class SETEncoder(nn.Module):
         h, z = _zero_padding(h, z, mask)
 
         bias = TreeBias(cfg.heads, cfg.max_tree_distance, name="tree_bias")(obs.parent)
+        # Padding is zeroed at the ends only: nothing reads it in between,
+        # since padding keys are masked (see the module's performance notes).
         for i in range(cfg.depth):
             h, z = SETBlock(cfg, name=f"block_{i}")(h, z, target, bias, mask)
         h = nn.LayerNorm(name="final_norm")(h)

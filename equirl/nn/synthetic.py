@@ -74,3 +74,95 @@ def random_observation(
         parent=jnp.asarray(parent),
         action_mask=jnp.asarray(has_hinge),
     )
+
+
+def random_parameters(module, seed: int, *example_inputs, scale: float = 1.0):
+    """Random parameters for `module` drawn with numpy, without compiling its init.
+
+    Shapes come from jax.eval_shape(module.init, ...) (tracing only). Every
+    entry is drawn at random -- kernels N(0, scale^2 / fan_in), everything
+    else (biases, norms' scales, embeddings, ...) N(0, 0.3^2 scale^2), plus
+    1 for LayerNorm/VectorNorm scales and gains -- so symmetry and masking
+    tests exercise every parameter (flax's init leaves biases and the tree
+    bias at zero). For tests; training uses `init_networks`.
+    """
+    import jax
+
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *example_inputs)
+
+    def draw(path, leaf):
+        name = str(getattr(path[-1], "key", path[-1]))
+        if name == "kernel" and len(leaf.shape) >= 2:
+            fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) == 2 else int(leaf.shape[-2])
+            values = rng.normal(0.0, scale / np.sqrt(fan_in), leaf.shape)
+        else:
+            values = rng.normal(0.0, 0.3 * scale, leaf.shape)
+            if name in ("scale", "gain"):
+                values += 1.0
+        return jnp.asarray(values, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def permute_limbs(obs: Observation, order) -> Observation:
+    """Store limb order[j] in slot j (limb axis 1 of a [B, L, ...] batch), with
+    parent indices renamed alike: the same bodies, stored in another order."""
+    order = np.asarray(order)
+    slot = np.argsort(order)
+    parent = np.asarray(obs.parent)[:, order]
+    parent = np.where(parent >= 0, slot[np.maximum(parent, 0)], -1)
+    return obs.replace(
+        vectors=obs.vectors[:, order],
+        scalars=obs.scalars[:, order],
+        limb_mask=obs.limb_mask[:, order],
+        parent=jnp.asarray(parent, obs.parent.dtype),
+        action_mask=obs.action_mask[:, order],
+    )
+
+
+def pad_with_garbage(obs: Observation, extra: int, seed: int = 0) -> Observation:
+    """Append `extra` padding limbs to a [B, L, ...] batch and fill every padding
+    slot (old and new) with garbage: large random vectors and scalars, random
+    parent indices (possibly pointing at real limbs), action masks set.
+    A network that honours the limb mask gives the same outputs for real limbs."""
+    rng = np.random.default_rng(seed)
+    b, n = obs.limb_mask.shape
+    size = n + extra
+
+    def grow(x, fill):
+        pad = np.broadcast_to(np.asarray(fill, np.asarray(x).dtype), (b, extra) + x.shape[2:])
+        return np.concatenate([np.asarray(x), pad], axis=1)
+
+    mask = grow(obs.limb_mask, False)
+    vectors = np.where(mask[..., None, None], grow(obs.vectors, 0.0), rng.normal(0.0, 5.0, (b, size) + obs.vectors.shape[2:]))
+    scalars = np.where(mask[..., None], grow(obs.scalars, 0.0), rng.normal(0.0, 5.0, (b, size, obs.scalars.shape[-1])))
+    parent = np.where(mask, grow(obs.parent, -1), rng.integers(-1, size, (b, size)))
+    return obs.replace(
+        vectors=jnp.asarray(vectors, obs.vectors.dtype),
+        scalars=jnp.asarray(scalars, obs.scalars.dtype),
+        limb_mask=jnp.asarray(mask),
+        parent=jnp.asarray(parent, obs.parent.dtype),
+        action_mask=jnp.asarray(np.where(mask[..., None], grow(obs.action_mask, False), True)),
+    )
+
+
+def edge_case_observation(seed: int, num_limbs: int = 8) -> Observation:
+    """A batch of 4 padded observations at the numerical edge: a torso-only body
+    (no hinge at all), a body whose vectors are all zero, one with zero
+    velocities, and one with no real limb."""
+    obs = random_observation(seed, 4, num_limbs)
+    mask = np.asarray(obs.limb_mask).copy()
+    vectors = np.asarray(obs.vectors).copy()
+    mask[0] = np.arange(num_limbs) < 1
+    vectors[1] = 0.0
+    vectors[2, :, 3:5] = 0.0
+    mask[3] = False
+    jmask = jnp.asarray(mask)
+    return obs.replace(
+        vectors=jnp.asarray(np.where(mask[..., None, None], vectors, 0.0), obs.vectors.dtype),
+        scalars=jnp.where(jmask[..., None], obs.scalars, 0.0),
+        limb_mask=jmask,
+        parent=jnp.where(jmask, obs.parent, -1),
+        action_mask=obs.action_mask & jmask[..., None],
+    )

@@ -18,22 +18,24 @@ NUM_RELATIONS = 4  # self, ancestor, descendant, neither
 
 def ancestor_hops(parent: jax.Array, max_hops: int) -> jax.Array:
     """hops[..., i, a]: parent steps from limb i up to limb a, or -1 if a is not
-    an ancestor of i (or itself) within max_hops.
+    an ancestor of i (or i itself) within max_hops.
 
     parent [..., L] int, -1 at roots and padding. jit-friendly: L and max_hops
-    are static, the walk is max_hops repeated gathers. Parent indices outside
-    [-1, L) are clamped by the gather and cannot raise.
+    are static, and the walk is a fori_loop of max_hops + 1 gathers. Parent
+    indices outside [-1, L) are clamped by the gather and cannot raise.
     """
     num = parent.shape[-1]
     index = jnp.arange(num)
-    current = jnp.broadcast_to(index, parent.shape)
-    hops = jnp.full(parent.shape + (num,), -1, jnp.int32)
-    for k in range(max_hops + 1):
+
+    def step(k, carry):
+        current, hops = carry
         here = (current[..., None] == index) & (current[..., None] >= 0)
         hops = jnp.where(here & (hops < 0), k, hops)
         up = jnp.take_along_axis(parent, jnp.maximum(current, 0), axis=-1)
-        current = jnp.where(current >= 0, up, -1)
-    return hops
+        return jnp.where(current >= 0, up, -1), hops
+
+    start = (jnp.broadcast_to(index, parent.shape).astype(parent.dtype), jnp.full(parent.shape + (num,), -1, jnp.int32))
+    return jax.lax.fori_loop(0, max_hops + 1, step, start)[1]
 
 
 def tree_structure(parent: jax.Array, max_distance: int) -> tuple[jax.Array, jax.Array]:

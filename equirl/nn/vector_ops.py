@@ -12,7 +12,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 # Per observation channel, a fixed scale that brings the vectors to order one:
 # position (m), gravity (9.81 m/s^2), target direction (unit), linear velocity
@@ -56,6 +55,47 @@ def masked_mean(x: jax.Array, mask: jax.Array, axis: int = -2) -> jax.Array:
     return jnp.sum(x * m, axis=axis) / jnp.maximum(count, 1.0)
 
 
+def gram_upper(m: jax.Array) -> jax.Array:
+    """Upper triangle (diagonal included) of M^T M for M = m [..., 3, K]: [..., K(K+1)/2].
+
+    Row i is channel i times channels i..K-1, summed over the three
+    coordinates: static slices and elementwise products. (On a CPU this is
+    several times faster than tiny batched matmuls, and than a gather, whose
+    gradient is a scatter.) The order is that of np.triu_indices.
+    """
+    k = m.shape[-1]
+    return jnp.concatenate([jnp.sum(m[..., i : i + 1] * m[..., i:], axis=-2) for i in range(k)], -1)
+
+
+def gram_features(m: jax.Array, target: jax.Array) -> jax.Array:
+    """asinh of the Gram upper triangle of [m, down, target]: [..., (k+2)(k+3)/2] invariants."""
+    return symlog(gram_upper(with_references(m, target)))
+
+
+class VectorDense(nn.Module):
+    """Equivariant linear map on vector channels: Z W (+ down w_g + target w_d).
+
+    The same as a bias-free Dense on [Z, down, target], without building the
+    concatenation. A bias would add a constant vector and break equivariance;
+    the two reference directions are the only vectors that may be added (down
+    is fixed by O_g(3), the target direction is an input).
+    """
+
+    features: int
+    references: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, z: jax.Array, target: jax.Array | None = None) -> jax.Array:
+        out = nn.Dense(self.features, use_bias=False, kernel_init=self.kernel_init, name="mix")(z)
+        if not self.references:
+            return out
+        fan_in = z.shape[-1] + 2
+        w = self.param("reference_weights", nn.initializers.normal(fan_in**-0.5), (2, self.features), z.dtype)
+        down = jnp.asarray(DOWN, z.dtype)[:, None]
+        return out + down * w[0] + target[..., None] * w[1]
+
+
 class GramInvariants(nn.Module):
     """Invariants of per-limb vectors: the Gram matrix of [Z W, down, target].
 
@@ -70,11 +110,7 @@ class GramInvariants(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array, target: jax.Array) -> jax.Array:
-        mixed = nn.Dense(self.channels, use_bias=False, name="mix")(z)
-        m = with_references(mixed, target)
-        gram = jnp.einsum("...ik,...il->...kl", m, m)
-        rows, cols = np.triu_indices(m.shape[-1])
-        return symlog(gram[..., rows, cols])
+        return gram_features(nn.Dense(self.channels, use_bias=False, name="mix")(z), target)
 
 
 class VectorNorm(nn.Module):
@@ -94,6 +130,11 @@ class VectorNorm(nn.Module):
         return z * jax.lax.rsqrt(power + self.eps) * gain
 
 
+def gate(mixed: jax.Array, coefficients: jax.Array) -> jax.Array:
+    """Vector channels [..., 3, K] times per-limb invariant coefficients [..., K]."""
+    return mixed * coefficients[..., None, :]
+
+
 class GatedVectorMix(nn.Module):
     """Mix vector channels with coefficients predicted from invariants.
 
@@ -108,7 +149,47 @@ class GatedVectorMix(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array, target: jax.Array, invariant_features: jax.Array) -> jax.Array:
-        mixed = nn.Dense(self.hidden, use_bias=False, name="mix_in")(with_references(z, target))
+        mixed = VectorDense(self.hidden, name="mix_in")(z, target)
         coefficients = nn.Dense(self.hidden, name="coefficients")(invariant_features)
-        gated = mixed * coefficients[..., None, :]
-        return nn.Dense(self.out_channels, use_bias=False, kernel_init=self.out_init, name="mix_out")(gated)
+        return VectorDense(self.out_channels, references=False, kernel_init=self.out_init, name="mix_out")(
+            gate(mixed, coefficients)
+        )
+
+
+class VectorsToHeads(nn.Module):
+    """Vector channels [..., 3, C] -> per-head vectors [..., H, 3 * n], equivariantly.
+
+    A channel mix (C -> H * n, no bias) with the heads moved in front of the
+    coordinates, so that a head's vectors flatten into one feature axis next
+    to its scalar features. With references=True the down vector and the
+    target direction [..., 3] are added with learned per-output weights, as in
+    VectorDense.
+    """
+
+    heads: int
+    per_head: int
+    references: bool = True
+
+    @nn.compact
+    def __call__(self, z: jax.Array, target: jax.Array | None = None) -> jax.Array:
+        c, h, n = z.shape[-1], self.heads, self.per_head
+        w = self.param("kernel", nn.initializers.lecun_normal(), (c, h * n), z.dtype).reshape(c, h, n)
+        out = jnp.einsum("...xc,chm->...hxm", z, w)
+        if self.references:
+            r = self.param("reference_weights", nn.initializers.normal((c + 2) ** -0.5), (2, h, n), z.dtype)
+            down = jnp.asarray(DOWN, z.dtype)
+            out = out + down[:, None] * r[0][:, None, :] + target[..., None, :, None] * r[1][:, None, :]
+        return out.reshape(out.shape[:-3] + (h, 3 * n))
+
+
+class HeadsToVectors(nn.Module):
+    """Per-head vectors [..., H, 3 * n] -> vector channels [..., 3, C]: the inverse
+    layout move of VectorsToHeads, with a channel mix (H * n -> C, no bias)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h, n = x.shape[-2], x.shape[-1] // 3
+        w = self.param("kernel", nn.initializers.lecun_normal(), (h * n, self.features), x.dtype)
+        return jnp.einsum("...hxm,hmc->...xc", x.reshape(x.shape[:-1] + (3, n)), w.reshape(h, n, self.features))

@@ -1,0 +1,158 @@
+"""Baselines: same interface, not equivariant (so the metric is not trivially zero),
+except mlp_heading, which is exactly invariant to rotations about z but not to
+reflections. Masking, limb order and finite gradients for all of them."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from equirl import equivariance as eq
+from equirl.errors import ConfigError
+from equirl.geometry import Isometry, random_isometry
+from equirl.nn import NetworkConfig, make_networks
+from equirl.nn.synthetic import (
+    edge_case_observation,
+    pad_with_garbage,
+    permute_limbs,
+    random_observation,
+    random_parameters,
+)
+
+SMALL = dict(width=16, depth=1, heads=2, mlp_hidden=(32,))
+BATCH, LIMBS = 4, 8
+FAST = {"xla_backend_optimization_level": 0}  # tests check values, not speed
+
+
+@pytest.fixture(scope="module")
+def nets():
+    obs = random_observation(0, BATCH, LIMBS)
+    action = jnp.zeros(obs.action_mask.shape)
+    built = {}
+    for i, kind in enumerate(("mlp", "mlp_heading", "transformer")):
+        n = make_networks(NetworkConfig(kind=kind, **SMALL), LIMBS)
+        params = (
+            random_parameters(n.actor, 3 * i, obs),
+            random_parameters(n.critic, 3 * i + 1, obs),
+            random_parameters(n.q, 3 * i + 2, obs, action),
+        )
+
+        def outputs(obs, action, n=n, params=params):
+            dist = n.actor.apply(params[0], obs)
+            return {
+                "mode": dist.mode(),
+                "std": dist.stddev(),
+                "value": n.critic.apply(params[1], obs),
+                "q": n.q.apply(params[2], obs, action),
+            }
+
+        built[kind] = (n, params, jax.jit(outputs, compiler_options=FAST))
+    return built
+
+
+def errors(outputs, obs, reflections: bool):
+    action = jax.random.uniform(jax.random.PRNGKey(5), obs.action_mask.shape, minval=-1.0, maxval=1.0)
+    out = {}
+    for k in ("mode", "value", "q"):
+        fn = lambda o, k=k: outputs(o, action)[k]  # noqa: E731
+        out[k] = float(eq.finite_group_error(fn, obs, jax.random.PRNGKey(1), 6, reflections=reflections))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+def test_baselines_are_not_equivariant(nets, kind):
+    obs = random_observation(1, BATCH, LIMBS, shuffle=True)
+    err = errors(nets[kind][2], obs, reflections=True)
+    # Thousands of times SET's errors (< 1e-5): the metric is not trivially zero.
+    assert all(e > 0.02 for e in err.values()), err
+
+
+def test_heading_mlp_is_rotation_invariant_only(nets):
+    obs = random_observation(2, BATCH, LIMBS)
+    rotations = errors(nets["mlp_heading"][2], obs, reflections=False)
+    assert all(e < 1e-5 for e in rotations.values()), rotations
+    # No handedness is fixed, so a reflection shows: canonicalising a mirrored
+    # scene gives the mirror image of the canonical scene.
+    mirror = Isometry(jnp.diag(jnp.array([1.0, -1.0, 1.0])), jnp.zeros(3))
+    outputs = nets["mlp_heading"][2]
+    action = jnp.zeros(obs.action_mask.shape)
+    a, b = outputs(obs, action)["value"], outputs(eq.act_on_observation(mirror, obs), action)["value"]
+    assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) > 0.05
+
+
+def test_heading_canonicalisation_is_exact(nets):
+    from equirl.nn.baselines import canonicalise_heading
+
+    obs = random_observation(3, BATCH, LIMBS)
+    canon = canonicalise_heading(obs)
+    target = canon.vectors[..., 2, :][np.asarray(obs.limb_mask)]
+    np.testing.assert_allclose(target, np.broadcast_to([1.0, 0.0, 0.0], target.shape), atol=1e-6)
+    for i in range(3):
+        g = jax.tree_util.tree_map(lambda e: e[i], random_isometry(jax.random.PRNGKey(i), (3,), reflections=False))
+        moved = canonicalise_heading(eq.act_on_observation(g, obs))
+        np.testing.assert_allclose(moved.vectors, canon.vectors, atol=2e-6)
+
+
+def test_padding_content_is_ignored(nets):
+    # Garbage in padding slots (same number of slots) changes nothing.
+    obs = random_observation(4, BATCH, LIMBS, min_real=2)
+    rng = np.random.default_rng(0)
+    pad = ~np.asarray(obs.limb_mask)
+    garbage = obs.replace(
+        vectors=jnp.where(jnp.asarray(pad)[..., None, None], rng.normal(0, 5, obs.vectors.shape), obs.vectors).astype(
+            jnp.float32
+        ),
+        scalars=jnp.where(jnp.asarray(pad)[..., None], rng.normal(0, 5, obs.scalars.shape), obs.scalars).astype(
+            jnp.float32
+        ),
+        action_mask=obs.action_mask | jnp.asarray(pad)[..., None],
+    )
+    action = jax.random.uniform(jax.random.PRNGKey(0), obs.action_mask.shape, minval=-1.0, maxval=1.0)
+    for kind, (_, _, outputs) in nets.items():
+        a, b = outputs(obs, action), outputs(garbage, action)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=f"{kind} {k}")
+
+
+def test_transformer_limb_order_and_extra_padding(nets):
+    _, _, outputs = nets["transformer"]
+    obs = random_observation(5, BATCH, LIMBS, min_real=2)
+    action = jax.random.uniform(jax.random.PRNGKey(0), obs.action_mask.shape, minval=-1.0, maxval=1.0)
+    base = outputs(obs, action)
+    order = np.random.default_rng(1).permutation(LIMBS)
+    out = outputs(permute_limbs(obs, order), action[:, order])
+    np.testing.assert_allclose(out["value"], base["value"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["mode"], np.asarray(base["mode"])[:, order], rtol=1e-5, atol=1e-6)
+    padded = pad_with_garbage(obs, 2, seed=1)
+    out = outputs(padded, jnp.concatenate([action, jnp.ones((BATCH, 2, 3))], 1))
+    np.testing.assert_allclose(out["q"], base["q"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["mode"])[:, :LIMBS], base["mode"], rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_rejects_other_limb_counts(nets):
+    n, params, _ = nets["mlp"]
+    obs = random_observation(6, BATCH, LIMBS + 1)
+    with pytest.raises(ConfigError, match="max_limbs"):
+        n.critic.apply(params[1], obs)
+
+
+def test_gradients_finite_on_padded_batches(nets):
+    obs = edge_case_observation(17, LIMBS)
+    # The heading frame also meets a zero target direction here.
+    obs = obs.replace(vectors=obs.vectors.at[1].set(0.0))
+    action = jnp.zeros(obs.action_mask.shape)
+    for kind in ("mlp_heading", "transformer"):  # the plain MLP has nothing that could divide by zero
+        n, params, _ = nets[kind]
+
+        def loss(params, vectors, n=n):
+            o = obs.replace(vectors=vectors)
+            dist = n.actor.apply(params[0], o)
+            return jnp.sum(dist.log_prob(action)) + jnp.sum(dist.entropy()) + jnp.sum(n.q.apply(params[1], o, action))
+
+        value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), compiler_options=FAST)(
+            (params[0], params[2]), obs.vectors
+        )
+        assert np.isfinite(float(value)), kind
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(grads)), kind
