@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import time
 
@@ -25,6 +26,24 @@ import jax
 import jax.numpy as jnp
 
 from equirl.nn import NetworkConfig, count_parameters, init_networks, make_networks
+
+
+def machine() -> str:
+    """CPU model and usable cores (or the accelerator jax runs on)."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        return f"{len(jax.devices())}x {device.device_kind}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return f"{model}, {cores} cores"
 
 
 def walker_observations(batch: int, max_limbs: int):
@@ -83,14 +102,16 @@ def main() -> None:
 
     cfg = NetworkConfig()
     print(
-        f"{datetime.date.today()}, {platform.machine()} {platform.processor() or ''} "
-        f"{len(jax.devices())}x {jax.devices()[0].device_kind}, jax {jax.__version__}; "
+        f"{datetime.date.today()}, {machine()}, jax {jax.__version__}; "
         f"batch {args.batch} walker_7_full observations padded to {args.max_limbs} limbs; "
         f"width {cfg.width}, depth {cfg.depth}, heads {cfg.heads}, vector channels {cfg.vector_channels}; "
         f"best of {args.rounds} interleaved rounds of {args.calls} calls\n"
     )
     reference = best.get("transformer")
-    print("| network | actor params | critic params | compile s | ms per forward+backward (actor+critic) | ratio to transformer |")
+    print(
+        "| network | actor params | critic params | compile s "
+        "| ms per forward+backward (actor+critic) | ratio to transformer |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for kind in kinds:
         (actor_n, critic_n), compile_s, _ = setups[kind]

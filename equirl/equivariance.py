@@ -62,7 +62,10 @@ AXIAL_CHANNELS = (4, 5, 6, 7)  # angular velocity and the three hinge axes
 
 
 def act_on_observation(g: Isometry, obs: Observation) -> Observation:
-    """Every vector channel v -> R v; translations act trivially (see the module doc)."""
+    """Every vector channel v -> R v; translations act trivially (see the module doc).
+
+    g is one element (no batch axes); it acts on every observation of the batch.
+    """
     return obs.replace(vectors=jnp.einsum("ij,...j->...i", g.rotation, obs.vectors))
 
 
@@ -105,8 +108,9 @@ def _traced(tree: Any) -> bool:
 
 
 def _norm(tree: Any) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in leaves))
+    """Frobenius norm of a whole pytree, in at least float32."""
+    leaves = [leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32)) for leaf in jax.tree_util.tree_leaves(tree)]
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
 
 
 def _difference(a: Any, b: Any) -> Any:
@@ -217,7 +221,11 @@ def rotation_lie_error(fn, x, act_in: Action = act_on_observation, act_out: Acti
 
 
 def translation_lie_error(
-    fn, x, act_in: Action = act_on_observation, act_out: Action = invariant, generator: jax.Array = TRANSLATION_GENERATOR_X
+    fn,
+    x,
+    act_in: Action = act_on_observation,
+    act_out: Action = invariant,
+    generator: jax.Array = TRANSLATION_GENERATOR_X,
 ) -> jax.Array:
     """Lie-derivative error along a horizontal translation (x by default)."""
     return lie_derivative_error(fn, x, act_in, act_out, jnp.zeros((3, 3)), generator)

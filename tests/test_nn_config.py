@@ -72,7 +72,8 @@ def test_every_kind_has_the_same_interface():
     obs = random_observation(1, 2, 16)
     action = jnp.zeros(obs.action_mask.shape)
     for kind in KINDS:
-        nets = make_networks(NetworkConfig(kind=kind, width=8, depth=1, heads=2, vector_channels=2, mlp_hidden=(8,)), 16)
+        config = NetworkConfig(kind=kind, width=8, depth=1, heads=2, vector_channels=2, mlp_hidden=(8,))
+        nets = make_networks(config, 16)
         key = jax.random.PRNGKey(0)
         dist = jax.eval_shape(lambda o: nets.actor.apply(nets.actor.init(key, o), o).sample(seed=key), obs)
         value = jax.eval_shape(lambda o: nets.critic.apply(nets.critic.init(key, o), o), obs)

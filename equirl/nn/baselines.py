@@ -101,7 +101,9 @@ class MLPBody(nn.Module):
 def _check_limbs(obs: Observation, max_limbs: int) -> None:
     num = obs.limb_mask.shape[-1]
     if num != max_limbs:
-        raise ConfigError(f"max_limbs={max_limbs}: the MLP was built for that many limb slots, the observation has {num}")
+        raise ConfigError(
+            f"max_limbs={max_limbs}: the MLP was built for that many limb slots, the observation has {num}"
+        )
 
 
 def _prepare(obs: Observation, max_limbs: int, heading: bool) -> Observation:
@@ -118,7 +120,8 @@ class MLPActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Observation):
-        x = MLPBody(self.config.mlp_hidden, name="body")(flatten_observation(_prepare(obs, self.max_limbs, self.heading)))
+        flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
+        x = MLPBody(self.config.mlp_hidden, name="body")(flat)
         shape = obs.limb_mask.shape + (3,)
         mean = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="mean")(x).reshape(shape)
         raw = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="log_std")(x).reshape(shape)
@@ -132,7 +135,8 @@ class MLPCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
-        x = MLPBody(self.config.mlp_hidden, name="body")(flatten_observation(_prepare(obs, self.max_limbs, self.heading)))
+        flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
+        x = MLPBody(self.config.mlp_hidden, name="body")(flat)
         return nn.Dense(1, name="value")(x)[..., 0]
 
 

@@ -5,7 +5,7 @@
 - `LogStdHead`: an invariant, state-dependent log standard deviation.
 - `PooledValueHead`: a scalar from per-limb invariant features, averaged over
   real limbs only (so padding never changes it).
-- `TwinQ`: two independent copies of a Q trunk, run as one vmapped module.
+- `twin`: two independent copies of a Q trunk, run as one vmapped module.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def torque_distribution(mean: jax.Array, raw_log_std: jax.Array, mask: jax.Array
 
 
 class LogStdHead(nn.Module):
-    """Raw log-std [..., L, 3] from per-limb invariant features (zero at init)."""
+    """Raw log-std [..., L, 3] from per-limb invariant features (near zero at
+    init, so the log-std starts near log_std_init)."""
 
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:

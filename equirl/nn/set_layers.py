@@ -94,12 +94,18 @@ class SETAttention(nn.Module):
             -1,
         )
         k = jnp.concatenate(
-            [scalar_heads(nn.Dense(cfg.width, name="key")(s)), VectorsToHeads(heads, ck, references=False, name="vector_key")(zn)],
+            [
+                scalar_heads(nn.Dense(cfg.width, name="key")(s)),
+                VectorsToHeads(heads, ck, references=False, name="vector_key")(zn),
+            ],
             -1,
         )
         a = attention_weights(jnp.einsum("...ihd,...jhd->...hij", q, k) + bias, mask)
         v = jnp.concatenate(
-            [scalar_heads(nn.Dense(cfg.width, name="value")(s)), VectorsToHeads(heads, cv, name="vector_value")(zn, target)],
+            [
+                scalar_heads(nn.Dense(cfg.width, name="value")(s)),
+                VectorsToHeads(heads, cv, name="vector_value")(zn, target),
+            ],
             -1,
         )
         message = jnp.einsum("...hij,...jhd->...ihd", a, v)
@@ -165,7 +171,8 @@ class SETEncoder(nn.Module):
         scalars = jnp.where(mask[..., None], scalars, 0.0)
 
         z = nn.Dense(cfg.vector_channels, use_bias=False, name="embed_vectors")(v)
-        inputs = jnp.concatenate([scalars, GramInvariants(cfg.invariant_channels, name="embed_invariants")(v, target)], -1)
+        invariants = GramInvariants(cfg.invariant_channels, name="embed_invariants")(v, target)
+        inputs = jnp.concatenate([scalars, invariants], -1)
         h = nn.Dense(cfg.width, name="embed_out")(nn.gelu(nn.Dense(cfg.width, name="embed_in")(inputs)))
         h, z = _zero_padding(h, z, mask)
 

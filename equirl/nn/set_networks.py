@@ -78,7 +78,8 @@ class SETCritic(nn.Module):
     def __call__(self, obs: Observation) -> jax.Array:
         cfg = self.config
         h, z, target = SETEncoder(cfg, name="encoder")(obs)
-        features = jnp.concatenate([h, GramInvariants(cfg.invariant_channels, name="readout_invariants")(z, target)], -1)
+        invariants = GramInvariants(cfg.invariant_channels, name="readout_invariants")(z, target)
+        features = jnp.concatenate([h, invariants], -1)
         return PooledValueHead(cfg.width, name="value")(features, obs.limb_mask)
 
 
@@ -93,7 +94,8 @@ class SETQTrunk(nn.Module):
         action = masked_actions(action, action_mask(obs))
         torque = jnp.einsum("...kx,...k->...x", hinge_axes(obs), action)[..., None]  # [..., L, 3, 1]
         h, z, target = SETEncoder(cfg, name="encoder")(obs, extra_scalars=action, extra_vectors=torque)
-        features = jnp.concatenate([h, GramInvariants(cfg.invariant_channels, name="readout_invariants")(z, target)], -1)
+        invariants = GramInvariants(cfg.invariant_channels, name="readout_invariants")(z, target)
+        features = jnp.concatenate([h, invariants], -1)
         return PooledValueHead(cfg.width, name="value")(features, obs.limb_mask)
 
 

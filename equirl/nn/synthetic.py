@@ -15,7 +15,9 @@ import numpy as np
 from equirl.envs.task import GRAVITY, NUM_SCALARS, NUM_VECTORS, Observation
 
 
-def random_tree(rng: np.random.Generator, num_real: int, num_limbs: int, shuffle: bool) -> tuple[np.ndarray, np.ndarray]:
+def random_tree(
+    rng: np.random.Generator, num_real: int, num_limbs: int, shuffle: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(parent [L], mask [L]) of a random tree of num_real limbs in num_limbs slots.
 
     Unshuffled, the torso is slot 0, parents precede children and padding is
@@ -135,7 +137,8 @@ def pad_with_garbage(obs: Observation, extra: int, seed: int = 0) -> Observation
         return np.concatenate([np.asarray(x), pad], axis=1)
 
     mask = grow(obs.limb_mask, False)
-    vectors = np.where(mask[..., None, None], grow(obs.vectors, 0.0), rng.normal(0.0, 5.0, (b, size) + obs.vectors.shape[2:]))
+    junk = rng.normal(0.0, 5.0, (b, size) + obs.vectors.shape[2:])
+    vectors = np.where(mask[..., None, None], grow(obs.vectors, 0.0), junk)
     scalars = np.where(mask[..., None], grow(obs.scalars, 0.0), rng.normal(0.0, 5.0, (b, size, obs.scalars.shape[-1])))
     parent = np.where(mask, grow(obs.parent, -1), rng.integers(-1, size, (b, size)))
     return obs.replace(
