@@ -4,6 +4,7 @@
     equirl bodies               list the 3D-SGRL bodies and suites
     equirl inspect FILE.xml     show the limb graph the loader derives from any MJCF file
     equirl write-envs           (re)write envs/ with the body builder
+    equirl train --config F     train PPO or SAC (configs/train/*.yaml); --resume goes on
 
 Errors a user can cause are printed as one line, never as a traceback.
 """
@@ -103,6 +104,38 @@ def _demo(args) -> None:
     env.close()
 
 
+def _train(args) -> None:
+    """Train from a YAML config with overrides; --resume goes on from the run's newest checkpoint."""
+    from pathlib import Path
+
+    from equirl.agents.train import CONFIG_YAML, command_line_config, train
+
+    config_path = args.config
+    if config_path is None:
+        # Resuming a run needs no config file: the run directory keeps its own.
+        if not (args.resume and args.out):
+            raise EquirlError("train: --config is required (or --resume with --out RUN_DIR)")
+        config_path = Path(args.out) / CONFIG_YAML
+    config = command_line_config(config_path, args.set, args.out, args.steps)
+    try:
+        result = train(config, resume=args.resume)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None  # train has saved a checkpoint and said so
+    last = result.history[-1] if result.history else {}
+    summary = f"mean return {last['return/mean']:.1f}, " if "return/mean" in last else ""
+    print(f"{summary}{int(result.state.env_steps):,} environment steps; run in {result.run_dir}")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `equirl train` (shared with agents/train.py)."""
+    parser.add_argument("--config", help="a training config (YAML), e.g. configs/train/hopper_ppo_set.yaml")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set ppo.learning_rate=1e-3 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="go on from the newest checkpoint of the run directory")
+    parser.add_argument("--out", help="run directory (default: runs/<run.name>)")
+    parser.add_argument("--steps", type=int, help="total environment steps (run.total_steps)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="equirl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     write.add_argument("--out", default="envs")
     write.add_argument("--check", action="store_true", help="only report files that are missing or stale")
     write.set_defaults(run=_write_envs)
+
+    train = sub.add_parser("train", help="train PPO or SAC from a YAML config")
+    add_train_arguments(train)
+    train.set_defaults(run=_train)
 
     args = parser.parse_args(argv)
     try:

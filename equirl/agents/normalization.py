@@ -62,10 +62,13 @@ def update(state: NormalizerState, obs: Observation) -> NormalizerState:
 
 
 def normalize(state: NormalizerState, obs: Observation, clip: float = 10.0) -> Observation:
-    """Scalars to zero mean, unit std (clipped); vectors divided by their channel's RMS length."""
-    std = jnp.sqrt(state.scalar_m2 / jnp.maximum(state.count, 1.0) + EPS)
+    """Scalars to zero mean, unit std (clipped); vectors divided by their channel's RMS length.
+
+    Before any statistics were gathered (count 0) it is the identity."""
+    seen = state.count > 0  # before any data: the identity
+    std = jnp.where(seen, jnp.sqrt(state.scalar_m2 / jnp.maximum(state.count, 1.0) + EPS), 1.0)
     scalars = jnp.clip((obs.scalars - state.scalar_mean) / std, -clip, clip)
-    rms = jnp.sqrt(state.vector_sq + EPS)
+    rms = jnp.where(seen, jnp.sqrt(state.vector_sq + EPS), 1.0)
     vectors = obs.vectors / rms[:, None]
     mask = obs.limb_mask
     return obs.replace(

@@ -1,0 +1,59 @@
+"""What PPO and SAC share: the normalised policy, episode bookkeeping, the agent interface."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from equirl.agents import normalization
+from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, Observation
+
+
+class Agent(NamedTuple):
+    """A training algorithm as pure functions.
+
+    init(key) -> state: every array the run needs (parameters, optimiser,
+      normaliser, environment, replay buffer, RNG, counters): checkpoint it
+      and the run can go on from it.
+    iteration(state) -> (state, metrics): one compiled step of collection and
+      learning; metrics holds scalars and per-body episode sums (see
+      `episode_metrics`).
+    act(state, obs, key, deterministic) -> action [..., L, 3]: the current policy.
+    steps_per_iteration: environment steps one iteration takes (all envs).
+    """
+
+    init: Callable[[jax.Array], Any]
+    iteration: Callable[[Any], tuple[Any, dict]]
+    act: Callable[..., jax.Array]
+    steps_per_iteration: int
+
+
+def initial_normalizer() -> normalization.NormalizerState:
+    return normalization.init(NUM_VECTORS, NUM_SCALARS)
+
+
+def maybe_normalize(enabled: bool, state: normalization.NormalizerState, obs: Observation) -> Observation:
+    return normalization.normalize(state, obs) if enabled else obs
+
+
+def body_one_hot(body_of_env: np.ndarray, num_bodies: int) -> jax.Array:
+    """[B, num_bodies] float: which body each environment simulates."""
+    return jnp.asarray(np.eye(num_bodies, dtype=np.float32)[np.asarray(body_of_env)])
+
+
+def episode_metrics(one_hot: jax.Array, done: jax.Array, episode_return: jax.Array, episode_length: jax.Array) -> dict:
+    """Per-body sums over the episodes that ended: done/returns/lengths are [T, B]."""
+    done = done.astype(jnp.float32)
+    return {
+        "episodes/count": jnp.einsum("tb,bk->k", done, one_hot),
+        "episodes/return_sum": jnp.einsum("tb,bk->k", done * episode_return, one_hot),
+        "episodes/length_sum": jnp.einsum("tb,bk->k", done * episode_length.astype(jnp.float32), one_hot),
+    }
+
+
+def flatten_time(tree: Any) -> Any:
+    """[T, B, ...] leaves -> [T * B, ...]."""
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)

@@ -1,0 +1,214 @@
+"""PPO over a batched, possibly mixed-body environment, as one compiled iteration.
+
+An iteration: roll the policy out for `rollout_length` steps with `lax.scan`
+over the environment (either physics backend), compute GAE advantages --
+an episode cut by the time limit bootstraps from the value of its final
+observation, one that terminated does not -- then run `epochs` passes of
+shuffled minibatches through an optax optimiser (global-norm clipping, Adam).
+The observation normaliser (symmetry-preserving) takes in the rollout's
+observations before the gradient steps (as brax does), so the networks learn
+on the statistics they will act with next.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from equirl.agents import normalization
+from equirl.agents.config import PPOConfig
+from equirl.agents.policy import Agent, body_one_hot, episode_metrics, flatten_time, initial_normalizer, maybe_normalize
+from equirl.envs.batched import BatchedEnv, EnvState
+from equirl.envs.task import Observation
+from equirl.nn import Networks
+
+
+class PPOParams(NamedTuple):
+    actor: Any
+    critic: Any
+
+
+@struct.dataclass
+class PPOState:
+    params: PPOParams
+    opt_state: Any
+    normalizer: normalization.NormalizerState
+    env_state: EnvState
+    key: jax.Array
+    env_steps: jax.Array  # environment steps taken so far (all envs)
+    iteration: jax.Array
+
+
+class Transition(NamedTuple):
+    obs: Observation
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+    next_value: jax.Array  # V(final obs) where the time limit cut the episode, else 0
+
+
+def gae(config: PPOConfig, tr: Transition, last_value: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Advantages and value targets, [T, B].
+
+    The value after step t is V(s_{t+1}) unless the episode ended at t: then it
+    is 0 if it terminated and V(final obs) if it was truncated. Advantages do
+    not flow across episode boundaries.
+    """
+    following = jnp.concatenate([tr.value[1:], last_value[None]], 0)
+    bootstrap = jnp.where(tr.done, tr.next_value, following)
+    bootstrap = jnp.where(tr.terminated, 0.0, bootstrap)
+    delta = tr.reward + config.gamma * bootstrap - tr.value
+    carry_on = config.gamma * config.gae_lambda * (1.0 - tr.done.astype(delta.dtype))
+
+    def back(adv_next, x):
+        d, c = x
+        adv = d + c * adv_next
+        return adv, adv
+
+    _, advantages = jax.lax.scan(back, jnp.zeros_like(last_value), (delta, carry_on), reverse=True)
+    return advantages, advantages + tr.value
+
+
+def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_iterations: int) -> Agent:
+    """A PPO `Agent` for `env`; `total_iterations` sets the learning-rate schedule."""
+    one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
+    batch = config.rollout_length * env.num_envs
+    minibatch = batch // config.minibatches
+    updates = max(1, total_iterations) * config.epochs * config.minibatches
+    rate = optax.linear_schedule(config.learning_rate, 0.0, updates) if config.anneal_learning_rate else config.learning_rate
+    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(rate))
+    norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
+
+    def init(key: jax.Array) -> PPOState:
+        k_env, k_actor, k_critic, key = jax.random.split(key, 4)
+        env_state = env.reset(k_env)
+        params = PPOParams(networks.actor.init(k_actor, env_state.obs), networks.critic.init(k_critic, env_state.obs))
+        return PPOState(
+            params=params,
+            opt_state=optimizer.init(params),
+            normalizer=initial_normalizer(),
+            env_state=env_state,
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def act(state: PPOState, obs: Observation, key: jax.Array | None = None, deterministic: bool = True):
+        dist = networks.actor.apply(state.params.actor, norm(state.normalizer, obs))
+        return dist.mode() if deterministic else dist.sample(seed=key)
+
+    def rollout(state: PPOState):
+        params, normalizer = state.params, state.normalizer
+
+        def step(carry, _):
+            env_state, key = carry
+            key, k_action = jax.random.split(key)
+            obs = env_state.obs
+            nobs = norm(normalizer, obs)
+            dist = networks.actor.apply(params.actor, nobs)
+            action, log_prob = dist.sample_and_log_prob(seed=k_action)
+            value = networks.critic.apply(params.critic, nobs)
+            after = env.step(env_state, action)
+            done = after.terminated | after.truncated
+            # Only a truncated episode needs the value of its final observation.
+            next_value = jax.lax.cond(
+                jnp.any(after.truncated),
+                lambda: jnp.where(
+                    after.truncated,
+                    networks.critic.apply(params.critic, norm(normalizer, after.info["final_obs"])),
+                    0.0,
+                ),
+                lambda: jnp.zeros_like(value),
+            )
+            tr = Transition(
+                obs=obs,
+                action=action,
+                log_prob=log_prob,
+                value=value,
+                reward=after.reward * config.reward_scale,
+                terminated=after.terminated,
+                done=done,
+                next_value=next_value,
+            )
+            ep = (done, after.info["episode_return"], after.info["episode_length"], after.reward)
+            return (after, key), (tr, ep)
+
+        (env_state, key), (transitions, ep) = jax.lax.scan(
+            step, (state.env_state, state.key), None, length=config.rollout_length
+        )
+        return env_state, key, transitions, ep
+
+    def loss_fn(params: PPOParams, normalizer, mb: Transition, advantages, targets):
+        nobs = norm(normalizer, mb.obs)
+        dist = networks.actor.apply(params.actor, nobs)
+        log_prob = dist.log_prob(mb.action)
+        ratio = jnp.exp(log_prob - mb.log_prob)
+        if config.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        surrogate = jnp.minimum(
+            ratio * advantages, jnp.clip(ratio, 1.0 - config.clip_epsilon, 1.0 + config.clip_epsilon) * advantages
+        )
+        policy_loss = -surrogate.mean()
+        value = networks.critic.apply(params.critic, nobs)
+        value_loss = 0.5 * jnp.mean(jnp.square(value - targets))
+        entropy = dist.entropy().mean()
+        total = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+        stats = {
+            "loss/policy": policy_loss,
+            "loss/value": value_loss,
+            "policy/entropy": entropy,
+            "policy/approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
+            "policy/clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > config.clip_epsilon),
+        }
+        return total, stats
+
+    def iteration(state: PPOState) -> tuple[PPOState, dict]:
+        env_state, key, tr, (done, ep_return, ep_length, raw_reward) = rollout(state)
+        last_value = networks.critic.apply(state.params.critic, norm(state.normalizer, env_state.obs))
+        advantages, targets = gae(config, tr, last_value)
+        data = flatten_time((tr, advantages, targets))
+
+        def epoch(carry, k):
+            params, opt_state = carry
+            order = jax.random.permutation(k, batch)
+            shuffled = jax.tree.map(lambda x: x[order].reshape((config.minibatches, minibatch) + x.shape[1:]), data)
+
+            def update(carry, mb):
+                params, opt_state = carry
+                grads, stats = jax.grad(loss_fn, has_aux=True)(params, normalizer, *mb)
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+                stats["optim/grad_norm"] = optax.tree.norm(grads)
+                return (optax.apply_updates(params, updates), opt_state), stats
+
+            return jax.lax.scan(update, (params, opt_state), shuffled)
+
+        normalizer = state.normalizer
+        if config.normalize_observations:
+            normalizer = normalization.update(normalizer, tr.obs)
+        key, k_epochs = jax.random.split(key)
+        (params, opt_state), stats = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, config.epochs)
+        )
+        metrics = {k: v.mean() for k, v in stats.items()}
+        metrics["reward/mean"] = raw_reward.mean()
+        metrics["value/mean"] = tr.value.mean()
+        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length))
+        new_state = PPOState(
+            params=params,
+            opt_state=opt_state,
+            normalizer=normalizer,
+            env_state=env_state,
+            key=key,
+            env_steps=state.env_steps + batch,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    return Agent(init=init, iteration=iteration, act=act, steps_per_iteration=batch)

@@ -1,0 +1,212 @@
+"""SAC: the replay buffer, the agent's iteration on a mixed-body environment, and that it learns."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from equirl.agents import replay
+from equirl.agents.config import SACConfig
+from equirl.agents.normalization import normalize
+from equirl.agents.sac import Learner, make_sac, make_update, target_entropy
+from equirl.errors import ConfigError
+from equirl.nn import NetworkConfig, make_networks
+
+from conftest import compile_fast
+
+ENV = dict(bodies=("hopper_3_shin", "walker_7_full"), num_envs=4, max_limbs=7)
+NETWORKS = {
+    "mlp": NetworkConfig(kind="mlp", mlp_hidden=(32, 32), squash=True),
+    "set": NetworkConfig(
+        kind="set", width=32, depth=1, heads=2, vector_channels=8, invariant_channels=4, vector_key_channels=2,
+        squash=True,
+    ),
+    "mlp_heading": NetworkConfig(kind="mlp_heading", mlp_hidden=(16, 16), squash=True),
+    "transformer": NetworkConfig(kind="transformer", width=16, depth=1, heads=2, squash=True),
+}
+# 2 steps x 4 envs = 8 transitions an iteration: a capacity of 20 wraps mid-batch.
+SAC = SACConfig(buffer_size=20, batch_size=8, learning_starts=16, steps_per_iteration=2, updates_per_iteration=2)
+ITERATIONS = 3
+
+def tree_equal(a, b) -> bool:
+    """Exact equality of two pytrees (on the host: eager jnp ops would each compile)."""
+
+    def host(x):
+        return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(host(x), host(y)), a, b)))
+
+
+# -- replay buffer --------------------------------------------------------------------
+
+
+def test_replay_wraps_saturates_and_samples_what_was_stored():
+    example = {"reward": jnp.zeros(()), "obs": {"v": jnp.zeros((2, 3)), "ok": jnp.zeros((), bool)}}
+    buffer = replay.init(example, capacity=10)
+    assert buffer.capacity == 10 and int(buffer.size) == 0
+
+    def batch(start, n=4):  # rewards = global step index; v and ok derived from it
+        r = jnp.arange(start, start + n, dtype=jnp.float32)
+        return {"reward": r, "obs": {"v": jnp.broadcast_to(r[:, None, None], (n, 2, 3)), "ok": r > 0}}
+
+    sizes = []
+    for i in range(3):  # 12 items into 10 rows: the third batch wraps across the end
+        buffer = replay.insert(buffer, batch(4 * i))
+        sizes.append(int(buffer.size))
+    assert sizes == [4, 8, 10]
+    assert int(buffer.position) == 2
+    np.testing.assert_array_equal(buffer.data["reward"], [10, 11, 2, 3, 4, 5, 6, 7, 8, 9])
+
+    items = replay.sample(buffer, jax.random.key(0), 200)
+    rewards = np.asarray(items["reward"])
+    assert set(rewards.tolist()) == set(range(2, 12))  # the overwritten 0 and 1 are gone
+    np.testing.assert_array_equal(items["obs"]["v"], np.broadcast_to(rewards[:, None, None], (200, 2, 3)))
+    np.testing.assert_array_equal(items["obs"]["ok"], rewards > 0)
+
+
+def test_replay_samples_only_filled_rows_and_rejects_oversized_batches():
+    buffer = replay.init({"reward": jnp.zeros(())}, capacity=16)
+    buffer = replay.insert(buffer, {"reward": jnp.arange(1.0, 4.0)})
+    items = replay.sample(buffer, jax.random.key(1), 100)
+    assert set(np.asarray(items["reward"]).tolist()) == {1.0, 2.0, 3.0}
+    with pytest.raises(ConfigError):
+        replay.insert(buffer, {"reward": jnp.zeros(17)})
+    with pytest.raises(ConfigError):
+        replay.init({"reward": jnp.zeros(())}, capacity=0)
+
+
+# -- the agent ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def env(make_env):
+    return make_env(**ENV).env
+
+
+@pytest.fixture(scope="module", params=sorted(NETWORKS))
+def run(request, env):
+    """(agent, networks, compiled iteration, [initial state, then after each iteration], [metrics]),
+    for one network kind."""
+    networks = make_networks(NETWORKS[request.param], env.num_limbs)
+    agent = make_sac(env, networks, SAC)
+    key = jax.random.key(0)
+    state = compile_fast(agent.init, key)(key)
+    iteration = compile_fast(agent.iteration, state)
+    states, metrics = [state], []
+    for _ in range(ITERATIONS):
+        state, m = iteration(state)
+        states.append(state)
+        metrics.append(jax.device_get(m))
+    return agent, networks, iteration, states, metrics
+
+
+def test_iterations_fill_the_buffer_and_learn(run, env):
+    agent, _, _, states, metrics = run
+    per_iteration = SAC.steps_per_iteration * env.num_envs
+    assert agent.steps_per_iteration == per_iteration
+    last = states[-1]
+    assert int(last.env_steps) == ITERATIONS * per_iteration
+    assert int(last.iteration) == ITERATIONS
+    assert int(last.buffer.size) == SAC.buffer_size  # 24 transitions into 20 rows
+    assert int(last.buffer.position) == (ITERATIONS * per_iteration) % SAC.buffer_size
+
+    # The first iteration holds 8 < learning_starts=16 transitions: no update yet.
+    learning = [float(m["optim/learning"]) for m in metrics]
+    assert learning == [0.0, 1.0, 1.0]
+    assert tree_equal(states[0].params, states[1].params)
+
+    for m in metrics[1:]:
+        for name in ("loss/critic", "loss/actor", "loss/alpha", "alpha", "policy/entropy", "q/mean", "reward/mean"):
+            assert np.isfinite(m[name]), name
+    assert float(last.log_alpha) != pytest.approx(float(np.log(SAC.initial_alpha)), abs=1e-7)
+    assert metrics[-1]["alpha"] == pytest.approx(float(np.exp(last.log_alpha)), rel=1e-3)  # mean over the updates
+    # The target network trails the online one.
+    assert not tree_equal(last.params.q, last.params.target_q)
+    assert metrics[0]["episodes/count"].shape == (len(env.morphologies),)
+
+
+def test_iteration_is_a_pure_function_of_the_state(run):
+    _, _, iteration, states, metrics = run
+    again, m = iteration(states[-2])
+    assert tree_equal(again, states[-1])
+    assert float(m["loss/critic"]) == float(metrics[-1]["loss/critic"])
+
+
+def test_stored_transitions_are_well_formed(run, env):
+    _, _, _, states, _ = run
+    data = states[-1].buffer.data
+    mask = np.asarray(data.obs.action_mask)
+    action = np.asarray(data.action)
+    assert np.all(np.abs(action) <= 1.0)
+    assert np.all(action[~mask] == 0.0)  # random and policy actions alike drive only real hinges
+    # next_obs belongs to the same body as obs, also across an autoreset
+    np.testing.assert_array_equal(data.next_obs.action_mask, data.obs.action_mask)
+    assert data.terminated.dtype == jnp.bool_
+
+
+def test_act_is_deterministic_or_sampled(run):
+    agent, _, _, states, _ = run
+    state = states[-1]
+    obs = state.env_state.obs
+
+    def both(state, obs, key):
+        return agent.act(state, obs), agent.act(state, obs, key, deterministic=False)
+
+    key = jax.random.key(3)
+    mode, sampled = compile_fast(both, state, obs, key)(state, obs, key)
+    assert mode.shape == obs.action_mask.shape
+    assert np.all(np.abs(np.asarray(mode)) < 1.0)
+    assert np.all(np.abs(np.asarray(sampled)) < 1.0)
+    assert np.all(np.asarray(sampled)[~np.asarray(obs.action_mask)] == 0.0)
+    assert not np.allclose(sampled, mode)
+
+
+def test_target_entropy_is_minus_the_driven_dimensions(run, env):
+    obs = run[3][0].env_state.obs
+    driven = np.asarray(obs.action_mask).sum(axis=(-2, -1))
+    target = target_entropy(obs.action_mask, SACConfig().target_entropy_per_dim)
+    assert target.shape == (env.num_envs,)
+    np.testing.assert_array_equal(target, -driven.astype(np.float32))
+    # Two different bodies: two different targets, each minus its own action count.
+    assert len(set(driven.tolist())) == 2
+    np.testing.assert_array_equal(target_entropy(obs.action_mask, -0.5), -0.5 * driven)
+
+
+def test_sac_needs_a_squashed_actor(env):
+    networks = make_networks(NetworkConfig(kind="mlp", mlp_hidden=(32, 32), squash=False), env.num_limbs)
+    with pytest.raises(ConfigError, match="squash"):
+        make_sac(env, networks, SAC)
+
+
+def test_buffer_must_hold_an_iteration(env):
+    networks = make_networks(NETWORKS["mlp"], env.num_limbs)
+    with pytest.raises(ConfigError, match="buffer_size"):
+        make_sac(env, networks, SACConfig(buffer_size=6, batch_size=4, steps_per_iteration=2))
+
+
+# -- behaviour ------------------------------------------------------------------------
+
+
+def test_critic_fits_a_fixed_batch(run):
+    """Repeated updates on one batch drive its TD loss down (the critic learns)."""
+    agent, networks, _, states, _ = run
+    if networks.actor.config.kind != "mlp":
+        pytest.skip("one network kind is enough")
+    config = SACConfig(batch_size=SAC.buffer_size)
+    _, update = make_update(networks, config)
+    state = states[-1]
+    batch = replay.sample(state.buffer, jax.random.key(5), config.batch_size)
+    batch = batch._replace(
+        obs=normalize(state.normalizer, batch.obs), next_obs=normalize(state.normalizer, batch.next_obs)
+    )
+    learner = Learner(state.params, state.opt_state, state.log_alpha)
+
+    def fit(learner, batch):
+        step = lambda learner, _: update(learner, batch, jax.random.key(7))  # noqa: E731
+        return jax.lax.scan(step, learner, None, length=200)[1]["loss/critic"]
+
+    losses = np.asarray(compile_fast(fit, learner, batch)(learner, batch))
+    assert np.all(np.isfinite(losses))
+    assert losses[-10:].mean() < 0.2 * losses[:10].mean()

@@ -1,0 +1,330 @@
+"""The training driver: logs, checkpoints, and resuming that loses nothing.
+
+Every run here uses one tiny PPO config; `train` is given a build that is
+made once per module, so the iteration compiles once for all in-process runs
+(the SIGKILL test's subprocess compiles its own).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO
+from equirl.agents import train as T
+from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
+from equirl.cli import main
+from equirl.config_io import load_yaml, to_dict
+from equirl.envs.config import EnvConfig
+from equirl.errors import ConfigError
+from equirl.nn.config import NetworkConfig
+
+STEPS_PER_ITERATION = 4 * 8
+ITERATIONS = 4
+
+
+def tiny_config(out_dir, **run) -> TrainConfig:
+    run = dict(dict(name="tiny", out_dir=str(out_dir), total_steps=ITERATIONS * STEPS_PER_ITERATION,
+                    checkpoint_every=1, keep_checkpoints=2, equivariance_every=2, progress=False), **run)
+    return TrainConfig(
+        algorithm="ppo",
+        env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
+        network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16)),
+        ppo=PPOConfig(rollout_length=8, epochs=2, minibatches=2),
+        run=RunConfig(**run),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_build():
+    """`build` made once per config (ignoring run bookkeeping), so the iteration compiles once."""
+    cache = {}
+    real_build = T.build
+
+    def build(config):
+        key = json.dumps(dict(to_dict(config), run=None), sort_keys=True)
+        if key not in cache:
+            env, networks, agent = real_build(config)
+            env.close, env.real_close = (lambda: None), env.close  # closed at module teardown
+            cache[key] = (env, networks, agent)
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(T, "build", build)
+        yield
+    for env, _, _ in cache.values():
+        env.real_close()
+
+
+def params_of(state):
+    return jax.tree.leaves(jax.device_get(state.params))
+
+
+def assert_same_params(a, b, atol=0.0):
+    for x, y in zip(params_of(a), params_of(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+
+
+def checkpoint_steps(run_dir) -> list[int]:
+    folder = run_dir / T.CHECKPOINTS
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def read_csv(run_dir) -> list[dict]:
+    with open(run_dir / T.METRICS_CSV, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def event_tags(run_dir) -> dict[str, list[int]]:
+    """tag -> steps of every scalar in the run's TensorBoard event files (TFRecord framing)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags: dict[str, list[int]] = {}
+    for path in sorted(run_dir.glob("events.out.tfevents*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = Event.FromString(data[offset + 12: offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def straight_run(request, tmp_path_factory):
+    """ITERATIONS iterations without interruption: the reference the other tests compare with."""
+    if "test_resume_after_sigkill" in " ".join(item.name for item in request.session.items):
+        request.getfixturevalue("killed_run")  # start that subprocess now: its compile overlaps this one
+    out = tmp_path_factory.mktemp("straight")
+    config = tiny_config(out)
+    return config, T.train(config)
+
+
+def test_a_short_run_writes_config_logs_and_checkpoints(straight_run):
+    config, result = straight_run
+    run_dir = result.run_dir
+    assert load_yaml(TrainConfig, run_dir / "config.yaml") == config
+    assert int(result.state.env_steps) == ITERATIONS * STEPS_PER_ITERATION
+    assert int(result.state.iteration) == ITERATIONS
+
+    rows = read_csv(run_dir)
+    assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * (i + 1) for i in range(ITERATIONS)]
+    assert {"wall_seconds", "steps_per_second", "return/mean", "loss/policy", "loss/value", "policy/entropy",
+            "policy/approx_kl", "return/hopper_3_shin", "equivariance/policy"} <= set(rows[0])
+    assert len(result.history) == ITERATIONS and result.history[-1]["env_steps"] == ITERATIONS * STEPS_PER_ITERATION
+    # The probe ran every 2 iterations and gave a number.
+    probed = [r["equivariance/policy"] for r in rows]
+    assert probed[0] == "" and np.isfinite(float(probed[1])) and np.isfinite(float(probed[3]))
+
+    tags = event_tags(run_dir)
+    for tag in ("loss/policy", "policy/entropy", "time/steps_per_second", "equivariance/policy"):
+        assert tag in tags, tag
+    assert tags["loss/policy"] == [STEPS_PER_ITERATION * (i + 1) for i in range(ITERATIONS)]
+    if any(float(r["episodes"]) for r in rows):  # a 3-limb hopper falls within 32 steps
+        assert "return/hopper_3_shin" in tags and "return/mean" in tags
+
+    # Only the newest keep_checkpoints=2 are kept.
+    assert checkpoint_steps(run_dir) == [3 * STEPS_PER_ITERATION, 4 * STEPS_PER_ITERATION]
+    saved_config, saved = T.load_checkpoint(run_dir)
+    assert saved_config == config
+    assert int(saved.env_steps) == ITERATIONS * STEPS_PER_ITERATION
+    assert_same_params(saved, result.state)
+
+    # A second fresh run into the same directory would mix two runs: refused.
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        T.train(config)
+
+
+def test_resumed_training_equals_uninterrupted_training(straight_run, tmp_path, capsys):
+    config, reference = straight_run
+    half = ITERATIONS // 2
+    stopped = T.train(tiny_config(tmp_path), callback=lambda state, row: row["iteration"] == half)
+    assert int(stopped.state.iteration) == half
+    assert checkpoint_steps(tmp_path)[-1] == half * STEPS_PER_ITERATION
+
+    resumed = T.train(tiny_config(tmp_path), resume=True)
+    assert f"at {half * STEPS_PER_ITERATION} environment steps" in capsys.readouterr().err
+    assert [row["iteration"] for row in resumed.history] == list(range(half + 1, ITERATIONS + 1))
+    assert_same_params(resumed.state, reference.state, atol=1e-6)
+    assert int(resumed.state.env_steps) == int(reference.state.env_steps)
+    # The log reads as one run.
+    expected = [STEPS_PER_ITERATION * (i + 1) for i in range(ITERATIONS)]
+    assert [int(r["env_steps"]) for r in read_csv(tmp_path)] == expected
+
+
+def test_ctrl_c_saves_the_last_finished_iteration(tmp_path, capsys):
+    def interrupt(state, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_config(tmp_path, checkpoint_every=10), callback=interrupt)
+    assert checkpoint_steps(tmp_path) == [STEPS_PER_ITERATION]
+    assert "interrupted; saved a checkpoint at 32 environment steps" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_config_that_changes_shapes(straight_run, tmp_path):
+    config, _ = straight_run
+    shutil.copytree(config.run.directory, tmp_path / "run")
+    changed = dataclasses.replace(tiny_config(tmp_path / "run"), network=NetworkConfig(kind="mlp", mlp_hidden=(8, 8)))
+    with pytest.raises(ConfigError, match=r"cannot resume.*network.mlp_hidden"):
+        T.train(changed, resume=True)
+
+
+# Orbax's failed read leaves an asyncio callback behind that fires after its loop closed.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight_run, tmp_path, capsys):
+    config, reference = straight_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(config.run.directory, run_dir)
+    newest = run_dir / T.CHECKPOINTS / str(ITERATIONS * STEPS_PER_ITERATION)
+    damaged = [p for p in (newest / "state").rglob("*") if p.is_file() and "ocdbt.process_0/d/" in str(p)]
+    assert damaged
+    for path in damaged:  # as a full disk or a killed copy would leave them
+        path.write_bytes(path.read_bytes()[:10])
+
+    _, state = T.load_checkpoint(run_dir)
+    err = capsys.readouterr().err
+    assert f"checkpoint {newest} is unreadable" in err and "using the previous one" in err
+    assert int(state.env_steps) == (ITERATIONS - 1) * STEPS_PER_ITERATION
+
+    # Resuming redoes the lost iteration and arrives where the straight run did.
+    resumed = T.train(tiny_config(run_dir), resume=True)
+    assert_same_params(resumed.state, reference.state, atol=1e-6)
+    assert checkpoint_steps(run_dir)[-1] == ITERATIONS * STEPS_PER_ITERATION
+
+
+def test_load_policy_acts_without_an_environment(straight_run):
+    config, reference = straight_run
+    loaded_config, act = T.load_policy(config.run.directory)
+    assert loaded_config == config
+    obs = reference.state.env_state.obs
+    action = act(obs)
+    assert action.shape == (4, 5, 3)
+    _, _, agent = T.build(config)
+    np.testing.assert_allclose(action, agent.act(reference.state, obs, None, True), atol=1e-6)
+    sampled = act(obs, jax.random.PRNGKey(1), deterministic=False)
+    assert sampled.shape == action.shape and not np.allclose(sampled, action)
+
+
+SIGKILL_ITERATIONS = 400
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A real `python -m equirl train` process, SIGKILLed once it has saved 2 checkpoints.
+
+    Started with `straight_run` so that its compile overlaps that one; a
+    watcher thread kills it as soon as the checkpoints are there.
+    """
+    root = tmp_path_factory.mktemp("killed")
+    config_path, run_dir = root / "tiny.yaml", root / "run"
+    config = tiny_config(run_dir, total_steps=SIGKILL_ITERATIONS * STEPS_PER_ITERATION, equivariance_every=0,
+                         keep_checkpoints=3)
+    config_path.write_text(yaml.safe_dump(to_dict(config)))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen([sys.executable, "-m", "equirl", "train", "--config", str(config_path)],
+                               cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    outcome = {}
+
+    def watch():
+        deadline = time.monotonic() + 300
+        while len(checkpoint_steps(run_dir)) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        outcome["running_when_killed"] = process.poll() is None
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        outcome["returncode"] = process.wait()
+        outcome["stderr"] = process.stderr.read().decode(errors="replace")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield config_path, run_dir, watcher, outcome
+    finally:
+        if process.poll() is None:
+            process.kill()
+        watcher.join(30)
+        process.stderr.close()
+
+
+def test_resume_after_sigkill_loses_only_the_steps_since_the_last_checkpoint(killed_run, monkeypatch, capsys):
+    config_path, run_dir, watcher, outcome = killed_run
+    watcher.join(320)
+    assert outcome.get("running_when_killed"), outcome.get("stderr", "")[-2000:]
+    assert outcome["returncode"] == -signal.SIGKILL
+
+    total = SIGKILL_ITERATIONS * STEPS_PER_ITERATION
+    last = checkpoint_steps(run_dir)[-1]
+    assert STEPS_PER_ITERATION <= last < total
+    _, saved = T.load_checkpoint(run_dir)
+    assert int(saved.env_steps) == last
+
+    restored = []
+    real_restore = T.restore_latest
+
+    def spy(*args, **kwargs):
+        restored.append(real_restore(*args, **kwargs))
+        return restored[-1]
+
+    monkeypatch.setattr(T, "restore_latest", spy)
+    assert main(["train", "--config", str(config_path), "--resume", "--set", "run.checkpoint_every=1000"]) == 0
+    assert f"from its checkpoint at {last} environment steps" in capsys.readouterr().err
+    state, _, step = restored[0]
+    assert step == last and int(state.env_steps) == last
+    assert_same_params(state, saved)
+
+    _, final = T.load_checkpoint(run_dir)
+    assert int(final.env_steps) == total and int(final.iteration) == SIGKILL_ITERATIONS
+    steps = [int(r["env_steps"]) for r in read_csv(run_dir)]
+    assert steps == [STEPS_PER_ITERATION * (i + 1) for i in range(SIGKILL_ITERATIONS)]  # cut at `last`, then continued
+
+
+def sac_config(out_dir) -> TrainConfig:
+    from equirl.agents.config import SACConfig
+
+    return TrainConfig(
+        algorithm="sac",
+        env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
+        network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16)),
+        sac=SACConfig(buffer_size=256, batch_size=16, learning_starts=16, updates_per_iteration=2),
+        run=RunConfig(name="sac", out_dir=str(out_dir), total_steps=4 * 8, checkpoint_every=4, log_every=4,
+                      equivariance_every=8, progress=False),
+    )
+
+
+def test_sac_is_built_with_squashed_actions(tmp_path):
+    pytest.importorskip("equirl.agents.sac")
+    config = sac_config(tmp_path)
+    env, networks, agent = T.build(config)
+    assert networks.actor.config.squash and not config.network.squash
+    assert agent.steps_per_iteration == config.env.num_envs * config.sac.steps_per_iteration
+    # The whole state, replay buffer included, is arrays a checkpoint can hold.
+    shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    assert all(hasattr(leaf, "shape") for leaf in jax.tree.leaves(shapes))
+
+
+@pytest.mark.benchmark  # its own compile takes about a minute on 2 cores: not run by default
+def test_sac_trains_and_resumes(tmp_path):
+    pytest.importorskip("equirl.agents.sac")
+    config = sac_config(tmp_path)
+    stopped = T.train(config, callback=lambda state, row: row["iteration"] == 4)
+    assert int(stopped.state.env_steps) == 16
+    resumed = T.train(config, resume=True)
+    assert int(resumed.state.env_steps) == 32
+    assert [int(r["env_steps"]) for r in read_csv(tmp_path)] == [16, 32]
