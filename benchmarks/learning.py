@@ -140,7 +140,7 @@ def main(argv=None) -> int:
             for s, w, r in rows:
                 writer.writerow([suite, kind, seed, int(s), f"{w:.1f}", "" if math.isnan(r) else f"{r:.2f}"])
 
-    from benchmarks.nn_cost import machine
+    from equirl.machine import describe as machine
 
     lines = [
         f"PPO, task v1, {args.steps:,} environment steps per run, seeds {args.seeds}; "

@@ -58,8 +58,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
-import os
-import platform
 import time
 
 import flax.linen as nn
@@ -72,25 +70,8 @@ from equirl.agents.ppo import make_ppo
 from equirl.envs.batched import BatchedEnv
 from equirl.envs.brax_env import BraxEnv
 from equirl.envs.config import EnvConfig
+from equirl.machine import describe as machine
 from equirl.nn import NetworkConfig, make_networks
-
-
-def machine() -> str:
-    """CPU model and usable cores (or the accelerator jax runs on)."""
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        return f"{len(jax.devices())}x {device.device_kind}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return f"{model}, {cores} cores"
 
 
 class CompileClock:

@@ -5,6 +5,9 @@
     equirl inspect FILE.xml     show the limb graph the loader derives from any MJCF file
     equirl write-envs           (re)write envs/ with the body builder
     equirl train --config F     train PPO or SAC (configs/train/*.yaml); --resume goes on
+    equirl eval --run DIR       evaluate a checkpoint (deterministic) on any bodies, zero-shot
+    equirl render --run DIR     an MP4 (or GIF) of a policy on one body, rendered headless
+    equirl quickstart           train briefly on the hoppers, evaluate zero-shot, render a video
 
 Errors a user can cause are printed as one line, never as a traceback.
 """
@@ -126,6 +129,54 @@ def _train(args) -> None:
     print(f"{summary}{int(result.state.env_steps):,} environment steps; run in {result.run_dir}")
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """"0,1,2" or "0-4" -> seeds."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            return tuple(range(lo, hi + 1))
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise EquirlError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4") from None
+
+
+def _eval(args) -> None:
+    """Evaluate a checkpoint on bodies; print the table, write CSV and JSON."""
+    from equirl.evaluation.evaluate import evaluate, format_table, load_policy_for_eval, stderr_log, write_outputs
+
+    policy = load_policy_for_eval(args.run_dir, args.step)
+    seeds = _seeds(args.seeds)
+    print(f"{policy.run_dir} at {policy.step:,} environment steps ({policy.config.network.kind} network, "
+          f"trained on {', '.join(policy.config.env.bodies)}); {args.episodes} episodes per body and seed, "
+          f"seeds {', '.join(map(str, seeds))}", flush=True)
+    results = evaluate(policy, args.bodies, episodes=args.episodes, seeds=seeds, batch_size=args.batch_size,
+                       episode_length=args.episode_length, task=args.task, backend=args.backend,
+                       log=None if args.quiet else stderr_log)
+    print(format_table(results))
+    csv_path, json_path = write_outputs(results, policy, args.bodies, args.out,
+                                        meta={"episodes": args.episodes, "seeds": list(seeds)})
+    print(f"wrote {csv_path} and {json_path}")
+    if not any(r.ok for r in results):
+        raise EquirlError(f"eval: no body could be evaluated ({results[0].body}: {results[0].error})")
+
+
+def _render(args) -> None:
+    from equirl.evaluation.render import render_video
+
+    result = render_video(args.run_dir, args.body, args.out, seed=args.seed, step=args.step,
+                          episode_length=args.episode_length, width=args.width, height=args.height, gif=args.gif,
+                          out_dir=args.dir, distance=args.distance, task=args.task)
+    extra = f" and {result.gif}" if result.gif else ""
+    print(f"wrote {result.path}{extra}: return {result.episode_return:.1f}, {result.length} steps, "
+          f"{result.frames} frames at {result.fps:.1f} fps")
+
+
+def _quickstart(args) -> None:
+    from equirl.evaluation.quickstart import quickstart
+
+    quickstart(args.out, args.steps)
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `equirl train` (shared with agents/train.py)."""
     parser.add_argument("--config", help="a training config (YAML), e.g. configs/train/hopper_ppo_set.yaml")
@@ -165,6 +216,42 @@ def main(argv: list[str] | None = None) -> int:
     train = sub.add_parser("train", help="train PPO or SAC from a YAML config")
     add_train_arguments(train)
     train.set_defaults(run=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint (deterministic policy) on any bodies")
+    ev.add_argument("--run", required=True, dest="run_dir", help="run directory (holds checkpoints/)")
+    ev.add_argument("--bodies", nargs="+", default=["zero_shot"],
+                    help="body names, suites (zero_shot, walker_zero_shot, ...), MJCF paths or random:COUNT:SEED "
+                         "(default: zero_shot)")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes per body and seed (default 10)")
+    ev.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
+    ev.add_argument("--batch-size", type=int, default=64, help="episodes run at once per body (default 64)")
+    ev.add_argument("--step", type=int, help="checkpoint (environment steps; default: the newest)")
+    ev.add_argument("--episode-length", type=int, help="override the training episode length")
+    ev.add_argument("--task", choices=["v1", "v2"], help="override the training task")
+    ev.add_argument("--backend", choices=["auto", "native", "mjx"])
+    ev.add_argument("--out", help="output folder for <bodies>.csv/.json (default RUN/eval)")
+    ev.add_argument("--quiet", action="store_true", help="no per-body progress lines")
+    ev.set_defaults(run=_eval)
+
+    render = sub.add_parser("render", help="render a policy on one body to MP4 (optionally GIF), headless")
+    render.add_argument("--run", required=True, dest="run_dir", help="run directory (holds checkpoints/)")
+    render.add_argument("--body", required=True, help="a body name, MJCF path or random:1:SEED")
+    render.add_argument("--out", help="MP4 path (default: DIR/<run>_<body>_seed<S>_return<R>.mp4)")
+    render.add_argument("--dir", default="videos", help="folder for the default file name (default videos/)")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--step", type=int, help="checkpoint (environment steps; default: the newest)")
+    render.add_argument("--episode-length", type=int, help="at most this many steps (default: the training value)")
+    render.add_argument("--task", choices=["v1", "v2"], help="override the training task")
+    render.add_argument("--width", type=int, default=640)
+    render.add_argument("--height", type=int, default=480)
+    render.add_argument("--distance", type=float, default=4.0, help="camera distance from the torso (m)")
+    render.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
+    render.set_defaults(run=_render)
+
+    quick = sub.add_parser("quickstart", help="train SET-PPO briefly on the hoppers, evaluate zero-shot, render")
+    quick.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
+    quick.add_argument("--steps", type=int, default=150_000, help="training budget (default 150000)")
+    quick.set_defaults(run=_quickstart)
 
     args = parser.parse_args(argv)
     try:

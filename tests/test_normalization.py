@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from equirl.agents import normalization
-from equirl.envs.symmetry import transform_vectors
 from equirl.geometry import random_og3
 
 

@@ -1,6 +1,5 @@
 """PPO: advantages, truncation, symmetry of the normalised policy, and training with every network."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -39,6 +39,17 @@ def maybe_normalize(enabled: bool, state: normalization.NormalizerState, obs: Ob
     return normalization.normalize(state, obs) if enabled else obs
 
 
+def make_act(networks, normalize_observations: bool) -> Callable[..., jax.Array]:
+    """act(state, obs, key=None, deterministic=True) -> torques [..., L, 3] for any
+    agent state with `params.actor` and `normalizer` (PPO and SAC alike)."""
+
+    def act(state, obs: Observation, key: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
+        dist = networks.actor.apply(state.params.actor, maybe_normalize(normalize_observations, state.normalizer, obs))
+        return dist.mode() if deterministic else dist.sample(seed=key)
+
+    return act
+
+
 def body_one_hot(body_of_env: np.ndarray, num_bodies: int) -> jax.Array:
     """[B, num_bodies] float: which body each environment simulates."""
     return jnp.asarray(np.eye(num_bodies, dtype=np.float32)[np.asarray(body_of_env)])

@@ -21,7 +21,15 @@ from flax import struct
 
 from equirl.agents import normalization
 from equirl.agents.config import PPOConfig
-from equirl.agents.policy import Agent, body_one_hot, episode_metrics, flatten_time, initial_normalizer, maybe_normalize
+from equirl.agents.policy import (
+    Agent,
+    body_one_hot,
+    episode_metrics,
+    flatten_time,
+    initial_normalizer,
+    make_act,
+    maybe_normalize,
+)
 from equirl.envs.batched import BatchedEnv, EnvState
 from equirl.envs.task import Observation
 from equirl.nn import Networks
@@ -99,10 +107,6 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
         )
-
-    def act(state: PPOState, obs: Observation, key: jax.Array | None = None, deterministic: bool = True):
-        dist = networks.actor.apply(state.params.actor, norm(state.normalizer, obs))
-        return dist.mode() if deterministic else dist.sample(seed=key)
 
     def rollout(state: PPOState):
         params, normalizer = state.params, state.normalizer
@@ -211,4 +215,6 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         )
         return new_state, metrics
 
-    return Agent(init=init, iteration=iteration, act=act, steps_per_iteration=batch)
+    return Agent(
+        init=init, iteration=iteration, act=make_act(networks, config.normalize_observations), steps_per_iteration=batch
+    )

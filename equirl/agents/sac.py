@@ -36,7 +36,15 @@ from flax import struct
 
 from equirl.agents import normalization, replay
 from equirl.agents.config import SACConfig
-from equirl.agents.policy import Agent, body_one_hot, episode_metrics, flatten_time, initial_normalizer, maybe_normalize
+from equirl.agents.policy import (
+    Agent,
+    body_one_hot,
+    episode_metrics,
+    flatten_time,
+    initial_normalizer,
+    make_act,
+    maybe_normalize,
+)
 from equirl.envs.batched import BatchedEnv, EnvState
 from equirl.envs.task import Observation
 from equirl.errors import ConfigError
@@ -231,10 +239,6 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
             iteration=jnp.zeros((), jnp.int32),
         )
 
-    def act(state: SACState, obs: Observation, key: jax.Array | None = None, deterministic: bool = True):
-        dist = networks.actor.apply(state.params.actor, norm(state.normalizer, obs))
-        return dist.mode() if deterministic else dist.sample(seed=key)
-
     def collect(state: SACState):
         actor, normalizer = state.params.actor, state.normalizer
 
@@ -307,4 +311,6 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
         )
         return new_state, metrics
 
-    return Agent(init=init, iteration=iteration, act=act, steps_per_iteration=batch)
+    return Agent(
+        init=init, iteration=iteration, act=make_act(networks, config.normalize_observations), steps_per_iteration=batch
+    )

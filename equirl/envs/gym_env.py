@@ -14,7 +14,6 @@ MJCF file: `gymnasium.make("equirl/MJCF-v0", xml_path=...)`.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import gymnasium
 import jax
