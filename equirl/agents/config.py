@@ -10,32 +10,13 @@ before anything compiles. YAML files in configs/ hold these fields; see
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from equirl.checks import check_bool, check_float, check_int
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
 
 ALGORITHMS = ("ppo", "sac")
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name}={value!r}: must be an integer >= {low}")
-
-
-def _check_float(name: str, value, low: float | None = None, high: float | None = None, *, open_low=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r}: must be a finite number")
-    if low is not None and (value < low or (open_low and value == low)):
-        raise ConfigError(f"{name}={value!r}: must be {'>' if open_low else '>='} {low}")
-    if high is not None and value > high:
-        raise ConfigError(f"{name}={value!r}: must be <= {high}")
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: must be true or false")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,17 +44,17 @@ class PPOConfig:
 
     def __post_init__(self):
         for name in ("rollout_length", "epochs", "minibatches"):
-            _check_int(name, getattr(self, name), 1)
-        _check_float("learning_rate", self.learning_rate, 0.0, open_low=True)
-        _check_float("max_grad_norm", self.max_grad_norm, 0.0, open_low=True)
-        _check_float("gamma", self.gamma, 0.0, 1.0)
-        _check_float("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        _check_float("clip_epsilon", self.clip_epsilon, 0.0, open_low=True)
-        _check_float("value_coef", self.value_coef, 0.0)
-        _check_float("entropy_coef", self.entropy_coef, 0.0)
-        _check_float("reward_scale", self.reward_scale, 0.0, open_low=True)
+            check_int(name, getattr(self, name), 1)
+        check_float("learning_rate", self.learning_rate, 0.0, open_low=True)
+        check_float("max_grad_norm", self.max_grad_norm, 0.0, open_low=True)
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_float("clip_epsilon", self.clip_epsilon, 0.0, open_low=True)
+        check_float("value_coef", self.value_coef, 0.0)
+        check_float("entropy_coef", self.entropy_coef, 0.0)
+        check_float("reward_scale", self.reward_scale, 0.0, open_low=True)
         for name in ("anneal_learning_rate", "normalize_advantages", "normalize_observations"):
-            _check_bool(name, getattr(self, name))
+            check_bool(name, getattr(self, name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +87,15 @@ class SACConfig:
 
     def __post_init__(self):
         for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("learning_starts", self.learning_starts, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("learning_starts", self.learning_starts, 0)
         for name in ("actor_learning_rate", "critic_learning_rate", "alpha_learning_rate", "initial_alpha",
                      "max_grad_norm", "reward_scale"):
-            _check_float(name, getattr(self, name), 0.0, open_low=True)
-        _check_float("target_entropy_per_dim", self.target_entropy_per_dim)
-        _check_float("gamma", self.gamma, 0.0, 1.0)
-        _check_float("tau", self.tau, 0.0, 1.0, open_low=True)
-        _check_bool("normalize_observations", self.normalize_observations)
+            check_float(name, getattr(self, name), 0.0, open_low=True)
+        check_float("target_entropy_per_dim", self.target_entropy_per_dim)
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("tau", self.tau, 0.0, 1.0, open_low=True)
+        check_bool("normalize_observations", self.normalize_observations)
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size={self.batch_size}: larger than buffer_size={self.buffer_size}")
 
@@ -144,15 +125,15 @@ class RunConfig:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ConfigError(f"name={self.name!r}: must be a non-empty string without '/'")
-        _check_int("total_steps", self.total_steps, 1)
-        _check_int("seed", self.seed, 0)
+        check_int("total_steps", self.total_steps, 1)
+        check_int("seed", self.seed, 0)
         if not isinstance(self.out_dir, str):
             raise ConfigError(f"out_dir={self.out_dir!r}: must be a path string")
-        _check_int("log_every", self.log_every, 1)
-        _check_int("checkpoint_every", self.checkpoint_every, 1)
-        _check_int("keep_checkpoints", self.keep_checkpoints, 1)
-        _check_int("equivariance_every", self.equivariance_every, 0)
-        _check_bool("progress", self.progress)
+        check_int("log_every", self.log_every, 1)
+        check_int("checkpoint_every", self.checkpoint_every, 1)
+        check_int("keep_checkpoints", self.keep_checkpoints, 1)
+        check_int("equivariance_every", self.equivariance_every, 0)
+        check_bool("progress", self.progress)
 
     @property
     def directory(self) -> str:

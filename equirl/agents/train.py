@@ -302,8 +302,10 @@ def _config_from_meta(meta: dict, where: str) -> TrainConfig:
     return from_dict(TrainConfig, meta["config"], source=f"{where}: stored config")
 
 
-def _load(run_dir: Path, step: int | None):
-    """(config, state, agent) of a checkpoint; the environment is built only to get the state's shapes."""
+def load_run(run_dir: str | os.PathLike, step: int | None = None):
+    """(config, agent state, agent) of a run's newest readable checkpoint, or of
+    checkpoint `step` (env steps); the environment is built only to get the state's shapes."""
+    run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINTS).is_dir():
         raise ConfigError(f"{run_dir}: not a run directory (no {CHECKPOINTS}/ folder)")
     manager = _checkpoint_manager(run_dir, None, read_only=True)
@@ -331,7 +333,7 @@ def _load(run_dir: Path, step: int | None):
 
 def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None) -> tuple[TrainConfig, Any]:
     """(config, agent state) of a run's newest readable checkpoint, or of checkpoint `step` (env steps)."""
-    config, state, _ = _load(Path(run_dir), step)
+    config, state, _ = load_run(run_dir, step)
     return config, state
 
 
@@ -341,7 +343,7 @@ def load_policy(run_dir: str | os.PathLike, step: int | None = None):
     act needs no environment: it takes any batch of observations padded to
     `config.env.max_limbs` limbs (the MLP kinds need exactly that many).
     """
-    config, state, agent = _load(Path(run_dir), step)
+    config, state, agent = load_run(run_dir, step)
     jitted = jax.jit(agent.act, static_argnames=("deterministic",))
 
     def act(obs, key: jax.Array | None = None, deterministic: bool = True) -> jax.Array:

@@ -22,7 +22,7 @@ from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 
 # Enough room for any body when only its own limb count is wanted.
-_UNBOUNDED_LIMBS = 1 << 20
+UNBOUNDED_LIMBS = 1 << 20
 
 
 @struct.dataclass
@@ -228,7 +228,7 @@ def single_env(body: str, max_limbs: int | None = None, **fields) -> BatchedEnv:
     max_limbs defaults to the body's own limb count, so spaces are tight;
     `fields` are further EnvConfig fields (task, backend, episode_length, ...).
     """
-    pairs = resolve(body, max_limbs=max_limbs or _UNBOUNDED_LIMBS)
+    pairs = resolve(body, max_limbs=max_limbs or UNBOUNDED_LIMBS)
     if len(pairs) != 1:
         raise ConfigError(f"body={body!r}: names {len(pairs)} bodies; this environment runs exactly one")
     num_limbs = max_limbs if max_limbs is not None else pairs[0][0].num_limbs

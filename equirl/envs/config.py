@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from equirl.checks import check_int
 from equirl.errors import ConfigError
 
 TASKS = ("v1", "v2")
@@ -56,8 +57,7 @@ class EnvConfig:
             ("episode_length", self.episode_length, 1),
             ("frame_skip", self.frame_skip, 1),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name}={value!r}: must be an integer >= {low}")
+            check_int(name, value, low)
         if self.task not in TASKS:
             raise ConfigError(f"task={self.task!r}: must be one of {TASKS}")
         if self.backend not in BACKENDS:

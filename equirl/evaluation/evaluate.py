@@ -31,13 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from equirl.checks import check_int
 from equirl.errors import ConfigError, EquirlError
 
 # Episode end codes (the order of the columns of the table).
 FELL, TIME_LIMIT, UNSTABLE = 0, 1, 2
 END_NAMES = ("fell", "time_limit", "unstable")
 _FIXED_LIMB_KINDS = ("mlp", "mlp_heading")
-_UNBOUNDED_LIMBS = 1 << 20
 
 
 @dataclasses.dataclass
@@ -75,12 +75,12 @@ def load_policy_for_eval(run_dir: str | os.PathLike, step: int | None = None) ->
     Raises ConfigError (a clear one-line message) when run_dir is not a run
     directory or holds no checkpoint.
     """
-    from equirl.agents.train import _load
+    from equirl.agents.train import load_run
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ConfigError(f"{run_dir}: no such run directory")
-    config, state, agent = _load(run_dir, step)
+    config, state, agent = load_run(run_dir, step)
 
     def act(agent_state, obs):
         return agent.act(agent_state, obs, None, deterministic=True)
@@ -208,6 +208,7 @@ def plan_body(policy: Policy, unit: str) -> tuple[int, list[BodyResult]]:
     than it was trained with is padded to its own count (and says so).
     An MLP policy takes exactly its training limb count.
     """
+    from equirl.envs.batched import UNBOUNDED_LIMBS
     from equirl.envs.bodies import resolve
 
     env_cfg = policy.config.env
@@ -215,7 +216,7 @@ def plan_body(policy: Policy, unit: str) -> tuple[int, list[BodyResult]]:
         # Generated bodies depend on max_limbs: use the training value (they all fit).
         pairs = resolve(unit, max_limbs=policy.max_limbs, isotropic_friction=env_cfg.isotropic_friction)
         return policy.max_limbs, [_row_of(m) for m, _ in pairs]
-    (morph, _), = resolve(unit, max_limbs=_UNBOUNDED_LIMBS, isotropic_friction=env_cfg.isotropic_friction)
+    (morph, _), = resolve(unit, max_limbs=UNBOUNDED_LIMBS, isotropic_friction=env_cfg.isotropic_friction)
     row = _row_of(morph)
     if morph.num_limbs <= policy.max_limbs:
         return policy.max_limbs, [row]
@@ -309,8 +310,7 @@ def evaluate(
     if not bodies:
         raise ConfigError("bodies: at least one body is needed")
     for name, value in (("episodes", episodes), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
+        check_int(name, value, 1)
     seeds = tuple(seeds)
     if not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
         raise ConfigError(f"seeds={seeds!r}: need at least one integer seed >= 0")

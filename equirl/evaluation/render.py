@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from equirl.checks import check_int
 from equirl.errors import ConfigError, EquirlError
 from equirl.evaluation.evaluate import Policy, as_policy, make_env, plan_body
 
@@ -189,8 +190,7 @@ def render_video(
     The episode ends at the first termination or after episode_length steps.
     """
     for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 16:
-            raise ConfigError(f"{name}={value!r}: must be an integer >= 16")
+        check_int(name, value, 16)
     policy = as_policy(policy_or_run_dir, step)
     max_limbs, rows = plan_body(policy, str(body))
     if len(rows) != 1:

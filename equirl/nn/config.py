@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from equirl.checks import check_bool, check_float, check_int
 from equirl.errors import ConfigError
 
 KINDS = ("set", "mlp", "mlp_heading", "transformer")
@@ -61,9 +61,7 @@ class NetworkConfig:
             "width", "depth", "heads", "ff_multiplier", "vector_channels",
             "invariant_channels", "vector_key_channels", "max_tree_distance",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
+            check_int(name, getattr(self, name), 1)
         if self.width % self.heads:
             raise ConfigError(f"width={self.width}: must be divisible by heads={self.heads}")
         if self.vector_channels % self.heads:
@@ -72,12 +70,9 @@ class NetworkConfig:
             not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.mlp_hidden
         ):
             raise ConfigError(f"mlp_hidden={self.mlp_hidden!r}: must be a non-empty tuple of integers >= 1")
-        if not isinstance(self.squash, bool):
-            raise ConfigError(f"squash={self.squash!r}: must be true or false")
+        check_bool("squash", self.squash)
         for name in ("log_std_init", "log_std_min", "log_std_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name}={value!r}: must be a finite number")
+            check_float(name, getattr(self, name))
         if not self.log_std_min < self.log_std_init < self.log_std_max:
             raise ConfigError(
                 f"log_std_init={self.log_std_init!r}: must lie strictly between "
