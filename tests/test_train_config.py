@@ -133,3 +133,19 @@ def test_cli_train_errors_are_one_line(capsys, tmp_path):
     assert "no checkpoint to resume from" in capsys.readouterr().err
     assert main(["train"]) == 2
     assert "--config is required" in capsys.readouterr().err
+
+
+def test_quickstart_trains_the_shipped_hopper_preset():
+    from equirl.evaluation.quickstart import quickstart_config
+
+    shipped = load_yaml(TrainConfig, REPO / "configs" / "train" / "hopper_ppo_set.yaml")
+    quick = quickstart_config("runs/q", 1000)
+    assert dataclasses.replace(quick, run=shipped.run) == shipped
+    assert (quick.run.total_steps, quick.run.out_dir) == (1000, "runs/q")
+
+
+def test_unknown_preset_is_a_config_error():
+    from equirl.presets import train_preset
+
+    with pytest.raises(ConfigError, match="suite='ant'"):
+        train_preset("ant", "ppo", "set")

@@ -2,8 +2,8 @@
 
     python3 -m equirl quickstart
 
-1. trains SET-PPO on the hopper suite (the values of
-   configs/train/hopper_ppo_set.yaml, embedded here, with a small budget);
+1. trains SET-PPO on the hopper suite (the preset behind
+   configs/train/hopper_ppo_set.yaml, equirl.presets, with a small budget);
 2. evaluates the policy deterministically on the bodies it trained on and,
    zero-shot, on walkers it never saw (the walker zero-shot split; the SET
    network takes any number of limbs);
@@ -16,10 +16,9 @@ once the budget is reached).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
-
-from equirl.config_io import from_dict
 
 RUN_DIR = "runs/quickstart"
 TOTAL_STEPS = 150_000
@@ -28,30 +27,16 @@ ZERO_SHOT_BODIES = ("walker_zero_shot",)
 VIDEO_BODY = "walker_3_left_knee_right_knee"
 EPISODES = 8
 
-# configs/train/hopper_ppo_set.yaml (written by configs/make_train_configs.py), budget aside.
-CONFIG = {
-    "algorithm": "ppo",
-    "env": {"bodies": ["hopper"], "num_envs": 64, "task": "v1", "backend": "auto", "max_limbs": 5,
-            "episode_length": 1000, "frame_skip": 4, "autoreset": True, "isotropic_friction": True,
-            "num_threads": None},
-    "network": {"kind": "set", "width": 64, "depth": 2, "heads": 4, "ff_multiplier": 2, "vector_channels": 16,
-                "invariant_channels": 8, "vector_key_channels": 4, "max_tree_distance": 8,
-                "mlp_hidden": [256, 256], "squash": False, "log_std_init": -1.0, "log_std_min": -5.0,
-                "log_std_max": 1.0},
-    "ppo": {"rollout_length": 32, "epochs": 4, "minibatches": 8, "learning_rate": 0.0003,
-            "anneal_learning_rate": False, "max_grad_norm": 0.5, "gamma": 0.99, "gae_lambda": 0.95,
-            "clip_epsilon": 0.2, "value_coef": 0.5, "entropy_coef": 0.0, "reward_scale": 0.1,
-            "normalize_advantages": True, "normalize_observations": True},
-    "run": {"name": "quickstart", "total_steps": TOTAL_STEPS, "seed": 0, "out_dir": RUN_DIR, "log_every": 1,
-            "checkpoint_every": 20, "keep_checkpoints": 1, "equivariance_every": 0, "progress": True},
-}
-
 
 def quickstart_config(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS):
-    from equirl.agents.config import TrainConfig
+    """The shipped hopper SET-PPO preset (configs/train/hopper_ppo_set.yaml) with a small budget."""
+    from equirl.presets import train_preset
 
-    config = dict(CONFIG, run=dict(CONFIG["run"], out_dir=str(run_dir), total_steps=int(total_steps)))
-    return from_dict(TrainConfig, config, source="quickstart config")
+    config = train_preset("hopper", "ppo", "set")
+    # One checkpoint is enough to resume; the equivariance probe is left to real runs.
+    run = dataclasses.replace(config.run, name="quickstart", total_steps=int(total_steps), out_dir=str(run_dir),
+                              keep_checkpoints=1, equivariance_every=0, progress=True)
+    return dataclasses.replace(config, run=run)
 
 
 def _say(message: str) -> None:
