@@ -1,0 +1,48 @@
+"""World models of the locomotion environments: data, observer flows, models, training, metrics.
+
+    from equirl.worldmodels import WorldModelConfig, make_world_model, rollout
+
+The shared types and the model interface are in `equirl.worldmodels.interface`
+(read its docstring first). Models: fernn.py (flow-equivariant RNN and its
+static V = {0} version), gru.py (baseline), invariant_latent.py, remul.py.
+"""
+
+from equirl.worldmodels.interface import (
+    BUILDERS,
+    KINDS,
+    FeatureStats,
+    Frame,
+    ObserverFlow,
+    Sequence,
+    WorldModel,
+    WorldModelConfig,
+    act_on_frame,
+    act_on_sequence,
+    apply_flow,
+    copy_static,
+    flow_element,
+    flow_elements,
+    make_world_model,
+    normalized_error,
+    rollout,
+)
+
+__all__ = [
+    "BUILDERS",
+    "KINDS",
+    "FeatureStats",
+    "Frame",
+    "ObserverFlow",
+    "Sequence",
+    "WorldModel",
+    "WorldModelConfig",
+    "act_on_frame",
+    "act_on_sequence",
+    "apply_flow",
+    "copy_static",
+    "flow_element",
+    "flow_elements",
+    "make_world_model",
+    "normalized_error",
+    "rollout",
+]
