@@ -351,10 +351,15 @@ class WorldModelConfig:
 
     kind: one of KINDS. width: scalar features per limb; vector_channels: 3D
     vector features per limb (equivariant kinds); depth: layers / blocks;
-    heads: attention heads (remul). The options blocks hold kind-specific values.
+    heads: attention heads (remul). context: frames `loss` conditions on (via
+    observe); the rest of each training window is predicted open loop and
+    scored with `normalized_error` (equirl.worldmodels.common.rollout_loss
+    does exactly this). The options
+    blocks hold kind-specific values.
     """
 
     kind: str = "fernn"
+    context: int = 4
     width: int = 64
     vector_channels: int = 16
     depth: int = 1
@@ -366,7 +371,7 @@ class WorldModelConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"model.kind={self.kind!r}: must be one of {KINDS}")
-        for name in ("width", "vector_channels", "depth", "heads"):
+        for name in ("context", "width", "vector_channels", "depth", "heads"):
             check_int(f"model.{name}", getattr(self, name), 1)
         if self.width % self.heads:
             raise ConfigError(f"model.width={self.width}: must be divisible by model.heads={self.heads}")

@@ -1,0 +1,83 @@
+"""Pieces the world models share: normalised inputs, the open-loop loss, flat outputs for metrics."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from equirl.envs.task import Observation
+from equirl.worldmodels.interface import (
+    DYNAMIC_SCALARS,
+    DYNAMIC_VECTORS,
+    FeatureStats,
+    Frame,
+    Sequence,
+    WorldModel,
+    normalized_error,
+    rollout,
+)
+
+TARGET_CHANNEL = 2  # target direction: the observation's one input reference direction
+HINGE_AXES = slice(5, 8)
+
+
+def scaled_vectors(obs: Observation, stats: FeatureStats) -> jax.Array:
+    """[..., L, 8, 3] -> [..., L, 3, 8], each channel divided by its RMS length
+    (one invariant scale per channel keeps rotations and reflections commuting)."""
+    v = obs.vectors / stats.vector_rms[:, None]
+    v = jnp.where(obs.limb_mask[..., None, None], v, 0.0)
+    return jnp.swapaxes(v, -1, -2)
+
+
+def scaled_scalars(obs: Observation, stats: FeatureStats) -> jax.Array:
+    s = (obs.scalars - stats.scalar_mean) / stats.scalar_std
+    return jnp.where(obs.limb_mask[..., None], s, 0.0)
+
+
+def torque_vector(obs: Observation, action: jax.Array) -> jax.Array:
+    """sum_k a_k axis_k per limb: the action as one equivariant vector [..., L, 3]."""
+    a = jnp.where(obs.action_mask & obs.limb_mask[..., None], action, 0.0)
+    return jnp.einsum("...kx,...k->...x", obs.vectors[..., HINGE_AXES, :], a)
+
+
+def masked_action(obs: Observation, action: jax.Array) -> jax.Array:
+    return jnp.where(obs.action_mask & obs.limb_mask[..., None], action, 0.0)
+
+
+def assemble(last: Frame, vectors_delta: jax.Array, scalars_delta: jax.Array, position: jax.Array,
+             stats: FeatureStats) -> Frame:
+    """The next frame from normalised deltas of the dynamic channels.
+
+    vectors_delta [..., L, 7, 3] (units of each channel's RMS), scalars_delta
+    [..., L, 7] (units of each scalar's std), position [..., 3] in metres.
+    Static channels are copied from `last`; padding limbs are zero.
+    """
+    obs = last.obs
+    dv = vectors_delta * stats.vector_rms[jnp.asarray(DYNAMIC_VECTORS)][:, None]
+    ds = scalars_delta * stats.scalar_std[jnp.asarray(DYNAMIC_SCALARS)]
+    vectors = obs.vectors.at[..., DYNAMIC_VECTORS, :].add(dv)
+    scalars = obs.scalars.at[..., DYNAMIC_SCALARS].add(ds)
+    mask = obs.limb_mask
+    vectors = jnp.where(mask[..., None, None], vectors, 0.0)
+    scalars = jnp.where(mask[..., None], scalars, 0.0)
+    return Frame(obs.replace(vectors=vectors, scalars=scalars), position)
+
+
+def window_error(model: WorldModel, params, batch: Sequence, context: int, stats: FeatureStats) -> dict:
+    """normalized_error of an open-loop rollout of the rest of the window: dict of [B, k, ...]."""
+    predicted = rollout(model, params, batch.frames(0, context), batch.actions[:, context - 1 : -1])
+    target = Frame(jax.tree.map(lambda x: x[:, context:], batch.obs), batch.torso_position[:, context:])
+    return normalized_error(predicted, target, stats)
+
+
+def rollout_loss(model: WorldModel, params, batch: Sequence, context: int, stats: FeatureStats):
+    """(loss, metrics): the mean z-scored error over every predicted frame of the window."""
+    err = window_error(model, params, batch, context, stats)
+    loss = jnp.mean(err["total"])
+    return loss, {"loss/total": loss, "loss/position": jnp.mean(err["position"]),
+                  "loss/vectors": jnp.mean(err["vectors"]), "loss/scalars": jnp.mean(err["scalars"])}
+
+
+def frame_arrays(frame: Frame) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """What a metric compares: (vectors, scalars, torso_position)."""
+    return frame.obs.vectors, frame.obs.scalars, frame.torso_position
