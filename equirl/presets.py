@@ -20,6 +20,8 @@ ALGORITHMS = ("ppo", "sac")
 SUITES = {
     "hopper": ("v1", 5),  # 3 bodies
     "walker": ("v1", 7),  # 6 bodies
+    "humanoid": ("v1", 9),  # 6 bodies
+    "cheetah": ("v1", 14),  # 8 bodies
     "CWHH": ("v1", 14),  # 23 bodies (cheetahs up to 14 limbs)
 }
 
@@ -28,18 +30,26 @@ SUITES = {
 NUM_ENVS = {
     ("hopper", "ppo"): 64,  # 22/21/21: close enough, and a power of two batch
     ("walker", "ppo"): 96,
+    ("humanoid", "ppo"): 96,
+    ("cheetah", "ppo"): 96,
     ("CWHH", "ppo"): 92,
     ("hopper", "sac"): 12,
     ("walker", "sac"): 12,
+    ("humanoid", "sac"): 12,
+    ("cheetah", "sac"): 16,
     ("CWHH", "sac"): 46,
 }
 
 TOTAL_STEPS = {
     ("hopper", "ppo"): 2_000_000,
     ("walker", "ppo"): 5_000_000,
+    ("humanoid", "ppo"): 5_000_000,
+    ("cheetah", "ppo"): 5_000_000,
     ("CWHH", "ppo"): 10_000_000,
     ("hopper", "sac"): 1_000_000,
     ("walker", "sac"): 2_000_000,
+    ("humanoid", "sac"): 2_000_000,
+    ("cheetah", "sac"): 2_000_000,
     ("CWHH", "sac"): 3_000_000,
 }
 
