@@ -92,10 +92,11 @@ def make_renderer(model, width: int, height: int):
             if failures:
                 _forget_opengl()
                 os.environ["PYOPENGL_PLATFORM"] = backend
-            gl_context.GLContext = _context_class(backend)
-            renderer = mujoco.Renderer(model, height=height, width=width)
+            # MuJoCo's C side reads MUJOCO_GL when it loads the GL functions: without
+            # this, OSMesa after a failed EGL start stops with "gladLoadGL error".
             os.environ["MUJOCO_GL"] = backend
-            return renderer
+            gl_context.GLContext = _context_class(backend)
+            return mujoco.Renderer(model, height=height, width=width)
         except Exception as err:  # missing library, no device, wrong PyOpenGL platform, ...
             failures.append(f"{backend}: {type(err).__name__}: {' '.join(str(err).split())[:160]}")
     raise RenderError(f"could not start headless MuJoCo rendering ({'; '.join(failures)}); install {_PACKAGES}")
