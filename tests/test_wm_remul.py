@@ -1,0 +1,157 @@
+"""REMUL world model: shapes and masks across bodies, and equivariance bought with beta."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from equirl.envs.task import Observation
+from equirl.equivariance import finite_group_error
+from equirl.worldmodels.common import frame_arrays
+from equirl.worldmodels.data import feature_stats
+from equirl.worldmodels.interface import (
+    Frame,
+    RemulOptions,
+    Sequence,
+    WorldModelConfig,
+    act_on_frame,
+    act_on_sequence,
+    make_world_model,
+    rollout,
+)
+from equirl.worldmodels.remul import remul_parts
+from conftest import compile_fast
+
+BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
+LIMBS = 5
+WINDOW = 8
+CONTEXT = 4
+CONFIG = WorldModelConfig(kind="remul", context=CONTEXT, width=16, depth=1, heads=2, remul=RemulOptions(history=3))
+
+
+def recorded_windows(env, steps=24, seed=0) -> Sequence:
+    """Random-action episodes of `env` (no episode ends within `steps`), cut into windows."""
+    state = env.reset(jax.random.PRNGKey(seed))
+    shape = (steps, env.num_envs) + env.action_shape
+    actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), shape, minval=-1.0, maxval=1.0)
+    frames = []
+    for action in actions:
+        frames.append((state.obs, state.qpos[:, :3]))
+        state = env.step(state, action * state.obs.action_mask)
+        assert not bool(jnp.any(state.terminated | state.truncated)), "an episode ended inside the recording"
+    obs = jax.tree.map(lambda *x: jnp.stack(x, 1), *[f[0] for f in frames])
+    seq = Sequence(obs, jnp.swapaxes(actions, 0, 1) * obs.action_mask, jnp.stack([f[1] for f in frames], 1),
+                   jnp.asarray(env.body_of_env, jnp.int32))
+    cut = lambda x: x.reshape((x.shape[0] * (steps // WINDOW), WINDOW) + x.shape[2:])  # noqa: E731
+    return Sequence(jax.tree.map(cut, seq.obs), cut(seq.actions), cut(seq.torso_position),
+                    jnp.repeat(seq.body, steps // WINDOW))
+
+
+@pytest.fixture(scope="module")
+def data(make_env):
+    env = make_env(bodies=BODIES, num_envs=4, max_limbs=LIMBS, episode_length=25)
+    return recorded_windows(env)
+
+
+@pytest.fixture(scope="module")
+def parts(data):
+    return remul_parts(CONFIG, feature_stats(data))
+
+
+def pad_limbs(seq: Sequence, extra: int) -> Sequence:
+    """The same windows with `extra` more (padding) limb slots."""
+    def pad(x, value=0):
+        width = [(0, 0)] * x.ndim
+        width[2] = (0, extra)
+        return jnp.pad(x, width, constant_values=value)
+
+    obs = seq.obs.replace(
+        vectors=pad(seq.obs.vectors), scalars=pad(seq.obs.scalars), limb_mask=pad(seq.obs.limb_mask, False),
+        parent=pad(seq.obs.parent, -1), action_mask=pad(seq.obs.action_mask, False),
+    )
+    return seq.replace(obs=obs, actions=pad(seq.actions))
+
+
+def test_registry_builds_remul(data):
+    model = make_world_model(CONFIG, feature_stats(data))
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), data)
+    loss, metrics = jax.eval_shape(model.loss, params, data, jax.random.PRNGKey(1))
+    assert loss.shape == () and set(metrics) == {"loss/task", "loss/equivariance", "loss/total"}
+
+
+@pytest.fixture(scope="module")
+def predict(parts):
+    """Open-loop (vectors, scalars, torso position) of the frames after the context, compiled once per shape."""
+    model = parts.model
+    k = WINDOW - CONTEXT
+    return jax.jit(
+        lambda p, seq: frame_arrays(rollout(model, p, seq.frames(0, CONTEXT), seq.actions[:, CONTEXT - 1 : CONTEXT - 1 + k]))
+    )
+
+
+@pytest.fixture(scope="module")
+def params(data, parts):
+    return compile_fast(parts.model.init, jax.random.PRNGKey(0), data)(jax.random.PRNGKey(0), data)
+
+
+def test_rollout_shapes_and_masks_across_bodies(data, predict, params):
+    k = WINDOW - CONTEXT
+    vectors, scalars, position = predict(params, data)
+    b = data.actions.shape[0]
+    assert vectors.shape == (b, k, LIMBS, 8, 3) and scalars.shape == (b, k, LIMBS, 17) and position.shape == (b, k, 3)
+    mask = np.asarray(data.obs.limb_mask[:, :1])
+    assert (~mask).any() and mask.any(axis=-1).all(), "the batch mixes bodies of different limb counts"
+    assert np.all(np.where(mask[..., None, None], 0.0, vectors) == 0.0)
+    assert np.all(np.where(mask[..., None], 0.0, scalars) == 0.0)
+    # Padding is invisible: two more empty limb slots change no real limb's prediction.
+    more = predict(params, pad_limbs(data, 2))
+    np.testing.assert_allclose(more[0][:, :, :LIMBS], vectors, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(more[2], position, rtol=1e-5, atol=1e-5)
+
+
+BETAS = (0.0, 1.0, 10.0)
+
+
+def act_on_frame_arrays(g, arrays):
+    """act_on_frame on common.frame_arrays' (vectors, scalars, torso_position)."""
+    vectors, scalars, position = arrays
+    obs = Observation(vectors, scalars, limb_mask=None, parent=None, action_mask=None)
+    return frame_arrays(act_on_frame(g, Frame(obs, position)))
+
+
+@pytest.fixture(scope="module")
+def beta_sweep(data, parts):
+    """The same tiny REMUL trained with beta = 0, 1, 10 (one compiled program, vmapped over beta)."""
+    optimizer = optax.adam(3e-3)
+    betas = jnp.asarray(BETAS)
+
+    def train(params, key):
+        def one(params, beta, key):
+            opt = optimizer.init(params)
+
+            def update(carry, k):
+                params, opt = carry
+                grads, _ = jax.grad(parts.objective, has_aux=True)(params, data, k, 1.0, beta)
+                updates, opt = optimizer.update(grads, opt, params)
+                return (optax.apply_updates(params, updates), opt), None
+
+            (params, _), _ = jax.lax.scan(update, (params, opt), jax.random.split(key, 150))
+            return params
+
+        return jax.vmap(one, in_axes=(None, 0, None))(params, betas, key)
+
+    params = compile_fast(parts.model.init, jax.random.PRNGKey(0), data)(jax.random.PRNGKey(0), data)
+    trained = compile_fast(train, params, jax.random.PRNGKey(1))(params, jax.random.PRNGKey(1))
+    return [jax.tree.map(lambda x: x[i], trained) for i in range(len(BETAS))]
+
+
+def test_equivariance_error_falls_as_beta_grows(data, predict, beta_sweep):
+    """Measured with equirl.equivariance: |f(g.x) - g.f(x)| / |f(x)| of open-loop rollouts."""
+    errors = []
+    for params in beta_sweep:
+        fn = lambda seq, p=params: predict(p, seq)  # noqa: E731
+        errors.append(float(finite_group_error(fn, data, jax.random.PRNGKey(7), 8, act_on_sequence, act_on_frame_arrays)))
+    print("REMUL equivariance error at beta", dict(zip(BETAS, errors)))
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < 0.3 * errors[0], errors
