@@ -8,6 +8,7 @@
     equirl eval --run DIR       evaluate a checkpoint (deterministic) on any bodies, zero-shot
     equirl render --run DIR     an MP4 (or GIF) of a policy on one body, rendered headless
     equirl quickstart           train briefly on the hoppers, evaluate zero-shot, render a video
+    equirl wm collect|train|eval  world models: record trajectories, train, evaluate (configs/wm/)
 
 Errors a user can cause are printed as one line, never as a traceback.
 """
@@ -252,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     quick.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
     quick.add_argument("--steps", type=int, default=150_000, help="training budget (default 150000)")
     quick.set_defaults(run=_quickstart)
+
+    from equirl.worldmodels.cli import add_wm_parser
+
+    add_wm_parser(sub)
 
     args = parser.parse_args(argv)
     try:

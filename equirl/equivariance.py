@@ -5,6 +5,7 @@ outputs (`act_out(g, y)`), with g an `equirl.geometry.Isometry` (an O_g(3)
 element and a horizontal translation):
 
   finite_group_error    mean over n random g of |f(g.x) - g.f(x)| / |f(x)|
+  errors_for_elements   the same ratio for given elements of any kind (flows)
   lie_derivative_error  |d/dt [f(g_t.x) - g_t.f(x)] at t=0| / |f(x)|, with
                         g_t moving along a generator (a rotation about z by
                         default, or a horizontal translation), by jax.jvp
@@ -180,6 +181,23 @@ def finite_group_error(
     """Mean over num_samples random group elements of |f(g.x) - g.f(x)| / |f(x)|."""
     errors = finite_group_errors(fn, x, key, num_samples, act_in, act_out, reflections, translation_scale)
     return jnp.mean(errors)
+
+
+def errors_for_elements(
+    fn: Callable[[Any], Any],
+    x: Any,
+    elements: list[Any],
+    act_in: Action = act_on_observation,
+    act_out: Action = invariant,
+) -> jax.Array:
+    """[len(elements)] relative errors |f(g.x) - g.f(x)| / |f(x)| for given elements.
+
+    The elements may be anything act_in and act_out accept -- e.g. observer
+    flows acting on whole sequences (equirl.worldmodels.metrics) -- so a
+    transformation that is not a single Isometry is measured the same way.
+    """
+    y = fn(x)
+    return jnp.stack([_relative_gap(fn(act_in(g, x)), act_out(g, y), y) for g in elements])
 
 
 def lie_derivative_error(

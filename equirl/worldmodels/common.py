@@ -50,16 +50,21 @@ def assemble(last: Frame, vectors_delta: jax.Array, scalars_delta: jax.Array, po
 
     vectors_delta [..., L, 7, 3] (units of each channel's RMS), scalars_delta
     [..., L, 7] (units of each scalar's std), position [..., 3] in metres.
-    Static channels are copied from `last`; padding limbs are zero.
     """
-    obs = last.obs
     dv = vectors_delta * stats.vector_rms[jnp.asarray(DYNAMIC_VECTORS)][:, None]
     ds = scalars_delta * stats.scalar_std[jnp.asarray(DYNAMIC_SCALARS)]
-    vectors = obs.vectors.at[..., DYNAMIC_VECTORS, :].add(dv)
-    scalars = obs.scalars.at[..., DYNAMIC_SCALARS].add(ds)
+    obs = last.obs
+    return with_dynamic(last, obs.vectors[..., DYNAMIC_VECTORS, :] + dv, obs.scalars[..., DYNAMIC_SCALARS] + ds,
+                        position)
+
+
+def with_dynamic(last: Frame, vectors: jax.Array, scalars: jax.Array, position: jax.Array) -> Frame:
+    """A frame with the dynamic channels given (vectors [..., L, 7, 3], scalars
+    [..., L, 7]), static channels copied from `last`, padding limbs zero."""
+    obs = last.obs
     mask = obs.limb_mask
-    vectors = jnp.where(mask[..., None, None], vectors, 0.0)
-    scalars = jnp.where(mask[..., None], scalars, 0.0)
+    vectors = jnp.where(mask[..., None, None], obs.vectors.at[..., DYNAMIC_VECTORS, :].set(vectors), 0.0)
+    scalars = jnp.where(mask[..., None], obs.scalars.at[..., DYNAMIC_SCALARS].set(scalars), 0.0)
     return Frame(obs.replace(vectors=vectors, scalars=scalars), position)
 
 
