@@ -1,0 +1,295 @@
+"""World models on the locomotion environments: accuracy, flow and length generalisation, equivariance.
+
+    python benchmarks/world_models.py                    # all kinds, seeds 0,1,2 (see --help)
+    python benchmarks/world_models.py --kinds gru fernn --steps 200 --seeds 0
+
+1. Data: random torques (held for 2 steps) on four small bodies, recorded with
+   `equirl.worldmodels.data.collect` (or --data DIR); the last 20% of every
+   shard is the test split.
+2. Train every kind (equirl.worldmodels.train.train_world_model: the code
+   path of `equirl wm train`) with observer flows inside a small range
+   (|yaw rate| <= 0.02 rad/step, speed <= 0.005 m/step), context 4 frames,
+   12-step open-loop training rollouts.
+3. Evaluate on test windows: open-loop error at k = 1, 5, 10, 25, 50 (past
+   the 12-step training horizon: length generalisation), z-scored per
+   feature, and the torso position error in metres; the same under observer
+   flows far outside the training range (a yaw rate in the FERNN's lifted set
+   V, one between its elements, a velocity); equivariance errors (seed 0) with
+   equirl.equivariance, for static elements and for flows.
+
+Writes results/world_models/{table.md, kstep.csv, equivariance.csv, training.csv, kstep.png, flows.png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from equirl.worldmodels.config import WMDataConfig, WMOptimConfig, WMRunConfig, WMTrainConfig  # noqa: E402
+from equirl.worldmodels.interface import (  # noqa: E402
+    FERNNOptions,
+    ObserverFlow,
+    WorldModelConfig,
+)
+
+BODIES = ("hopper_3_shin", "hopper_4_lower_shin", "walker_2_right_leg_left_knee", "walker_3_left_leg_right_foot")
+KINDS = ("gru", "static_equivariant", "fernn", "remul", "invariant_latent")
+KS = (1, 5, 10, 25, 50)
+TRAIN_MAX_YAW_RATE = 0.02
+TRAIN_MAX_SPEED = 0.005
+COPIES = 8  # FERNN's V: yaw rates 2 pi k / 8 rad/step
+
+
+def test_flows() -> dict[str, ObserverFlow]:
+    return {
+        f"yaw_{2 * math.pi / COPIES:.3f}_in_V": ObserverFlow.make(2 * math.pi / COPIES),
+        "yaw_0.100_off_V": ObserverFlow.make(0.1),
+        "velocity_0.020": ObserverFlow.make(0.0, (0.02, 0.0)),
+    }
+
+
+def base_config(args, kind: str, seed: int, data: Path, out: Path) -> WMTrainConfig:
+    return WMTrainConfig(
+        data=WMDataConfig(path=str(data), window=16, batch_size=args.batch_size, test_fraction=0.2,
+                          max_yaw_rate=TRAIN_MAX_YAW_RATE, max_speed=TRAIN_MAX_SPEED),
+        model=WorldModelConfig(kind=kind, context=4, width=args.width, vector_channels=args.vector_channels, depth=1,
+                               heads=4, fernn=FERNNOptions(COPIES)),
+        optim=WMOptimConfig(learning_rate=args.learning_rate, steps=args.steps, warmup_steps=20),
+        run=WMRunConfig(name=f"{kind}_s{seed}", out_dir=str(out / "runs" / f"{kind}_s{seed}"), seed=seed,
+                        log_every=max(args.steps // 5, 1), checkpoint_every=args.steps, eval_windows=64,
+                        progress=False),
+    )
+
+
+def ensure_data(args, out: Path) -> Path:
+    from equirl.worldmodels.data import METADATA, CollectConfig, collect
+
+    data = Path(args.data) if args.data else out / "runs" / "data_random"
+    if not (data / METADATA).exists():
+        collect(CollectConfig(bodies=BODIES, out=str(data), num_envs=16, steps=1600, policy="random",
+                              action_repeat=2, shard_steps=800, seed=0))
+    return data
+
+
+def run_one(args, kind: str, seed: int, data: Path, out: Path, equivariance: bool) -> dict:
+    from equirl.worldmodels import train as wm_train
+    from equirl.worldmodels.evaluate import evaluate_model
+    from equirl.worldmodels.metrics import summarize_params
+
+    config = base_config(args, kind, seed, data, out)
+    shutil.rmtree(config.run.directory, ignore_errors=True)
+    start = time.perf_counter()
+    result = wm_train.train_world_model(config, log=lambda m: None)
+    wall = time.perf_counter() - start
+    stats = wm_train.stats_from_json(json.loads((result.run_dir / wm_train.STATS_JSON).read_text()))
+    model = wm_train._compiled(config, stats)[0]  # the trained model's functions (compiled once per kind)
+    start = time.perf_counter()
+    report = evaluate_model(model, result.params, config, stats, data, KS, test_flows(), windows=args.windows,
+                            seed=seed, equivariance=equivariance)
+    return {
+        "kind": kind, "seed": seed, "report": report, "train_seconds": wall, "steady_seconds": result.wall_seconds,
+        "eval_seconds": time.perf_counter() - start, "parameters": summarize_params(result.params),
+        "final_loss": result.history[-1]["loss"], "final_test": result.history[-1]["test/total"],
+    }
+
+
+# --- outputs ----------------------------------------------------------------------------
+
+
+def write_csvs(results: list[dict], out: Path) -> None:
+    with open(out / "kstep.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["kind", "seed", "flow", "k", "z_mse", "position_m"])
+        for r in results:
+            for row in r["report"]["kstep"]:
+                for k in r["report"]["ks"]:
+                    writer.writerow([r["kind"], r["seed"], row["flow"], k, row[f"z_{k}"], row[f"position_m_{k}"]])
+    with open(out / "equivariance.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["kind", "seed", "measure", "relative_error"])
+        for r in results:
+            for name, value in r["report"].get("equivariance", {}).items():
+                writer.writerow([r["kind"], r["seed"], name, value])
+    with open(out / "training.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["kind", "seed", "parameters", "train_seconds", "steady_seconds", "eval_seconds",
+                         "final_loss", "final_test"])
+        for r in results:
+            writer.writerow([r["kind"], r["seed"], r["parameters"], f"{r['train_seconds']:.1f}",
+                             f"{r['steady_seconds']:.1f}", f"{r['eval_seconds']:.1f}", r["final_loss"], r["final_test"]])
+
+
+def _by_kind(results):
+    kinds = []
+    for r in results:
+        if r["kind"] not in kinds:
+            kinds.append(r["kind"])
+    return {k: [r for r in results if r["kind"] == k] for k in kinds}
+
+
+def _value(runs, flow, key):
+    values = [row[key] for r in runs for row in r["report"]["kstep"] if row["flow"] == flow and key in row]
+    return np.asarray(values, np.float64)
+
+
+def _fmt(values: np.ndarray) -> str:
+    if not values.size:
+        return "-"
+    if values.size == 1:
+        return f"{values[0]:.3g}"
+    return f"{values.mean():.3g} ± {values.std():.2g}"
+
+
+def write_table(args, results: list[dict], out: Path, data: Path) -> None:
+    meta = json.loads((data / "metadata.json").read_text())
+    groups = _by_kind(results)
+    ks = results[0]["report"]["ks"]
+    flows = list(test_flows())
+    horizon = results[0]["report"]["training_horizon"]
+    day = datetime.date.today().isoformat()
+    lines = [
+        "# World models: open-loop accuracy, flow and length generalisation, equivariance",
+        "",
+        f"Generated by benchmarks/world_models.py on {day} ({platform.processor() or platform.machine()}, "
+        f"2 shared CPU cores, jax CPU). Data: {meta['steps']} steps x {meta['num_envs']} environments of random "
+        f"torques (held 2 steps) on {', '.join(meta['bodies'])}; test split = last 20% of each shard. "
+        f"Budget per run: {args.steps} Adam steps, batch {args.batch_size} windows of 16 frames (context 4, "
+        f"{horizon}-step open-loop training rollouts), width {args.width}, {args.vector_channels} vector channels; "
+        f"training flows |yaw rate| <= {TRAIN_MAX_YAW_RATE} rad/step, speed <= {TRAIN_MAX_SPEED} m/step. "
+        f"Seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in results}))} (mean ± std over seeds). "
+        f"Test windows: {results[0]['report']['windows']}.",
+        "",
+        "Errors: z = mean squared error of the dynamic features after k open-loop steps, each feature z-scored "
+        "(scalars by their std; each vector channel by the RMS of its length; the torso position by the RMS of "
+        "its one-step displacement), averaged over features, limbs and windows; m = torso position error in metres.",
+        "",
+        "## Open-loop error without flows (k past " + str(horizon) + " is length generalisation)",
+        "",
+        "| model | parameters | train s/run | " + " | ".join(f"z@{k}" for k in ks) + " | m@10 | m@" + str(ks[-1]) + " |",
+        "|---|---:|---:|" + "---:|" * (len(ks) + 2),
+    ]
+    for kind, runs in groups.items():
+        wall = np.mean([r["train_seconds"] for r in runs])
+        cells = [_fmt(_value(runs, "none", f"z_{k}")) for k in ks]
+        lines.append(f"| {kind} | {runs[0]['parameters']:,} | {wall:.0f} | " + " | ".join(cells) +
+                     f" | {_fmt(_value(runs, 'none', 'position_m_10'))} | {_fmt(_value(runs, 'none', f'position_m_{ks[-1]}'))} |")
+    lines += ["", "## Flow generalisation: 10-step z error under observer flows outside the training range", "",
+              "| model | no flow | " + " | ".join(flows) + " |", "|---|---:|" + "---:|" * len(flows)]
+    for kind, runs in groups.items():
+        cells = [_fmt(_value(runs, f, "z_10")) for f in ["none"] + flows]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    if "fernn" in groups and "gru" in groups:
+        lines += ["", "Ratio FERNN / GRU of the 10-step z error (goal on flows outside the range: <= 0.1):", ""]
+        for f in ["none"] + flows:
+            a, b = _value(groups["fernn"], f, "z_10").mean(), _value(groups["gru"], f, "z_10").mean()
+            lines.append(f"- {f}: {a / b:.3g}")
+    eq_runs = [r for r in results if r["report"].get("equivariance")]
+    if eq_runs:
+        names = list(eq_runs[0]["report"]["equivariance"])
+        lines += ["", "## Equivariance errors (relative; open-loop predictions of 10 steps, seed "
+                  f"{eq_runs[0]['seed']}, equirl.equivariance)", "",
+                  "static_finite: random O_g(3) elements with 1 m shifts; static_lie_*: Lie derivatives along a "
+                  "rotation about z and a translation; flow_<name>: the flowed sequence vs the flowed prediction; "
+                  "flow_lie_*: Lie derivative along a yaw-rate / velocity flow at zero. Goal for exact models: <= 1e-5.",
+                  "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for r in eq_runs:
+            lines.append(f"| {r['kind']} | " + " | ".join(f"{r['report']['equivariance'][n]:.2e}" for n in names) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def write_plots(results: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _by_kind(results)
+    ks = results[0]["report"]["ks"]
+    flows = list(test_flows())
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for kind, runs in groups.items():
+        for ax, flow in zip(axes, ["none", flows[0]]):
+            mean = [_value(runs, flow, f"z_{k}").mean() for k in ks]
+            ax.plot(ks, mean, marker="o", label=kind)
+    for ax, title in zip(axes, ["no flow", f"flow {flows[0]}"]):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("open-loop steps k")
+        ax.set_ylabel("z-scored MSE")
+        ax.set_title(title)
+        ax.axvline(results[0]["report"]["training_horizon"], color="grey", lw=0.8, ls="--")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "kstep.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    names = ["none"] + flows
+    width = 0.8 / len(groups)
+    for i, (kind, runs) in enumerate(groups.items()):
+        values = [_value(runs, f, "z_10").mean() for f in names]
+        ax.bar(np.arange(len(names)) + i * width, values, width, label=kind)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("10-step z-scored MSE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "flows.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=400, help="Adam steps per run (default 400)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--vector-channels", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--windows", type=int, default=64, help="test windows (default 64)")
+    parser.add_argument("--data", help="dataset folder (default: collect one under OUT/runs/)")
+    parser.add_argument("--out", default=str(REPO / "results" / "world_models"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = ensure_data(args, out)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = []
+    for kind in args.kinds:
+        try:
+            from equirl.worldmodels.interface import BUILDERS
+
+            module = BUILDERS[kind].split(":")[0]
+            __import__(module)
+        except ModuleNotFoundError:
+            print(f"skipping {kind}: {module} is not there", flush=True)
+            continue
+        for seed in seeds:
+            r = run_one(args, kind, seed, data, out, equivariance=seed == seeds[0])
+            results.append(r)
+            print(f"{kind} seed {seed}: z@10 {r['report']['kstep'][0]['z_10']:.4g}, train {r['train_seconds']:.0f} s, "
+                  f"eval {r['eval_seconds']:.0f} s", flush=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+            write_csvs(results, out)
+            write_table(args, results, out, data)
+            write_plots(results, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
