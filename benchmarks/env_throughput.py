@@ -6,7 +6,8 @@ For each body, with the same batch size and threads:
           control steps/s x frame_skip, observations, rewards, terminations and
           autoresets included
   ratio   native / raw (goal >= 0.7)
-  mjx     the same BatchedEnv on the MJX backend (compile time printed apart)
+  mjx     the same BatchedEnv on the MJX backend (compile time printed apart),
+          its batch split over every device (equirl.agents.distributed)
 Measurements are interleaved and the best of --repeats rounds is kept, so a
 noisy neighbour on a shared machine hurts both sides alike.
 
@@ -25,6 +26,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
+from equirl.agents.distributed import batch_sharding, describe, global_mesh
 from equirl.envs.batched import BatchedEnv
 from equirl.envs.config import EnvConfig
 
@@ -66,6 +68,8 @@ def env_loop(env: BatchedEnv, control_steps: int):
 
     many = jax.jit(many)
     state = env.reset(jax.random.PRNGKey(0))
+    if env.mesh is not None:  # every device holds its share of the environments
+        state = jax.device_put(state, batch_sharding(env.mesh))
     key = jax.random.PRNGKey(1)
     start = time.perf_counter()
     carry = jax.block_until_ready(many(state, key))
@@ -92,7 +96,8 @@ def main() -> None:
 
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {threads} threads, "
-          f"jax {jax.__version__} on {jax.default_backend()}, mujoco {mujoco.__version__}, {args.envs} envs")
+          f"jax {jax.__version__} on {jax.default_backend()} ({describe(global_mesh())}), "
+          f"mujoco {mujoco.__version__}, {args.envs} envs")
     header = "| body | raw MuJoCo physics steps/s | native env steps/s x4 | ratio | MJX env steps/s x4 | MJX compile s |"
     print(header)
     print("|---|---:|---:|---:|---:|---:|")
@@ -109,7 +114,7 @@ def main() -> None:
         env.close()
         mjx_rate, mjx_compile = float("nan"), float("nan")
         if not args.no_mjx:
-            mjx_env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=args.envs, backend="mjx"))
+            mjx_env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=args.envs, backend="mjx"), mesh=global_mesh())
             mjx_compile, mjx_run = env_loop(mjx_env, args.mjx_steps)
             mjx_rate = mjx_run()
         print(f"| {body} | {raw_best:,.0f} | {native_best:,.0f} | {native_best / raw_best:.2f} | "

@@ -5,7 +5,8 @@ same body, physics backend, number of environments and batch arrangement:
 
   ours   equirl.agents.ppo (`make_ppo`) on a `BatchedEnv`; one iteration
          rolls out --rollout steps in each of --envs environments, then runs
-         --epochs passes of --minibatches minibatches.
+         --epochs passes of --minibatches minibatches; data parallel over
+         every device, as `equirl train` runs (equirl.agents.distributed).
   brax   brax.training.agents.ppo.train on our Brax adapter
          (`equirl.envs.brax_env.BraxEnv`, vmapped by Brax's wrappers), with
          unroll_length = --rollout, num_minibatches = --minibatches,
@@ -66,6 +67,7 @@ from brax.training.agents.ppo import networks as brax_ppo_networks
 from brax.training.agents.ppo import train as brax_ppo
 
 from equirl.agents.config import PPOConfig
+from equirl.agents.distributed import describe, global_mesh
 from equirl.agents.ppo import make_ppo
 from equirl.envs.batched import BatchedEnv
 from equirl.envs.brax_env import BraxEnv
@@ -153,7 +155,7 @@ def measure(
     config = PPOConfig(rollout_length=rollout, epochs=epochs, minibatches=minibatches)
     brax_env = BraxEnv(body, backend=backend)
     env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=envs, backend=backend, max_limbs=brax_env.num_limbs,
-                               episode_length=episode_length))
+                               episode_length=episode_length), mesh=global_mesh())
     # One Brax training step = one of our iterations; one Brax epoch = `iterations`
     # of them. The first epoch compiles; on jax 0.9 Brax's pmapped epoch compiles
     # again on its second call, so two epochs more than the timed rounds.
@@ -269,7 +271,8 @@ def main() -> None:
         episode_length=args.episode_length,
     )
     print(
-        f"# {datetime.date.today()}, {machine()}, jax {jax.__version__} on {jax.default_backend()}; "
+        f"# {datetime.date.today()}, {machine()}, jax {jax.__version__} on {jax.default_backend()} "
+        f"({describe(global_mesh())}); "
         f"{r['body']}, {r['backend']} backend, {r['envs']} envs x {r['rollout']} steps = "
         f"{r['steps_per_iteration']} env steps per iteration (Brax: batch_size {r['envs'] // r['minibatches']} x "
         f"num_minibatches {r['minibatches']} x unroll_length {r['rollout']}), {r['epochs']} epochs x "

@@ -112,6 +112,9 @@ def _train(args) -> None:
     """Train from a YAML config with overrides; --resume goes on from the run's newest checkpoint."""
     from pathlib import Path
 
+    from equirl.agents.distributed import initialize_from_env
+
+    initialize_from_env()  # a multi-host launch: before anything (an import included) touches a device
     from equirl.agents.train import CONFIG_YAML, command_line_config, train
 
     config_path = args.config

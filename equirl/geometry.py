@@ -13,8 +13,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-GRAVITY_AXIS = jnp.array([0.0, 0.0, 1.0])
+# Constants are NumPy (float32, as jnp.array would make them): an array on a device
+# at import time would start JAX's backend, and a multi-host run must start
+# jax.distributed before that.
+GRAVITY_AXIS = np.array([0.0, 0.0, 1.0], np.float32)
 
 
 def yaw_matrix(angle: jax.Array) -> jax.Array:
@@ -146,10 +150,10 @@ def yaw_quat(angle: jax.Array) -> jax.Array:
 # (added for the equivariance metrics of equirl/equivariance.py)
 
 # Infinitesimal rotation about the gravity axis: d/dt yaw_matrix(t) at t = 0.
-ROTATION_GENERATOR_Z = jnp.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+ROTATION_GENERATOR_Z = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
 # Infinitesimal horizontal translations.
-TRANSLATION_GENERATOR_X = jnp.array([1.0, 0.0, 0.0])
-TRANSLATION_GENERATOR_Y = jnp.array([0.0, 1.0, 0.0])
+TRANSLATION_GENERATOR_X = np.array([1.0, 0.0, 0.0], np.float32)
+TRANSLATION_GENERATOR_Y = np.array([0.0, 1.0, 0.0], np.float32)
 
 
 class Isometry(NamedTuple):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,7 @@ from equirl.errors import ConfigError
 from equirl.nn import NetworkConfig, make_networks
 
 from conftest import compile_fast
+from test_distributed import assert_same_losses, finish, launch_two_devices
 
 ENV = dict(bodies=("hopper_3_shin", "walker_7_full"), num_envs=4, max_limbs=7)
 NETWORKS = {
@@ -81,8 +84,21 @@ def test_replay_samples_only_filled_rows_and_rejects_oversized_batches():
 
 
 @pytest.fixture(scope="module")
-def env(make_env):
+def env(request, make_env):
+    if "test_two_devices" in " ".join(item.name for item in request.session.items):
+        request.getfixturevalue("two_device_sac")  # start it now: its compile overlaps these
     return make_env(**ENV).env
+
+
+@pytest.fixture(scope="module")
+def two_device_sac(tmp_path_factory):
+    """The mlp run of the `run` fixture, on 2 devices (the SAC job of tests/test_distributed.py)."""
+    out = tmp_path_factory.mktemp("sac_two_devices")
+    process = launch_two_devices("sac", out)
+    yield out, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
@@ -210,3 +226,24 @@ def test_critic_fits_a_fixed_batch(run):
     losses = np.asarray(compile_fast(fit, learner, batch)(learner, batch))
     assert np.all(np.isfinite(losses))
     assert losses[-10:].mean() < 0.2 * losses[:10].mean()
+
+
+# -- data parallel --------------------------------------------------------------------
+
+
+def test_two_devices_give_the_losses_of_one(run, two_device_sac):
+    """The same run on a mesh of 2 devices: the same replay rows drawn, the same losses."""
+    _, networks, _, _, metrics = run
+    if networks.actor.config.kind != "mlp":
+        pytest.skip("one network kind is enough")
+    out, process = two_device_sac
+    code, _, err = finish(process)
+    assert code == 0, err[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert "envs" in result["buffer_sharding"] and result["buffer_size"] == SAC.buffer_size
+    mine = {key: [m[key] for m in result["metrics"]] for key in result["metrics"][0]}
+    reference = {key: [float(m[key]) for m in metrics] for key in metrics[0] if np.ndim(metrics[0][key]) == 0}
+    assert mine["optim/learning"] == [0.0, 1.0, 1.0]
+    worst = assert_same_losses(mine, reference, ("loss/critic", "loss/actor", "loss/alpha", "alpha", "policy/entropy",
+                                                 "q/mean", "reward/mean", "buffer/size"))
+    print("SAC, 2 devices vs 1, largest (absolute, relative) difference:", worst)

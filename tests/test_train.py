@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from test_distributed import assert_same_losses, finish, launch_two_devices, launch_two_processes
 from equirl.agents import train as T
 from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
 from equirl.cli import main
@@ -55,10 +57,10 @@ def shared_build():
     cache = {}
     real_build = T.build
 
-    def build(config):
+    def build(config, mesh=None):
         key = json.dumps(dict(to_dict(config), run=None), sort_keys=True)
         if key not in cache:
-            env, networks, agent = real_build(config)
+            env, networks, agent = real_build(config, mesh)
             env.close, env.real_close = (lambda: None), env.close  # closed at module teardown
             cache[key] = (env, networks, agent)
         return cache[key]
@@ -109,8 +111,12 @@ def event_tags(run_dir) -> dict[str, list[int]]:
 @pytest.fixture(scope="module")
 def straight_run(request, tmp_path_factory):
     """ITERATIONS iterations without interruption: the reference the other tests compare with."""
-    if "test_resume_after_sigkill" in " ".join(item.name for item in request.session.items):
-        request.getfixturevalue("killed_run")  # start that subprocess now: its compile overlaps this one
+    selected = " ".join(item.name for item in request.session.items)
+    # Start the subprocesses now: their compiles overlap this one.
+    for test, fixture in (("test_resume_after_sigkill", "killed_run"), ("test_two_devices", "two_device_job"),
+                          ("test_two_processes", "two_process_job")):
+        if test in selected:
+            request.getfixturevalue(fixture)
     out = tmp_path_factory.mktemp("straight")
     config = tiny_config(out)
     return config, T.train(config)
@@ -328,3 +334,89 @@ def test_sac_trains_and_resumes(tmp_path):
     resumed = T.train(config, resume=True)
     assert int(resumed.state.env_steps) == 32
     assert [int(r["env_steps"]) for r in read_csv(tmp_path)] == [16, 32]
+
+
+# --- data parallel: 2 devices, 2 processes (see tests/test_distributed.py) ---------------------
+
+# Per-iteration figures that must not depend on the device count (clip_fraction, a
+# count of ratios past a threshold, could flip on a rounding difference).
+PPO_LOSSES = ("loss/policy", "loss/value", "policy/entropy", "policy/approx_kl", "optim/grad_norm", "value/mean",
+              "reward/mean")
+
+
+def columns(rows, keys=PPO_LOSSES) -> dict[str, list[float]]:
+    """rows (history dicts or CSV rows) -> {key: values per iteration}."""
+    return {key: [float(row[key]) for row in rows] for key in keys}
+
+
+@pytest.fixture(scope="module")
+def two_device_job(tmp_path_factory):
+    """The PPO job of tests/test_distributed.py on 2 devices: tiny_config, stopped and resumed."""
+    out = tmp_path_factory.mktemp("two_devices")
+    process = launch_two_devices("ppo", out)
+    yield out, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def two_process_job(tmp_path_factory):
+    """tiny_config trained by `equirl train` as two processes of one run (1 device each)."""
+    root = tmp_path_factory.mktemp("two_processes")
+    config = tiny_config(root / "run")
+    config_path = root / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(to_dict(config)))
+    processes = launch_two_processes(config_path, root)
+    yield config, processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_two_devices_train_like_one(straight_run, two_device_job):
+    _, reference = straight_run
+    out, process = two_device_job
+    code, _, err = finish(process)
+    assert code == 0, err[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["env_devices"] == 2 and "envs" in result["env_sharding"]
+
+    # Stopped after 2 iterations, resumed from its sharded checkpoint: one run of 4 iterations,
+    # with the losses of the 1-device run.
+    history = result["history"]
+    assert [row["iteration"] for row in history] == list(range(1, ITERATIONS + 1))
+    worst = assert_same_losses(columns(history), columns(reference.history), PPO_LOSSES)
+    print("PPO, 2 devices vs 1, largest (absolute, relative) difference:", worst)
+    for mine, theirs in zip(result["params"], params_of(reference.state), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-4)
+
+    errors = result["errors"]
+    assert "env.num_envs=3: must be divisible by the number of devices (2)" in errors["num_envs"]
+    assert "ppo.minibatches)=1: must be divisible by the number of devices (2)" in errors["minibatch"]
+    assert "sac.batch_size=15: must be divisible" in errors["batch_size"]
+    assert "sac.buffer_size=255: must be divisible" in errors["buffer_size"]
+
+
+def test_two_processes_train_like_one(straight_run, two_process_job):
+    _, reference = straight_run
+    config, processes = two_process_job
+    (code0, out0, err0), (code1, out1, err1) = [finish(p) for p in processes]
+    assert code0 == 0, err0[-3000:]
+    assert code1 == 0, err1[-3000:]
+    assert "training on 2 cpu devices in 2 processes, 2 environments per device" in err0
+    assert "training on" not in err1  # process 1 computes and says nothing
+
+    run_dir = Path(config.run.directory)
+    rows = read_csv(run_dir)  # written once, by process 0
+    assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * (i + 1) for i in range(ITERATIONS)]
+    assert len(list(run_dir.glob("events.out.tfevents*"))) == 1
+    worst = assert_same_losses(columns(rows), columns(reference.history), PPO_LOSSES)
+    print("PPO, 2 processes vs 1, largest (absolute, relative) difference:", worst)
+
+    # Its checkpoint (each process wrote its environments' shards) loads on one device.
+    assert checkpoint_steps(run_dir) == [3 * STEPS_PER_ITERATION, 4 * STEPS_PER_ITERATION]
+    _, saved = T.load_checkpoint(run_dir)
+    assert int(saved.env_steps) == ITERATIONS * STEPS_PER_ITERATION
+    assert_same_params(saved, reference.state, atol=1e-4)

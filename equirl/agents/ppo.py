@@ -8,6 +8,12 @@ shuffled minibatches through an optax optimiser (global-norm clipping, Adam).
 The observation normaliser (symmetry-preserving) takes in the rollout's
 observations before the gradient steps (as brax does), so the networks learn
 on the statistics they will act with next.
+
+Data parallel on the environment's device mesh (`equirl.agents.distributed`;
+one device is a mesh of one): environments and minibatches are split over the
+devices, parameters replicated, and XLA averages the gradients. The shuffle
+draws one global permutation, so the minibatches, and the losses up to float
+rounding, do not depend on the number of devices.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from equirl.agents import normalization
+from equirl.agents import distributed, normalization
 from equirl.agents.config import PPOConfig
 from equirl.agents.policy import (
     Agent,
@@ -86,9 +92,14 @@ def gae(config: PPOConfig, tr: Transition, last_value: jax.Array) -> tuple[jax.A
 
 def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_iterations: int) -> Agent:
     """A PPO `Agent` for `env`; `total_iterations` sets the learning-rate schedule."""
+    mesh = env.mesh if env.mesh is not None else distributed.single_device_mesh()
     one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
     batch = config.rollout_length * env.num_envs
     minibatch = batch // config.minibatches
+    distributed.check_divisible("env.num_envs", env.num_envs, mesh.size)
+    distributed.check_divisible(
+        "minibatch size (env.num_envs * ppo.rollout_length / ppo.minibatches)", minibatch, mesh.size
+    )
     updates = max(1, total_iterations) * config.epochs * config.minibatches
     rate = optax.linear_schedule(config.learning_rate, 0.0, updates) if config.anneal_learning_rate else config.learning_rate
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(rate))
@@ -98,7 +109,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         k_env, k_actor, k_critic, key = jax.random.split(key, 4)
         env_state = env.reset(k_env)
         params = PPOParams(networks.actor.init(k_actor, env_state.obs), networks.critic.init(k_critic, env_state.obs))
-        return PPOState(
+        state = PPOState(
             params=params,
             opt_state=optimizer.init(params),
             normalizer=initial_normalizer(),
@@ -107,6 +118,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
         )
+        return distributed.constrain_state(state, mesh)
 
     def rollout(state: PPOState):
         params, normalizer = state.params, state.normalizer
@@ -142,12 +154,13 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
                 next_value=next_value,
             )
             ep = (done, after.info["episode_return"], after.info["episode_length"], after.reward)
-            return (after, key), (tr, ep)
+            return (distributed.constrain(after, mesh), key), (tr, ep)
 
         (env_state, key), (transitions, ep) = jax.lax.scan(
             step, (state.env_state, state.key), None, length=config.rollout_length
         )
-        return env_state, key, transitions, ep
+        # [T, B] leaves: split along the environments.
+        return env_state, key, distributed.constrain(transitions, mesh, 1), distributed.constrain(ep, mesh, 1)
 
     def loss_fn(params: PPOParams, normalizer, mb: Transition, advantages, targets):
         nobs = norm(normalizer, mb.obs)
@@ -183,6 +196,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
             params, opt_state = carry
             order = jax.random.permutation(k, batch)
             shuffled = jax.tree.map(lambda x: x[order].reshape((config.minibatches, minibatch) + x.shape[1:]), data)
+            shuffled = distributed.constrain(shuffled, mesh, 1)  # each device takes a share of every minibatch
 
             def update(carry, mb):
                 params, opt_state = carry
@@ -213,7 +227,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
             env_steps=state.env_steps + batch,
             iteration=state.iteration + 1,
         )
-        return new_state, metrics
+        return distributed.constrain_state(new_state, mesh), distributed.replicate(metrics, mesh)
 
     return Agent(
         init=init, iteration=iteration, act=make_act(networks, config.normalize_observations), steps_per_iteration=batch

@@ -19,6 +19,12 @@ target; a terminated step does not bootstrap, a truncated one does.
 Observations are stored raw and normalised when a batch is drawn, with the
 statistics of the moment (the normaliser takes in each collected batch).
 
+Data parallel on the environment's device mesh (`equirl.agents.distributed`;
+one device is a mesh of one): environments, the replay buffer's rows and each
+sampled batch are split over the devices, parameters replicated, and XLA
+averages the gradients. Batches are drawn by global row index, so the samples,
+and the losses up to float rounding, do not depend on the number of devices.
+
 Jit the iteration with the state donated, `jax.jit(agent.iteration,
 donate_argnums=0)`: otherwise XLA copies the whole replay buffer every
 iteration to write one batch into it (20x slower with the default 200k
@@ -34,7 +40,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from equirl.agents import normalization, replay
+from equirl.agents import distributed, normalization, replay
 from equirl.agents.config import SACConfig
 from equirl.agents.policy import (
     Agent,
@@ -202,6 +208,10 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
             f"buffer_size={config.buffer_size}: smaller than one iteration's transitions "
             f"(steps_per_iteration * num_envs = {batch})"
         )
+    mesh = env.mesh if env.mesh is not None else distributed.single_device_mesh()
+    distributed.check_divisible("env.num_envs", env.num_envs, mesh.size)
+    distributed.check_divisible("sac.batch_size", config.batch_size, mesh.size)
+    distributed.check_divisible("sac.buffer_size", config.buffer_size, mesh.size)
     one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
     optimizers, update = make_update(networks, config)
     ready_at = max(config.learning_starts, config.batch_size)  # buffer fill before learning
@@ -223,7 +233,7 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
             next_obs=jax.tree.map(first, obs),
             terminated=env_state.terminated[0],
         )
-        return SACState(
+        state = SACState(
             params=params,
             opt_state=SACOptState(
                 actor=optimizers.actor.init(params.actor),
@@ -238,6 +248,7 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
         )
+        return distributed.constrain_state(state, mesh)
 
     def collect(state: SACState):
         actor, normalizer = state.params.actor, state.normalizer
@@ -259,17 +270,18 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
                 terminated=after.terminated,
             )
             ep = (after.terminated | after.truncated, after.info["episode_return"], after.info["episode_length"])
-            return (after, key, env_steps + env.num_envs), (tr, ep)
+            return (distributed.constrain(after, mesh), key, env_steps + env.num_envs), (tr, ep)
 
         (env_state, key, _), (transitions, ep) = jax.lax.scan(
             step, (state.env_state, state.key, state.env_steps), None, length=config.steps_per_iteration
         )
-        return env_state, key, transitions, ep
+        # [T, B] leaves: split along the environments.
+        return env_state, key, distributed.constrain(transitions, mesh, 1), distributed.constrain(ep, mesh, 1)
 
     def learn(learner: Learner, buffer: replay.ReplayBuffer, normalizer, key: jax.Array):
         def one(learner, k):
             k_sample, k_update = jax.random.split(k)
-            mb = replay.sample(buffer, k_sample, config.batch_size)
+            mb = distributed.constrain(replay.sample(buffer, k_sample, config.batch_size), mesh)
             mb = mb._replace(obs=norm(normalizer, mb.obs), next_obs=norm(normalizer, mb.next_obs))
             return update(learner, mb, k_update)
 
@@ -309,7 +321,7 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
             env_steps=state.env_steps + batch,
             iteration=state.iteration + 1,
         )
-        return new_state, metrics
+        return distributed.constrain_state(new_state, mesh), distributed.replicate(metrics, mesh)
 
     return Agent(
         init=init, iteration=iteration, act=make_act(networks, config.normalize_observations), steps_per_iteration=batch

@@ -16,6 +16,14 @@ A checkpoint holds the agent's whole state pytree (parameters, optimiser,
 normaliser, environment state, replay buffer, RNG key, counters), so a run
 resumed from it continues exactly as the uninterrupted run would have.
 Checkpoints are numbered by environment steps.
+
+Every run is data parallel over all devices of all processes
+(`equirl.agents.distributed`; one device is a mesh of one). A multi-host run
+is the same command on every host with EQUIRL_COORDINATOR,
+EQUIRL_NUM_PROCESSES and EQUIRL_PROCESS_ID set (or under SLURM): only process
+0 writes config.yaml, metrics.csv, TensorBoard events and the progress bar;
+checkpoints are written by orbax, process 0 committing them and every process
+its own environments' shards (so the run directory must be shared).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
+from equirl.agents import distributed
 from equirl.agents.config import TrainConfig
 from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
 from equirl.errors import ConfigError, EquirlError
@@ -116,14 +125,17 @@ def make_agent(config: TrainConfig, env, networks):
     return make_sac(env, networks, config.sac)
 
 
-def build(config: TrainConfig):
-    """(env, networks, agent) of a run; the caller closes env."""
+def build(config: TrainConfig, mesh=None):
+    """(env, networks, agent) of a run on `mesh` (default: this process's first
+    device); the caller closes env."""
     from equirl.envs.batched import BatchedEnv
     from equirl.nn import make_networks
 
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    env = BatchedEnv(config.env)
+    mesh = mesh if mesh is not None else distributed.single_device_mesh()
+    distributed.check_divisible("env.num_envs", config.env.num_envs, mesh.size)
+    env = BatchedEnv(config.env, mesh=mesh)
     try:
         networks = make_networks(_network_config(config), env.num_limbs)
         agent = make_agent(config, env, networks)
@@ -322,7 +334,8 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None):
             config = load_yaml(TrainConfig, run_dir / CONFIG_YAML)
         env, _, agent = build(config)
         try:
-            target = jax.eval_shape(agent.init, jax.random.PRNGKey(config.run.seed))
+            shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(config.run.seed))
+            target = distributed.abstract_state(env.mesh, shapes)
         finally:
             env.close()
         state, _, _ = restore_latest(manager, target, run_dir, step)
@@ -366,7 +379,9 @@ def make_equivariance_probe(config: TrainConfig, networks, obs) -> Callable[[Any
     the observations before normalisation (the normaliser commutes with
     them); the action distribution's mode and standard deviation should not
     change. Reads `state.params.actor` and `state.normalizer` (PPO and SAC
-    both have them); `_probe` turns any failure into a warning.
+    both have them); `_probe` turns any failure into a warning. It runs on
+    one device of process 0: `obs` is a host array and the (replicated)
+    parameters are copied to the host first.
     """
     from equirl.agents.policy import maybe_normalize
     from equirl.equivariance import distribution_summary, finite_group_error
@@ -378,7 +393,7 @@ def make_equivariance_probe(config: TrainConfig, networks, obs) -> Callable[[Any
         return distribution_summary(networks.actor.apply(actor_params, maybe_normalize(enabled, normalizer, o)))
 
     def probe(state, key: jax.Array) -> float:
-        actor, normalizer = state.params.actor, state.normalizer
+        actor, normalizer = jax.device_get((state.params.actor, state.normalizer))
         fn = lambda o: summary(actor, normalizer, o)  # noqa: E731
         return float(finite_group_error(fn, obs, key, reflections=True))
 
@@ -423,9 +438,9 @@ def _check_resumable(manager, run_dir: Path, config: TrainConfig) -> None:
 class _Progress:
     """A tqdm bar over environment steps on stderr (steps/s and ETA from tqdm), or nothing."""
 
-    def __init__(self, config: TrainConfig, start: int, total: int):
+    def __init__(self, config: TrainConfig, start: int, total: int, show: bool = True):
         self.bar = None
-        if config.run.progress:
+        if config.run.progress and show:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True, file=sys.stderr,
@@ -484,22 +499,31 @@ def _deleted(state) -> bool:
 
 class _Logger:
     """Host-side bookkeeping of one `train` call: log rows to metrics.csv, TensorBoard,
-    the progress bar and the history, and the equivariance probe."""
+    the progress bar and the history, and the equivariance probe.
+
+    Every process keeps the history (the rows come from replicated metrics);
+    only process 0 (`write`) writes files, shows progress and probes.
+    """
 
     def __init__(self, config: TrainConfig, run_dir: Path, env, networks, state, resume_step: int | None,
-                 total_steps: int):
-        from tensorboardX import SummaryWriter
-
+                 total_steps: int, write: bool = True):
         self.config = config
+        self.write = write
         self.body_names = [m.name for m in env.morphologies]
         env_steps = int(state.env_steps)
-        self.csv = MetricsCSV(run_dir / METRICS_CSV, resume_step)
-        # purge_step: TensorBoard drops the killed run's events past the restored step.
-        self.writer = SummaryWriter(str(run_dir), purge_step=env_steps if resume_step is not None else None)
-        self.progress = _Progress(config, min(env_steps, total_steps), total_steps)
         every = config.run.equivariance_every
-        # A fixed batch of real observations (the environments' at the start of this call).
-        self.probe = make_equivariance_probe(config, networks, state.env_state.obs) if every else None
+        self.csv = self.writer = self.probe = None
+        if write:
+            from tensorboardX import SummaryWriter
+
+            self.csv = MetricsCSV(run_dir / METRICS_CSV, resume_step)
+            # purge_step: TensorBoard drops the killed run's events past the restored step.
+            self.writer = SummaryWriter(str(run_dir), purge_step=env_steps if resume_step is not None else None)
+            if every:
+                # A fixed batch of real observations (this process's environments' at the start of this call).
+                obs = jax.tree.map(distributed.local_rows, state.env_state.obs)
+                self.probe = make_equivariance_probe(config, networks, obs)
+        self.progress = _Progress(config, min(env_steps, total_steps), total_steps, show=write)
         self.probe_key = jax.random.PRNGKey(config.run.seed + 1)
         self.probed_at = int(state.iteration)
         self.history: list[dict[str, float]] = []
@@ -522,26 +546,36 @@ class _Logger:
             row["equivariance/policy"] = _probe(self.probe, state, jax.random.fold_in(self.probe_key, iteration))
             if math.isnan(row["equivariance/policy"]):
                 self.probe = None  # it failed (and said so): do not try again every time
-        _log_row(self.writer, row, env_steps)
-        self.csv.write(row, self.body_names, ("equivariance/policy",) if every else ())
+        if self.write:
+            _log_row(self.writer, row, env_steps)
+            self.csv.write(row, self.body_names, ("equivariance/policy",) if every else ())
         self.history.append(row)
         self.progress.update(env_steps, row)
         self.window, self.window_start, self.window_steps = [], time.perf_counter(), env_steps
         return row
 
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        if self.write:
+            self.writer.add_scalar(tag, value, step)
+
     def close(self) -> None:
         self.progress.close()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
-def _starting_state(agent, manager, run_dir: Path, config: TrainConfig, resume: bool):
-    """(state, meta, restored step or None): a fresh state, or the newest readable checkpoint's."""
+def _starting_state(agent, mesh, manager, run_dir: Path, config: TrainConfig, resume: bool):
+    """(state, meta, restored step or None): a fresh state, or the newest readable checkpoint's,
+    placed on `mesh`."""
     key = jax.random.PRNGKey(config.run.seed)
     if not resume:
         return _jit_once(agent.init)(key), {}, None
-    # Only the shapes are needed to restore into: nothing is computed.
-    state, meta, step = restore_latest(manager, jax.eval_shape(agent.init, key), run_dir)
-    print(f"equirl: resuming {run_dir} from its checkpoint at {step} environment steps", file=sys.stderr, flush=True)
+    # Only the shapes (and where each array goes) are needed to restore into: nothing is computed.
+    target = distributed.abstract_state(mesh, jax.eval_shape(agent.init, key))
+    state, meta, step = restore_latest(manager, target, run_dir)
+    if distributed.is_primary():
+        print(f"equirl: resuming {run_dir} from its checkpoint at {step} environment steps", file=sys.stderr,
+              flush=True)
     for newer in [s for s in manager.all_steps() if s > step]:
         manager.delete(newer)  # unreadable ones: their steps get saved again
     return state, meta, step
@@ -556,27 +590,35 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    distributed.initialize_from_env()  # a multi-host launch: join it before any device is used
+    mesh = distributed.global_mesh()
+    primary = distributed.is_primary()
     run = config.run
     run_dir = _prepare_run_dir(config, resume)
     manager = _checkpoint_manager(run_dir, run.keep_checkpoints)
     try:
         if resume:
             _check_resumable(manager, run_dir, config)  # before anything is built
-        env, networks, agent = build(config)
+        env, networks, agent = build(config, mesh)
     except BaseException:
         manager.close()
         raise
     logger = None
     try:
-        state, meta, resume_step = _starting_state(agent, manager, run_dir, config, resume)
-        with open(run_dir / CONFIG_YAML, "w") as handle:
-            yaml.safe_dump(to_dict(config), handle, sort_keys=False)
+        if primary and mesh.size > 1:
+            print(f"equirl: training on {distributed.describe(mesh)}, {config.env.num_envs // mesh.size} "
+                  "environments per device", file=sys.stderr, flush=True)
+        state, meta, resume_step = _starting_state(agent, mesh, manager, run_dir, config, resume)
+        if primary:
+            with open(run_dir / CONFIG_YAML, "w") as handle:
+                yaml.safe_dump(to_dict(config), handle, sort_keys=False)
         compile_start = time.perf_counter()
         step_fn = _compiled_iteration(agent, state)  # before the clock (and the progress bar) starts
         compile_seconds = time.perf_counter() - compile_start
         last = total_iterations(config)
-        logger = _Logger(config, run_dir, env, networks, state, resume_step, last * agent.steps_per_iteration)
-        logger.writer.add_scalar("time/compile_seconds", compile_seconds, int(state.env_steps))
+        logger = _Logger(config, run_dir, env, networks, state, resume_step, last * agent.steps_per_iteration,
+                         write=primary)
+        logger.add_scalar("time/compile_seconds", compile_seconds, int(state.env_steps))
 
         iteration, env_steps = int(state.iteration), int(state.env_steps)
         saved_at = resume_step

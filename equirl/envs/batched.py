@@ -44,8 +44,13 @@ class EnvState:
 class BatchedEnv:
     """The 3D-SGRL task over a batch of environments and any mix of bodies."""
 
-    def __init__(self, config: EnvConfig):
+    def __init__(self, config: EnvConfig, mesh=None):
+        """mesh: a one-axis jax.sharding.Mesh to split the batch over (training);
+        each device then steps its own environments. None: no sharding."""
         self.config = config
+        self.mesh = mesh
+        if mesh is not None and config.num_envs % mesh.size:
+            raise ConfigError(f"num_envs={config.num_envs}: must be divisible by the number of devices ({mesh.size})")
         pairs = [
             pair
             for entry in config.bodies
@@ -71,6 +76,7 @@ class BatchedEnv:
             from equirl.envs.backends.mjx import MjxBackend
 
             self.backend = MjxBackend(self.morphologies, self.body_of_env, config.frame_skip)
+        self._physics = self.backend.step if mesh is None else self.backend.sharded_step(mesh)
 
     # -- descriptions ---------------------------------------------------------
 
@@ -158,7 +164,7 @@ class BatchedEnv:
         b = self.num_envs
         ctrl = jnp.zeros((b, self.sizes.nu + 1), dtype)
         ctrl = ctrl.at[jnp.arange(b)[:, None, None], t.actuator].set(action)[:, : self.sizes.nu]
-        qpos, qvel, time, was_reset = self.backend.step(state.qpos, state.qvel, state.time, ctrl)
+        qpos, qvel, time, was_reset = self._physics(state.qpos, state.qvel, state.time, ctrl)
 
         finite_state = jnp.all(jnp.isfinite(qpos), -1) & jnp.all(jnp.isfinite(qvel), -1)
         unstable = was_reset | ~finite_state

@@ -14,7 +14,7 @@ from equirl.envs.task import Observation, rotate_root
 from equirl.geometry import mat_to_quat, quat_to_mat, reflection_matrix, yaw_matrix
 from equirl.morphology.mirror import MirrorMap
 
-_SAGITTAL = jnp.diag(jnp.array([1.0, -1.0, 1.0]))
+_SAGITTAL = np.diag(np.array([1.0, -1.0, 1.0], np.float32))  # NumPy: importing starts no JAX backend
 
 
 def rotate_state(qpos, qvel, target, angle):

@@ -2,9 +2,13 @@
 
 MJX models of different bodies have different array sizes, so each body's
 rows are stepped by their own vmapped program and written back in place.
+On a device mesh (`sharded_step`) each device steps its own rows when every
+device holds the same pattern of bodies; otherwise XLA partitions the step.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +42,26 @@ class MjxBackend:
         return data.qpos, data.qvel, data.time
 
     def step(self, qpos: jax.Array, qvel: jax.Array, time: jax.Array, ctrl: jax.Array):
+        return self._step_rows(self.body_of_env, qpos, qvel, time, ctrl)
+
+    def sharded_step(self, mesh):
+        """`step` for a batch split over `mesh`'s one axis."""
+        per_device = self.body_of_env.reshape(mesh.size, -1)
+        if np.any(per_device != per_device[0]):
+            return self.step  # devices hold different bodies: one global program, partitioned by XLA
+        spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
+        local = functools.partial(self._step_rows, per_device[0])
+        # check_vma=False: MJX's solver mixes per-device and constant values in lax.cond branches.
+        return jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 4, out_specs=(spec,) * 4, check_vma=False)
+
+    def _step_rows(self, body_of_env: np.ndarray, qpos, qvel, time, ctrl):
         out_q, out_v, out_t = qpos, qvel, time
         for b, model in enumerate(self.models):
-            rows = np.nonzero(self.body_of_env == b)[0]
+            rows = np.nonzero(body_of_env == b)[0]
             if rows.size == 0:
                 continue
+            if rows.size == len(body_of_env):
+                rows = slice(None)  # one body: a slice, not a gather
             nq, nv, nu = self.sizes[b]
             q, v, t = jax.vmap(self._step_one, in_axes=(None, 0, 0, 0, 0))(
                 model, qpos[rows, :nq], qvel[rows, :nv], time[rows], ctrl[rows, :nu]

@@ -3,10 +3,13 @@
 `mujoco.rollout` does the stepping in a persistent C++ thread pool with the
 GIL released; `jax.pure_callback` lets a jitted training loop call it. Rows
 that belong to the same body are stepped in one rollout call (rollout needs
-models of one size signature per call).
+models of one size signature per call). On a device mesh (`sharded_step`)
+each device's callback steps only that device's rows.
 """
 
 from __future__ import annotations
+
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +39,8 @@ class NativeBackend:
         self._pool = rollout.Rollout(nthread=num_threads if num_threads > 1 else 0)
         # Each thread needs its own MjData per model.
         self._datas = [[mujoco.MjData(model) for _ in range(max(num_threads, 1))] for model in self.models]
+        # Callbacks of several devices may arrive at once; they share the pool and its MjData.
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -50,15 +55,21 @@ class NativeBackend:
 
     # -- host side ----------------------------------------------------------
 
-    def host_step(self, qpos, qvel, time, ctrl):
-        """NumPy step of every row; leading batch dims (from vmap) are flattened."""
+    def host_step(self, qpos, qvel, time, ctrl, bodies=None):
+        """NumPy step of every row; leading batch dims (from vmap) are flattened.
+
+        bodies: the body index of each row (a device's share of a sharded
+        batch); by default the rows are the whole batch, body_of_env.
+        """
         lead = qpos.shape[:-1]
         qpos = np.asarray(qpos, np.float64).reshape(-1, qpos.shape[-1])
         qvel = np.asarray(qvel, np.float64).reshape(-1, qvel.shape[-1])
         time = np.asarray(time, np.float64).reshape(-1)
         ctrl = np.asarray(ctrl, np.float64).reshape(-1, ctrl.shape[-1])
-        reps = qpos.shape[0] // len(self.body_of_env)
-        bodies = np.tile(self.body_of_env, reps)
+        if bodies is None:
+            bodies = np.tile(self.body_of_env, qpos.shape[0] // len(self.body_of_env))
+        else:
+            bodies = np.asarray(bodies).reshape(-1)
         out_q, out_v, out_t = qpos.copy(), qvel.copy(), time.copy()
         for b, model in enumerate(self.models):
             rows = np.nonzero(bodies == b)[0]
@@ -68,14 +79,15 @@ class NativeBackend:
             state = np.concatenate([time[rows, None], qpos[rows, :nq], qvel[rows, :nv]], axis=1)
             controls = np.ascontiguousarray(ctrl[rows, None, :nu])
             warm = np.zeros((rows.size, nv))  # same start for every row: results do not depend on batching
-            states, _ = self._pool.rollout(
-                self.models[b],
-                self._datas[b],
-                state,
-                controls,
-                nstep=self.frame_skip,
-                initial_warmstart=warm,
-            )
+            with self._lock:
+                states, _ = self._pool.rollout(
+                    self.models[b],
+                    self._datas[b],
+                    state,
+                    controls,
+                    nstep=self.frame_skip,
+                    initial_warmstart=warm,
+                )
             final = states[:, -1]
             out_t[rows] = final[:, 0]
             out_q[rows, :nq] = final[:, 1 : 1 + nq]
@@ -92,8 +104,11 @@ class NativeBackend:
 
     # -- JAX side -----------------------------------------------------------
 
-    def step(self, qpos: jax.Array, qvel: jax.Array, time: jax.Array, ctrl: jax.Array):
-        """(qpos, qvel, time) after frame_skip physics steps with ctrl held, plus a reset flag."""
+    def step(self, qpos: jax.Array, qvel: jax.Array, time: jax.Array, ctrl: jax.Array, bodies=None):
+        """(qpos, qvel, time) after frame_skip physics steps with ctrl held, plus a reset flag.
+
+        bodies: [rows] int, each row's body, when the rows are not the whole batch.
+        """
         shapes = (
             jax.ShapeDtypeStruct(qpos.shape, qpos.dtype),
             jax.ShapeDtypeStruct(qvel.shape, qvel.dtype),
@@ -101,8 +116,8 @@ class NativeBackend:
             jax.ShapeDtypeStruct(time.shape, jnp.bool_),
         )
 
-        def host(q, v, t, c):
-            out_q, out_v, out_t, reset = self.host_step(q, v, t, c)
+        def host(q, v, t, c, *b):
+            out_q, out_v, out_t, reset = self.host_step(q, v, t, c, *b)
             return (
                 out_q.astype(q.dtype),
                 out_v.astype(v.dtype),
@@ -110,4 +125,13 @@ class NativeBackend:
                 reset,
             )
 
-        return jax.pure_callback(host, shapes, qpos, qvel, time, ctrl, vmap_method="broadcast_all")
+        extra = () if bodies is None else (bodies,)
+        return jax.pure_callback(host, shapes, qpos, qvel, time, ctrl, *extra, vmap_method="broadcast_all")
+
+    def sharded_step(self, mesh):
+        """`step` for a batch split over `mesh`'s one axis: every device runs its
+        own callback on its own rows (in a multi-host run, only its process's)."""
+        spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
+        bodies = np.asarray(self.body_of_env, np.int32)
+        mapped = jax.shard_map(self.step, mesh=mesh, in_specs=(spec,) * 5, out_specs=(spec,) * 4)
+        return lambda qpos, qvel, time, ctrl: mapped(qpos, qvel, time, ctrl, jnp.asarray(bodies))
