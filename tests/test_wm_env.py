@@ -11,7 +11,6 @@ from equirl.errors import ConfigError
 from equirl.nn import NetworkConfig, make_networks
 from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.imagined_env import (
-    Dynamics,
     ImaginedEnv,
     physics_dynamics,
     recover_state,
@@ -66,13 +65,20 @@ def test_recover_state_inverts_the_observation(real_env, real_run):
         np.testing.assert_allclose(np.where(valid_v, qvel, 0), np.where(valid_v, state.qvel, 0), atol=2e-4, rtol=1e-5)
 
 
-def test_exact_dynamics_steps_exactly_like_the_physics(real_env, real_run):
+@pytest.fixture(scope="module")
+def exact(real_env):
+    """(reset, step) of the imagined environment driven by the physics itself, compiled once."""
     imagined = ImaginedEnv(real_env.env, physics_dynamics(real_env.env))
-    state = compile_fast(imagined.reset, jax.random.PRNGKey(3))(jax.random.PRNGKey(3))
-    actions = _actions(real_env, STEPS)
-    step = compile_fast(imagined.step, state, actions[0])
+    key = jax.random.PRNGKey(3)
+    reset = compile_fast(imagined.reset, key)
+    return reset, compile_fast(imagined.step, reset(key), jnp.zeros((real_env.num_envs,) + real_env.action_shape))
+
+
+def test_exact_dynamics_steps_exactly_like_the_physics(real_env, real_run, exact):
+    reset, step = exact
+    state = reset(jax.random.PRNGKey(3))
     ended = {"terminated": 0, "truncated": 0}
-    for t, action in enumerate(actions):
+    for t, action in enumerate(_actions(real_env, STEPS)):
         state = step(state, action)
         real = real_run[t + 1]
         for name in ("terminated", "truncated"):
@@ -90,26 +96,24 @@ def test_exact_dynamics_steps_exactly_like_the_physics(real_env, real_run):
     assert ended["terminated"] > 0 and ended["truncated"] > 0, ended
 
 
-def test_a_non_finite_prediction_ends_the_episode(real_env):
-    exact = physics_dynamics(real_env.env)
-
-    def diverging(carry, obs, action):
-        carry, predicted, move = exact.step(carry, obs, action)
-        return carry, predicted.replace(scalars=predicted.scalars.at[0].set(jnp.nan)), move
-
-    imagined = ImaginedEnv(real_env.env, Dynamics(exact.start, diverging))
-    state = imagined.reset(jax.random.PRNGKey(0))
-    zeros = jnp.zeros((real_env.num_envs,) + real_env.action_shape)
-    after = compile_fast(imagined.step, state, zeros)(state, zeros)
+def test_a_diverged_prediction_ends_the_episode(real_env, exact):
+    """Row 0's simulator state is broken (NaN speeds): the dynamics predicts a non-finite
+    observation, and the episode ends as unstable with the last finite observation."""
+    reset, step = exact
+    state = reset(jax.random.PRNGKey(0))
+    broken = state.model._replace(qvel=state.model.qvel.at[0].set(jnp.nan))
+    after = step(state.replace(model=broken), jnp.zeros((real_env.num_envs,) + real_env.action_shape))
     assert bool(after.terminated[0]) and bool(after.info["unstable"][0])
     assert not bool(after.info["unstable"][1:].any())
-    assert np.isfinite(after.info["final_obs"].scalars).all() and np.isfinite(after.obs.scalars).all()
+    np.testing.assert_array_equal(after.info["final_obs"].vectors[0], state.obs.vectors[0])
+    assert np.isfinite(after.obs.vectors).all() and np.isfinite(after.obs.scalars).all()
+    assert int(after.steps[0]) == 0, "the broken episode was reset"
     with pytest.raises(ConfigError, match="dynamics"):
-        ImaginedEnv(real_env.env, exact.step)
+        ImaginedEnv(real_env.env, physics_dynamics(real_env.env).step)
 
 
 def test_ppo_trains_in_a_learned_world_model(real_env, real_run):
-    """A REMUL world model (fit for a few steps) behind the env interface; one PPO iteration on it."""
+    """A REMUL world model behind the env interface; one PPO iteration on it."""
     states = real_run[:9]
     seq = Sequence(
         obs=jax.tree.map(lambda *x: jnp.stack(x, 1), *[s.obs for s in states]),
@@ -119,7 +123,7 @@ def test_ppo_trains_in_a_learned_world_model(real_env, real_run):
     )
     config = WorldModelConfig(kind="remul", width=8, depth=1, heads=2, remul=RemulOptions(history=2))
     model = make_remul(config, feature_stats(seq))
-    params = model.init(jax.random.PRNGKey(0), seq)
+    params = compile_fast(model.init, jax.random.PRNGKey(0), seq)(jax.random.PRNGKey(0), seq)
     imagined = ImaginedEnv(real_env.env, world_model_dynamics(model, params, real_env.body_of_env))
 
     nets = make_networks(NetworkConfig(kind="mlp", mlp_hidden=(16,)), max_limbs=LIMBS)

@@ -22,7 +22,8 @@ LIMBS = 5
 WINDOW = 8
 CONTEXT = 4
 CONFIG = WorldModelConfig(
-    kind="invariant_latent", context=CONTEXT, width=16, depth=1, heads=2, invariant_latent=InvariantLatentOptions(latent_dim=4)
+    kind="invariant_latent", context=CONTEXT, width=16, depth=1, heads=2,
+    invariant_latent=InvariantLatentOptions(latent_dim=4),
 )
 
 
@@ -109,7 +110,8 @@ def test_registry_and_loss_terms(data):
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0), data)
     loss, metrics = jax.eval_shape(model.loss, params, data, jax.random.PRNGKey(1))
     assert loss.shape == ()
-    assert set(metrics) == {"loss/reconstruction", "loss/prediction", "loss/consistency", "loss/invariant", "loss/total"}
+    terms = ("reconstruction", "prediction", "consistency", "invariant", "total")
+    assert set(metrics) == {f"loss/{t}" for t in terms}
 
 
 def pad_limbs(seq: Sequence, extra: int) -> Sequence:
@@ -129,7 +131,9 @@ def pad_limbs(seq: Sequence, extra: int) -> Sequence:
 def test_rollout_shapes_and_masks_across_bodies(data, parts, params):
     model = parts.model
     k = WINDOW - CONTEXT
-    run = lambda p, s: rollout(model, p, s.frames(0, CONTEXT), s.actions[:, CONTEXT - 1 : CONTEXT - 1 + k])  # noqa: E731
+    def run(p, s):
+        return rollout(model, p, s.frames(0, CONTEXT), s.actions[:, CONTEXT - 1 : CONTEXT - 1 + k])
+
     frames = compile_fast(run, params, data)(params, data)
     b = data.actions.shape[0]
     assert frames.obs.vectors.shape == (b, k, LIMBS, 8, 3) and frames.obs.scalars.shape == (b, k, LIMBS, 17)

@@ -80,14 +80,18 @@ def test_registry_builds_remul(data):
     assert loss.shape == () and set(metrics) == {"loss/task", "loss/equivariance", "loss/total"}
 
 
-@pytest.fixture(scope="module")
-def predict(parts):
-    """Open-loop (vectors, scalars, torso position) of the frames after the context, compiled once per shape."""
-    model = parts.model
+def open_loop(parts):
+    """(params, windows) -> (vectors, scalars, torso position) of the frames after the context."""
     k = WINDOW - CONTEXT
-    return jax.jit(
-        lambda p, seq: frame_arrays(rollout(model, p, seq.frames(0, CONTEXT), seq.actions[:, CONTEXT - 1 : CONTEXT - 1 + k]))
+    return lambda p, seq: frame_arrays(
+        rollout(parts.model, p, seq.frames(0, CONTEXT), seq.actions[:, CONTEXT - 1 : CONTEXT - 1 + k])
     )
+
+
+@pytest.fixture(scope="module")
+def predict(parts, params, data):
+    """open_loop compiled once for the recorded windows' shapes (any parameters)."""
+    return compile_fast(open_loop(parts), params, data)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +99,7 @@ def params(data, parts):
     return compile_fast(parts.model.init, jax.random.PRNGKey(0), data)(jax.random.PRNGKey(0), data)
 
 
-def test_rollout_shapes_and_masks_across_bodies(data, predict, params):
+def test_rollout_shapes_and_masks_across_bodies(data, parts, predict, params):
     k = WINDOW - CONTEXT
     vectors, scalars, position = predict(params, data)
     b = data.actions.shape[0]
@@ -105,12 +109,14 @@ def test_rollout_shapes_and_masks_across_bodies(data, predict, params):
     assert np.all(np.where(mask[..., None, None], 0.0, vectors) == 0.0)
     assert np.all(np.where(mask[..., None], 0.0, scalars) == 0.0)
     # Padding is invisible: two more empty limb slots change no real limb's prediction.
-    more = predict(params, pad_limbs(data, 2))
+    padded = pad_limbs(data, 2)
+    more = compile_fast(open_loop(parts), params, padded)(params, padded)
     np.testing.assert_allclose(more[0][:, :, :LIMBS], vectors, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(more[2], position, rtol=1e-5, atol=1e-5)
 
 
 BETAS = (0.0, 1.0, 10.0)
+TRAIN_STEPS = 80
 
 
 def act_on_frame_arrays(g, arrays):
@@ -136,7 +142,7 @@ def beta_sweep(data, parts):
                 updates, opt = optimizer.update(grads, opt, params)
                 return (optax.apply_updates(params, updates), opt), None
 
-            (params, _), _ = jax.lax.scan(update, (params, opt), jax.random.split(key, 150))
+            (params, _), _ = jax.lax.scan(update, (params, opt), jax.random.split(key, TRAIN_STEPS))
             return params
 
         return jax.vmap(one, in_axes=(None, 0, None))(params, betas, key)
@@ -151,7 +157,8 @@ def test_equivariance_error_falls_as_beta_grows(data, predict, beta_sweep):
     errors = []
     for params in beta_sweep:
         fn = lambda seq, p=params: predict(p, seq)  # noqa: E731
-        errors.append(float(finite_group_error(fn, data, jax.random.PRNGKey(7), 8, act_on_sequence, act_on_frame_arrays)))
+        error = finite_group_error(fn, data, jax.random.PRNGKey(7), 8, act_on_sequence, act_on_frame_arrays)
+        errors.append(float(error))
     print("REMUL equivariance error at beta", dict(zip(BETAS, errors)))
     assert errors[0] > errors[1] > errors[2], errors
     assert errors[2] < 0.3 * errors[0], errors

@@ -77,7 +77,8 @@ def torso_rotation(tables: EnvTables, obs: Observation, qpos_joints: jax.Array) 
     mask = tables.limb_mask[..., None]
     src = jnp.concatenate([body_pos * mask, (body_axes * mask[..., None]).reshape(b, -1, 3)], 1)
     world = obs.vectors
-    dst = jnp.concatenate([world[:, :, POSITION] * mask, (world[:, :, HINGE_AXES] * mask[..., None]).reshape(b, -1, 3)], 1)
+    world_axes = (world[:, :, HINGE_AXES] * mask[..., None]).reshape(b, -1, 3)
+    dst = jnp.concatenate([world[:, :, POSITION] * mask, world_axes], 1)
     u, _, vt = jnp.linalg.svd(jnp.einsum("bni,bnj->bij", dst, src))
     proper = jnp.sign(jnp.linalg.det(u @ vt))
     signs = jnp.stack([jnp.ones_like(proper), jnp.ones_like(proper), proper], -1)

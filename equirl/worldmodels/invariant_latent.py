@@ -42,6 +42,7 @@ from equirl.geometry import random_isometry
 from equirl.nn.config import NetworkConfig
 from equirl.nn.heads import SMALL_INIT
 from equirl.nn.vector_ops import masked_mean
+from equirl.worldmodels.common import masked_action, with_dynamic
 from equirl.worldmodels.data import FlowRange
 from equirl.worldmodels.interface import (
     DYNAMIC_SCALARS,
@@ -55,7 +56,6 @@ from equirl.worldmodels.interface import (
     apply_flow,
     normalized_error,
 )
-from equirl.worldmodels.common import masked_action, with_dynamic
 from equirl.worldmodels.remul import (
     DYNAMIC_FEATURES,
     TORSO,
@@ -113,7 +113,9 @@ def invariant_loss(
     return jnp.mean(jnp.square(before - after)) / (scale + EPS)
 
 
-def shared_transform(key: jax.Array, center: jax.Array, flows: FlowRange = PAIR_FLOWS) -> Callable[[Sequence], Sequence]:
+def shared_transform(
+    key: jax.Array, center: jax.Array, flows: FlowRange = PAIR_FLOWS
+) -> Callable[[Sequence], Sequence]:
     """A random element per window (O_g(3) with reflections, a translation) after a
     random observer flow per window turning about `center` [B, 3]: called on two
     sequences of the same windows, it moves frame t of both by the same element."""

@@ -15,9 +15,10 @@ displacement. Nothing in it is equivariant by construction; it is trained with
 where f(x) are the open-loop predictions of a window's frames after its first
 config.context frames, y those frames, and g one random element of O_g(3) x
 horizontal translations per window (the interface's static action
-`act_on_sequence` / `act_on_frame`), so beta sets how equivariant it becomes. Translations only move the torso position, which
-the model reads as differences: translation equivariance is exact, rotation
-and reflection equivariance learned.
+`act_on_sequence` / `act_on_frame`), so beta sets how equivariant it becomes.
+Translations only move the torso position, which the model reads as
+differences: translation equivariance is exact, rotation and reflection
+equivariance learned.
 """
 
 from __future__ import annotations
