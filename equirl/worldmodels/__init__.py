@@ -5,6 +5,11 @@
 The shared types and the model interface are in `equirl.worldmodels.interface`
 (read its docstring first). Models: fernn.py (flow-equivariant RNN and its
 static V = {0} version), gru.py (baseline), invariant_latent.py, remul.py.
+Data: data.py (collect trajectories to npz shards, windows, flows on the
+fly). Training: config.py, train.py (run directories, orbax checkpoints,
+tensorboardX, metrics.csv). Metrics: metrics.py, evaluate.py. Command line:
+cli.py (`equirl wm collect | train | eval`). A trained model as an
+environment: imagined_env.py.
 """
 
 from equirl.worldmodels.interface import (
