@@ -134,12 +134,11 @@ class Dynamics(NamedTuple):
       environment's current observation (the carry may already hold it), action
       the clipped, masked torques [B, L, 3]. next_obs is the predicted
       Observation (a non-finite one ends the episode as unstable);
-      displacement [B, 2] the torso's horizontal move over the step, or None
-      to integrate the torso's observed velocity (trapezoid rule).
+      displacement [B, 2] the torso's horizontal move over the step.
     """
 
     start: Callable[[Observation, jax.Array, jax.Array], Any]
-    step: Callable[[Any, Observation, jax.Array], tuple[Any, Observation, jax.Array | None]]
+    step: Callable[[Any, Observation, jax.Array], tuple[Any, Observation, jax.Array]]
 
 
 @struct.dataclass
@@ -179,8 +178,9 @@ class ImaginedEnv:
     """`env`'s task, bodies and episodes, with `dynamics` in place of its physics.
 
     env supplies the bodies' tables (for start states, state recovery, reward
-    and termination) and its config (task, episode_length, autoreset); its
-    physics backend is never stepped. Closing this closes env.
+    and termination) and its config (task, episode_length, autoreset); this
+    class never steps its physics (only `physics_dynamics` does, on purpose).
+    Closing this closes env.
     """
 
     def __init__(self, env: BatchedEnv, dynamics: Dynamics):
@@ -264,9 +264,6 @@ class ImaginedEnv:
         action = jnp.clip(jnp.where(finite, action, 0.0), -1.0, 1.0) * t.action_mask
 
         model, predicted, displacement = self.dynamics.step(state.model, state.obs, action)
-        if displacement is None:
-            torso_velocity = state.obs.vectors[:, TORSO, LINEAR_VELOCITY] + predicted.vectors[:, TORSO, LINEAR_VELOCITY]
-            displacement = 0.5 * t.dt[:, None] * torso_velocity[:, :2]
         unstable = ~(_all_finite(predicted) & jnp.all(jnp.isfinite(displacement), -1))
         # A diverged prediction keeps the last observation, so nothing below sees NaN.
         predicted = _rows(unstable, state.obs, jax.tree.map(_finite, predicted))
