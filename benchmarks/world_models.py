@@ -170,7 +170,8 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
         f"{horizon}-step open-loop training rollouts), width {args.width}, {args.vector_channels} vector channels; "
         f"training flows |yaw rate| <= {TRAIN_MAX_YAW_RATE} rad/step, speed <= {TRAIN_MAX_SPEED} m/step. "
         f"Seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in results}))} (mean ± std over seeds). "
-        f"Test windows: {results[0]['report']['windows']}.",
+        f"Test windows: {results[0]['report']['windows']}. \"train s/run\": wall clock of one run, compilation "
+        f"included (each kind compiles once, in its first seed), on a machine shared with other jobs.",
         "",
         "Errors: z = mean squared error of the dynamic features after k open-loop steps, each feature z-scored "
         "(scalars by their std; each vector channel by the RMS of its length; the torso position by the RMS of "
@@ -264,10 +265,17 @@ def main(argv=None) -> int:
     parser.add_argument("--windows", type=int, default=64, help="test windows (default 64)")
     parser.add_argument("--data", help="dataset folder (default: collect one under OUT/runs/)")
     parser.add_argument("--out", default=str(REPO / "results" / "world_models"))
+    parser.add_argument("--table-only", action="store_true", help="rewrite table and plots from OUT/results.json")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_data(args, out)
+    if args.table_only:
+        results = json.loads((out / "results.json").read_text())
+        write_csvs(results, out)
+        write_table(args, results, out, data)
+        write_plots(results, out)
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
     for kind in args.kinds:
