@@ -55,10 +55,11 @@ def test_train_and_test_splits_are_disjoint():
 def test_flows_act_frame_by_frame():
     batch = tiny_batch(6, 4)
     flow = ObserverFlow.make(0.3, (0.02, -0.01))
-    moved = apply_flow(flow, batch)
+    moved = jax.jit(apply_flow)(flow, batch)
     center = batch.torso_position[:, 0] * jnp.array([1.0, 1.0, 0.0])
+    elements = jax.jit(jax.vmap(flow_element, (None, 0, None)))(flow, jnp.arange(6.0), center[0])
     for t in range(6):
-        g = flow_element(flow, float(t), center[0])
+        g = jax.tree.map(lambda x: x[t], elements)
         np.testing.assert_allclose(moved.obs.vectors[0, t], jnp.einsum("ij,lcj->lci", g.rotation, batch.obs.vectors[0, t]),
                                    atol=1e-5)
         np.testing.assert_allclose(moved.torso_position[0, t], g.rotation @ batch.torso_position[0, t] + g.translation,
@@ -86,10 +87,10 @@ def test_flow_elements_form_a_one_parameter_group():
 def test_random_flows_stay_in_range():
     batch = tiny_batch(6, 8)
     flows = FlowRange(max_yaw_rate=0.05, max_speed=0.01)
-    sample = flows.sample(jax.random.PRNGKey(0), 1000)
+    sample = jax.jit(flows.sample, static_argnums=1)(jax.random.PRNGKey(0), 1000)
     assert float(jnp.abs(sample.yaw_rate).max()) <= 0.05
     assert float(jnp.linalg.norm(sample.velocity, axis=-1).max()) <= 0.01 + 1e-7
-    moved = flowed(batch, jax.random.PRNGKey(1), flows)
+    moved = jax.jit(flowed, static_argnums=2)(batch, jax.random.PRNGKey(1), flows)
     assert not jnp.allclose(moved.obs.vectors, batch.obs.vectors)
     assert flowed(batch, jax.random.PRNGKey(1), FlowRange()) is batch
 

@@ -19,7 +19,7 @@ TOLERANCE = 1e-5
 
 
 class Compiled:
-    """A model with perturbed parameters (the zero-initialised readout would hide errors) and its
+    """A model with random parameters (the zero-initialised readout would hide errors) and its
     (context, actions) -> predicted arrays function, compiled once."""
 
     def __init__(self, kind: str):
@@ -28,10 +28,12 @@ class Compiled:
         config = WorldModelConfig(kind=kind, context=CONTEXT, width=8, vector_channels=4,
                                   fernn=FERNNOptions(COPIES))
         self.model = make_world_model(config, self.stats)
-        params = compile_fast(self.model.init, jax.random.PRNGKey(0), batch)(jax.random.PRNGKey(0), batch)
-        leaves, tree = jax.tree.flatten(params)
-        keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-        self.params = jax.tree.unflatten(tree, [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+        # Random parameters of the model's shapes (no init program to compile): any values must do.
+        shapes, tree = jax.tree.flatten(jax.eval_shape(self.model.init, jax.random.PRNGKey(0), batch))
+        rng = np.random.default_rng(1)
+        self.params = jax.tree.unflatten(
+            tree, [jnp.asarray(rng.normal(0.0, 0.3 if len(x.shape) < 2 else x.shape[-2] ** -0.5, x.shape), x.dtype)
+                   for x in shapes])
         self.x = (batch.frames(0, CONTEXT), batch.actions[:, CONTEXT - 1 : CONTEXT - 1 + HORIZON])
         self.batch = batch
         self.fn = compile_fast(lambda x: frame_arrays(rollout(self.model, self.params, *x)), self.x)
