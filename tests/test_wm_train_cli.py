@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 from test_wm_helpers import tiny_dataset
 
@@ -70,6 +71,18 @@ def test_eval_writes_kstep_and_equivariance(gru_run, tmp_path, capsys):
     assert report["equivariance"]["flow_yaw_0.785"] > 1e-2 and report["equivariance"]["static_finite"] > 1e-4
     assert (tmp_path / "wm_eval.csv").is_file()
     assert "z@1" in capsys.readouterr().out
+
+
+def test_runs_shorter_than_the_warmup_have_a_schedule():
+    from equirl.worldmodels.config import WMOptimConfig
+    from equirl.worldmodels.train import optimizer
+
+    for steps in (1, 2, 20):
+        config = WMTrainConfig(optim=WMOptimConfig(steps=steps, warmup_steps=50))
+        opt = optimizer(config)
+        state = opt.init({"w": jnp.ones(2)})
+        updates, _ = opt.update({"w": jnp.ones(2)}, state, {"w": jnp.ones(2)})
+        assert bool(jnp.all(jnp.isfinite(updates["w"])))
 
 
 def test_every_config_in_configs_wm_is_valid():
