@@ -42,6 +42,11 @@ def _pm(mean: float, std: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _included(path: Path) -> str:
+    """A generated Markdown file, its headings one level down so they nest under this report's."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in path.read_text().strip().splitlines())
+
+
 def _images(folder: Path, base: Path) -> list[str]:
     return [f"![{png.stem}]({png.relative_to(base).as_posix()})" for png in sorted(folder.glob("*.png"))]
 
@@ -50,7 +55,7 @@ def learning_section(results: Path) -> list[str]:
     folder = results / "learning"
     if not (folder / "table.md").is_file():
         return []
-    return ["## Learning curves", "", (folder / "table.md").read_text().strip(), "",
+    return ["## Learning curves", "", _included(folder / "table.md"), "",
             "Raw curves: `learning/curves.csv`.", "", *_images(folder, results), ""]
 
 
@@ -95,7 +100,9 @@ def world_models_section(results: Path) -> list[str]:
     folder = results / "world_models"
     if not (folder / "table.md").is_file():
         return []
-    return ["## World models", "", (folder / "table.md").read_text().strip(), "", *_images(folder, results), ""]
+    table = _included(folder / "table.md")
+    title = [] if table.startswith("## ") else ["## World models", ""]  # the script's table may bring its own
+    return [*title, table, "", *_images(folder, results), ""]
 
 
 SECTIONS = (learning_section, zero_shot_section, world_models_section)

@@ -12,7 +12,11 @@ import functools
 import tempfile
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from equirl.worldmodels.interface import Sequence
 
 TINY_BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 TINY_STEPS = 80
@@ -39,3 +43,21 @@ def tiny_data(window: int, split: str = "all"):
 
 def tiny_batch(window: int, size: int, seed: int = 0):
     return tiny_data(window).sample(np.random.default_rng(seed), size)
+
+
+def recorded_windows(env, window: int, steps: int = 24, seed: int = 0):
+    """Random-action episodes of `env` (no episode ends within `steps`), cut into windows of `window` frames."""
+    state = env.reset(jax.random.PRNGKey(seed))
+    shape = (steps, env.num_envs) + env.action_shape
+    actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), shape, minval=-1.0, maxval=1.0)
+    frames = []
+    for action in actions:
+        frames.append((state.obs, state.qpos[:, :3]))
+        state = env.step(state, action * state.obs.action_mask)
+        assert not bool(jnp.any(state.terminated | state.truncated)), "an episode ended inside the recording"
+    obs = jax.tree.map(lambda *x: jnp.stack(x, 1), *[f[0] for f in frames])
+    seq = Sequence(obs, jnp.swapaxes(actions, 0, 1) * obs.action_mask, jnp.stack([f[1] for f in frames], 1),
+                   jnp.asarray(env.body_of_env, jnp.int32))
+    cut = lambda x: x.reshape((x.shape[0] * (steps // window), window) + x.shape[2:])  # noqa: E731
+    return Sequence(jax.tree.map(cut, seq.obs), cut(seq.actions), cut(seq.torso_position),
+                    jnp.repeat(seq.body, steps // window))

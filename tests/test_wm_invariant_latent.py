@@ -16,6 +16,7 @@ from equirl.worldmodels.interface import (
 )
 from equirl.worldmodels.invariant_latent import invariant_latent_parts, invariant_loss, shared_transform
 from conftest import compile_fast
+from test_wm_helpers import recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 LIMBS = 5
@@ -27,28 +28,10 @@ CONFIG = WorldModelConfig(
 )
 
 
-def recorded_windows(env, steps=24, seed=0) -> Sequence:
-    """Random-action episodes of `env` (no episode ends within `steps`), cut into windows."""
-    state = env.reset(jax.random.PRNGKey(seed))
-    shape = (steps, env.num_envs) + env.action_shape
-    actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), shape, minval=-1.0, maxval=1.0)
-    frames = []
-    for action in actions:
-        frames.append((state.obs, state.qpos[:, :3]))
-        state = env.step(state, action * state.obs.action_mask)
-        assert not bool(jnp.any(state.terminated | state.truncated)), "an episode ended inside the recording"
-    obs = jax.tree.map(lambda *x: jnp.stack(x, 1), *[f[0] for f in frames])
-    seq = Sequence(obs, jnp.swapaxes(actions, 0, 1) * obs.action_mask, jnp.stack([f[1] for f in frames], 1),
-                   jnp.asarray(env.body_of_env, jnp.int32))
-    cut = lambda x: x.reshape((x.shape[0] * (steps // WINDOW), WINDOW) + x.shape[2:])  # noqa: E731
-    return Sequence(jax.tree.map(cut, seq.obs), cut(seq.actions), cut(seq.torso_position),
-                    jnp.repeat(seq.body, steps // WINDOW))
-
-
 @pytest.fixture(scope="module")
 def data(make_env):
     env = make_env(bodies=BODIES, num_envs=4, max_limbs=LIMBS, episode_length=25)
-    return recorded_windows(env)
+    return recorded_windows(env, WINDOW)
 
 
 @pytest.fixture(scope="module")
