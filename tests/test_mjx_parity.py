@@ -15,6 +15,8 @@ import pytest
 STEPS = 60
 
 
+# MJX compiles for over a minute on a CPU (see README, Benchmarks): run with `pytest -m benchmark`.
+@pytest.mark.benchmark
 @pytest.mark.parametrize("body", ["hopper_3_shin"])
 def test_native_and_mjx_agree(make_env, body):
     native = make_env(bodies=(body,), num_envs=2, autoreset=False, backend="native")

@@ -101,7 +101,13 @@ def two_device_sac(tmp_path_factory):
         process.wait()
 
 
-@pytest.fixture(scope="module", params=sorted(NETWORKS))
+# Every kind trains under SAC; the transformer and heading-normalised MLP runs are
+# `benchmark`-marked (pytest -m benchmark) to keep the default suite within its budget.
+SLOW_KINDS = ("transformer", "mlp_heading")
+
+
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.benchmark) if k in SLOW_KINDS else k
+                                        for k in sorted(NETWORKS)])
 def run(request, env):
     """(agent, networks, compiled iteration, [initial state, then after each iteration], [metrics]),
     for one network kind."""

@@ -51,7 +51,7 @@ def _check(pairs, expected_vectors):
         np.testing.assert_array_equal(a.terminated, b.terminated, err_msg=f"step {step}")
 
 
-@pytest.mark.parametrize("body", ["walker_7_full", "cheetah_13_tail"])
+@pytest.mark.parametrize("body", ["walker_7_full", pytest.param("cheetah_13_tail", marks=pytest.mark.benchmark)])
 def test_rotation_about_gravity(make_env, body):
     env = make_env(x64=True, bodies=(body,), num_envs=B, autoreset=False)
     with float64():
@@ -66,7 +66,7 @@ def test_rotation_about_gravity(make_env, body):
     assert np.abs(pairs[-1][0].qpos[:, :2] - pairs[0][0].qpos[:, :2]).max() > 0.05
 
 
-@pytest.mark.parametrize("body", ["walker_7_full", "hopper_5_full"])
+@pytest.mark.parametrize("body", ["walker_7_full", pytest.param("hopper_5_full", marks=pytest.mark.benchmark)])
 def test_reflection_through_a_vertical_plane(make_env, body):
     env = make_env(x64=True, bodies=(body,), num_envs=B, autoreset=False)
     mirror = mirror_map(env.morphologies[0])
