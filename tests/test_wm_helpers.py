@@ -61,3 +61,17 @@ def recorded_windows(env, window: int, steps: int = 24, seed: int = 0):
     cut = lambda x: x.reshape((x.shape[0] * (steps // window), window) + x.shape[2:])  # noqa: E731
     return Sequence(jax.tree.map(cut, seq.obs), cut(seq.actions), cut(seq.torso_position),
                     jnp.repeat(seq.body, steps // window))
+
+
+def pad_limbs(seq: Sequence, extra: int) -> Sequence:
+    """The same windows with `extra` more (padding) limb slots."""
+    def pad(x, value=0):
+        width = [(0, 0)] * x.ndim
+        width[2] = (0, extra)
+        return jnp.pad(x, width, constant_values=value)
+
+    obs = seq.obs.replace(
+        vectors=pad(seq.obs.vectors), scalars=pad(seq.obs.scalars), limb_mask=pad(seq.obs.limb_mask, False),
+        parent=pad(seq.obs.parent, -1), action_mask=pad(seq.obs.action_mask, False),
+    )
+    return seq.replace(obs=obs, actions=pad(seq.actions))

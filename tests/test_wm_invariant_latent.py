@@ -9,14 +9,13 @@ from equirl.errors import ConfigError
 from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.interface import (
     InvariantLatentOptions,
-    Sequence,
     WorldModelConfig,
     make_world_model,
     rollout,
 )
 from equirl.worldmodels.invariant_latent import invariant_latent_parts, invariant_loss, shared_transform
 from conftest import compile_fast
-from test_wm_helpers import recorded_windows
+from test_wm_helpers import pad_limbs, recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 LIMBS = 5
@@ -95,20 +94,6 @@ def test_registry_and_loss_terms(data):
     assert loss.shape == ()
     terms = ("reconstruction", "prediction", "consistency", "invariant", "total")
     assert set(metrics) == {f"loss/{t}" for t in terms}
-
-
-def pad_limbs(seq: Sequence, extra: int) -> Sequence:
-    """The same windows with `extra` more (padding) limb slots."""
-    def pad(x, value=0):
-        width = [(0, 0)] * x.ndim
-        width[2] = (0, extra)
-        return jnp.pad(x, width, constant_values=value)
-
-    obs = seq.obs.replace(
-        vectors=pad(seq.obs.vectors), scalars=pad(seq.obs.scalars), limb_mask=pad(seq.obs.limb_mask, False),
-        parent=pad(seq.obs.parent, -1), action_mask=pad(seq.obs.action_mask, False),
-    )
-    return seq.replace(obs=obs, actions=pad(seq.actions))
 
 
 def test_rollout_shapes_and_masks_across_bodies(data, parts, params):

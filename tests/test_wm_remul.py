@@ -13,7 +13,6 @@ from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.interface import (
     Frame,
     RemulOptions,
-    Sequence,
     WorldModelConfig,
     act_on_frame,
     act_on_sequence,
@@ -22,7 +21,7 @@ from equirl.worldmodels.interface import (
 )
 from equirl.worldmodels.remul import remul_parts
 from conftest import compile_fast
-from test_wm_helpers import recorded_windows
+from test_wm_helpers import pad_limbs, recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 LIMBS = 5
@@ -40,20 +39,6 @@ def data(make_env):
 @pytest.fixture(scope="module")
 def parts(data):
     return remul_parts(CONFIG, feature_stats(data))
-
-
-def pad_limbs(seq: Sequence, extra: int) -> Sequence:
-    """The same windows with `extra` more (padding) limb slots."""
-    def pad(x, value=0):
-        width = [(0, 0)] * x.ndim
-        width[2] = (0, extra)
-        return jnp.pad(x, width, constant_values=value)
-
-    obs = seq.obs.replace(
-        vectors=pad(seq.obs.vectors), scalars=pad(seq.obs.scalars), limb_mask=pad(seq.obs.limb_mask, False),
-        parent=pad(seq.obs.parent, -1), action_mask=pad(seq.obs.action_mask, False),
-    )
-    return seq.replace(obs=obs, actions=pad(seq.actions))
 
 
 def test_registry_builds_remul(data):
