@@ -2,8 +2,11 @@
 
     python benchmarks/world_models.py                    # all kinds, seeds 0,1,2 (see --help)
     python benchmarks/world_models.py --kinds gru fernn --steps 200 --seeds 0
+    python benchmarks/world_models.py --kinds fernn --merge &   # two processes, one per core,
+    python benchmarks/world_models.py --kinds gru remul --merge  # filling one results.json
 
-1. Data: random torques (held for 2 steps) on four small bodies, recorded with
+1. Data: random torques (held for 2 steps) on four small bodies, 64
+   environments x 4000 steps by default, recorded with
    `equirl.worldmodels.data.collect` (or --data DIR); the last 20% of every
    shard is the test split.
 2. Train every kind (equirl.worldmodels.train.train_world_model: the code
@@ -14,7 +17,7 @@
    the 12-step training horizon: length generalisation), z-scored per
    feature, and the torso position error in metres; the same under observer
    flows far outside the training range (a yaw rate in the FERNN's lifted set
-   V, one between its elements, a velocity); equivariance errors (seed 0) with
+   V, two between its elements, a velocity); equivariance errors (seed 0) with
    equirl.equivariance, for static elements and for flows.
 
 Writes results/world_models/{table.md, kstep.csv, equivariance.csv, training.csv, kstep.png, flows.png}.
@@ -46,17 +49,18 @@ from equirl.worldmodels.interface import (  # noqa: E402
 )
 
 BODIES = ("hopper_3_shin", "hopper_4_lower_shin", "walker_2_right_leg_left_knee", "walker_3_left_leg_right_foot")
-KINDS = ("gru", "static_equivariant", "fernn", "remul", "invariant_latent")
+KINDS = ("gru", "static_equivariant", "fernn", "fernn_estimated_rate", "remul", "invariant_latent")
 KS = (1, 5, 10, 25, 50)
 TRAIN_MAX_YAW_RATE = 0.02
 TRAIN_MAX_SPEED = 0.005
-COPIES = 8  # FERNN's V: yaw rates 2 pi k / 8 rad/step
+COPIES = 4  # FERNN's V by default: yaw rates 2 pi k / 4 rad/step
 
 
-def test_flows() -> dict[str, ObserverFlow]:
+def test_flows(copies: int = COPIES) -> dict[str, ObserverFlow]:
     return {
-        f"yaw_{2 * math.pi / COPIES:.3f}_in_V": ObserverFlow.make(2 * math.pi / COPIES),
+        f"yaw_{2 * math.pi / copies:.3f}_in_V": ObserverFlow.make(2 * math.pi / copies),
         "yaw_0.100_off_V": ObserverFlow.make(0.1),
+        "yaw_0.500_off_V": ObserverFlow.make(0.5),
         "velocity_0.020": ObserverFlow.make(0.0, (0.02, 0.0)),
     }
 
@@ -66,7 +70,7 @@ def base_config(args, kind: str, seed: int, data: Path, out: Path) -> WMTrainCon
         data=WMDataConfig(path=str(data), window=16, batch_size=args.batch_size, test_fraction=0.2,
                           max_yaw_rate=TRAIN_MAX_YAW_RATE, max_speed=TRAIN_MAX_SPEED),
         model=WorldModelConfig(kind=kind, context=4, width=args.width, vector_channels=args.vector_channels, depth=1,
-                               heads=4, fernn=FERNNOptions(COPIES)),
+                               heads=4, fernn=FERNNOptions(args.copies)),
         optim=WMOptimConfig(learning_rate=args.learning_rate, steps=args.steps, warmup_steps=20),
         run=WMRunConfig(name=f"{kind}_s{seed}", out_dir=str(out / "runs" / f"{kind}_s{seed}"), seed=seed,
                         log_every=max(args.steps // 5, 1), checkpoint_every=args.steps, eval_windows=64,
@@ -77,10 +81,11 @@ def base_config(args, kind: str, seed: int, data: Path, out: Path) -> WMTrainCon
 def ensure_data(args, out: Path) -> Path:
     from equirl.worldmodels.data import METADATA, CollectConfig, collect
 
-    data = Path(args.data) if args.data else out / "runs" / "data_random"
+    envs, steps = args.collect_envs, args.collect_steps
+    data = Path(args.data) if args.data else out / "runs" / f"data_random_{envs}x{steps}"
     if not (data / METADATA).exists():
-        collect(CollectConfig(bodies=BODIES, out=str(data), num_envs=16, steps=1600, policy="random",
-                              action_repeat=2, shard_steps=800, seed=0))
+        collect(CollectConfig(bodies=BODIES, out=str(data), num_envs=envs, steps=steps, policy="random",
+                              action_repeat=2, shard_steps=max(steps // 4, 1), seed=0))
     return data
 
 
@@ -97,13 +102,26 @@ def run_one(args, kind: str, seed: int, data: Path, out: Path, equivariance: boo
     stats = wm_train.stats_from_json(json.loads((result.run_dir / wm_train.STATS_JSON).read_text()))
     model = wm_train._compiled(config, stats)[0]  # the trained model's functions (compiled once per kind)
     start = time.perf_counter()
-    report = evaluate_model(model, result.params, config, stats, data, KS, test_flows(), windows=args.windows,
-                            seed=seed, equivariance=equivariance)
+    report = evaluate_model(model, result.params, config, stats, data, KS, test_flows(args.copies),
+                            windows=args.windows, seed=seed, equivariance=equivariance)
     return {
         "kind": kind, "seed": seed, "report": report, "train_seconds": wall, "steady_seconds": result.wall_seconds,
         "eval_seconds": time.perf_counter() - start, "parameters": summarize_params(result.params),
         "final_loss": result.history[-1]["loss"], "final_test": result.history[-1]["test/total"],
     }
+
+
+def reevaluate(args, r: dict, data: Path, out: Path, equivariance: bool) -> dict:
+    """r with its report measured again from its run's checkpoint (e.g. after the test flows changed)."""
+    from equirl.worldmodels import train as wm_train
+    from equirl.worldmodels.evaluate import evaluate_model
+
+    _, params, config, stats = wm_train.load_world_model(out / "runs" / f"{r['kind']}_s{r['seed']}")
+    model = wm_train._compiled(config, stats)[0]  # compiled once per kind, as in run_one
+    start = time.perf_counter()
+    report = evaluate_model(model, params, config, stats, data, KS, test_flows(args.copies), windows=args.windows,
+                            seed=r["seed"], equivariance=equivariance)
+    return dict(r, report=report, eval_seconds=time.perf_counter() - start)
 
 
 # --- outputs ----------------------------------------------------------------------------
@@ -132,6 +150,10 @@ def write_csvs(results: list[dict], out: Path) -> None:
                              f"{r['steady_seconds']:.1f}", f"{r['eval_seconds']:.1f}", r["final_loss"], r["final_test"]])
 
 
+def _flow_names(results) -> list[str]:
+    return [row["flow"] for row in results[0]["report"]["kstep"] if row["flow"] != "none"]
+
+
 def _by_kind(results):
     kinds = []
     for r in results:
@@ -157,7 +179,7 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
     meta = json.loads((data / "metadata.json").read_text())
     groups = _by_kind(results)
     ks = results[0]["report"]["ks"]
-    flows = list(test_flows())
+    flows = _flow_names(results)
     horizon = results[0]["report"]["training_horizon"]
     day = datetime.date.today().isoformat()
     lines = [
@@ -192,11 +214,15 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
     for kind, runs in groups.items():
         cells = [_fmt(_value(runs, f, "z_10")) for f in ["none"] + flows]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
-    if "fernn" in groups and "gru" in groups:
-        lines += ["", "Ratio FERNN / GRU of the 10-step z error (goal on flows outside the range: <= 0.1):", ""]
-        for f in ["none"] + flows:
-            a, b = _value(groups["fernn"], f, "z_10").mean(), _value(groups["gru"], f, "z_10").mean()
-            lines.append(f"- {f}: {a / b:.3g}")
+    compared = [k for k in ("fernn", "fernn_estimated_rate", "static_equivariant") if k in groups]
+    if compared and "gru" in groups:
+        lines += ["", "Ratio of the 10-step z error to the GRU's (goal for the FERNN on flows outside the range: "
+                  "<= 0.1):", "", "| model | " + " | ".join(["no flow"] + flows) + " |",
+                  "|---|" + "---:|" * (len(flows) + 1)]
+        gru = {f: _value(groups["gru"], f, "z_10").mean() for f in ["none"] + flows}
+        for kind in compared:
+            cells = [f"{_value(groups[kind], f, 'z_10').mean() / gru[f]:.3g}" for f in ["none"] + flows]
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     eq_runs = [r for r in results if r["report"].get("equivariance")]
     if eq_runs:
         names = list(eq_runs[0]["report"]["equivariance"])
@@ -219,7 +245,7 @@ def write_plots(results: list[dict], out: Path) -> None:
 
     groups = _by_kind(results)
     ks = results[0]["report"]["ks"]
-    flows = list(test_flows())
+    flows = _flow_names(results)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for kind, runs in groups.items():
         for ax, flow in zip(axes, ["none", flows[0]]):
@@ -257,27 +283,45 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", nargs="+", default=list(KINDS))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=400, help="Adam steps per run (default 400)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--vector-channels", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3000, help="Adam steps per run (default 3000)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--vector-channels", type=int, default=16)
+    parser.add_argument("--copies", type=int, default=COPIES,
+                        help=f"FERNN's V: yaw rates 2 pi k / COPIES (default {COPIES})")
+    parser.add_argument("--collect-envs", type=int, default=64, help="environments recorded (default 64)")
+    parser.add_argument("--collect-steps", type=int, default=4000, help="steps per environment (default 4000)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the runs of OUT/results.json that this call does not redo (two calls can share the "
+                             "kinds between processes)")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--windows", type=int, default=64, help="test windows (default 64)")
     parser.add_argument("--data", help="dataset folder (default: collect one under OUT/runs/)")
     parser.add_argument("--out", default=str(REPO / "results" / "world_models"))
     parser.add_argument("--table-only", action="store_true", help="rewrite table and plots from OUT/results.json")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="measure the runs of OUT/results.json again from their checkpoints (no training)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_data(args, out)
-    if args.table_only:
+    if args.table_only or args.reevaluate:
         results = json.loads((out / "results.json").read_text())
+        if args.reevaluate:
+            first = {}
+            for r in results:
+                first.setdefault(r["kind"], r["seed"])
+            results = [reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"]) for r in results]
+            (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
         write_csvs(results, out)
         write_table(args, results, out, data)
         write_plots(results, out)
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
+    if args.merge and (out / "results.json").exists():
+        redo = {(k, s) for k in args.kinds for s in seeds}
+        results = [r for r in json.loads((out / "results.json").read_text()) if (r["kind"], r["seed"]) not in redo]
     for kind in args.kinds:
         try:
             from equirl.worldmodels.interface import BUILDERS
@@ -289,7 +333,11 @@ def main(argv=None) -> int:
             continue
         for seed in seeds:
             r = run_one(args, kind, seed, data, out, equivariance=seed == seeds[0])
+            if args.merge and (out / "results.json").exists():  # another process may have written since
+                results = [x for x in json.loads((out / "results.json").read_text())
+                           if (x["kind"], x["seed"]) != (kind, seed)]
             results.append(r)
+            results.sort(key=lambda x: (KINDS.index(x["kind"]) if x["kind"] in KINDS else len(KINDS), x["seed"]))
             print(f"{kind} seed {seed}: z@10 {r['report']['kstep'][0]['z_10']:.4g}, train {r['train_seconds']:.0f} s, "
                   f"eval {r['eval_seconds']:.0f} s", flush=True)
             (out / "results.json").write_text(json.dumps(results, indent=1, default=float))

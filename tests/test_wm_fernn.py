@@ -1,4 +1,5 @@
-"""FERNN, its static (V = {0}) version and the GRU baseline: flow and static equivariance, shapes, masks."""
+"""FERNN, its estimated-rate and static (V = {0}) versions and the GRU baseline: flow and static
+equivariance, shapes, masks."""
 
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ def static():
 
 
 @pytest.fixture(scope="module")
+def estimated():
+    return Compiled("fernn_estimated_rate")
+
+
+@pytest.fixture(scope="module")
 def gru():
     return Compiled("gru")
 
@@ -69,11 +75,26 @@ def test_fernn_is_flow_equivariant_for_flows_in_v(fernn):
     assert errors.max() < TOLERANCE, errors
 
 
-def test_equivariant_models_are_exact_for_static_elements(fernn, static):
+def test_estimated_rate_model_is_flow_equivariant_for_every_yaw_rate(estimated):
+    # rates in no finite V, both senses, and one past a half turn per step
+    errors = estimated.flow_errors([ObserverFlow.make(w) for w in (0.1, -0.37, 2.5)])
+    assert errors.max() < TOLERANCE, errors
+
+
+def test_equivariant_models_are_exact_for_static_elements(fernn, static, estimated):
     # rotations about gravity, reflections through vertical planes and horizontal shifts
-    for model in (fernn, static):
+    for model in (fernn, static, estimated):
         errors = model.static_errors()
         assert errors.max() < TOLERANCE, errors
+
+
+def test_the_static_model_is_exact_for_any_velocity_flow(static, gru):
+    # the torso position enters through its second difference: no velocity needs lifting
+    rng = np.random.default_rng(3)
+    flows = [ObserverFlow.make(0.0, tuple(v)) for v in rng.uniform(-0.5, 0.5, (3, 2))]
+    errors = static.flow_errors(flows)
+    assert errors.max() < TOLERANCE, errors
+    assert gru.flow_errors(flows).min() > 1e-2
 
 
 def test_the_static_model_and_the_gru_are_not_flow_equivariant(static, gru):
@@ -90,7 +111,16 @@ def test_fernn_off_v_flows_are_not_exact(fernn):
     assert fernn.flow_errors([ObserverFlow.make(0.3)])[0] > TOLERANCE
 
 
-@pytest.mark.parametrize("name", ["fernn", "static", "gru"])
+@pytest.mark.parametrize("name", ["fernn", "estimated", "gru"])
+def test_carry_is_batch_first(name, request):
+    # the imagined environment resets rows of the carry when episodes end
+    model = request.getfixturevalue(name)
+    carry = jax.eval_shape(model.model.observe, model.params, model.x[0])
+    batch = model.batch.actions.shape[0]
+    assert all(leaf.shape[:1] == (batch,) for leaf in jax.tree.leaves(carry))
+
+
+@pytest.mark.parametrize("name", ["fernn", "estimated", "static", "gru"])
 def test_shapes_and_padding_across_bodies(name, request):
     model = request.getfixturevalue(name)
     vectors, scalars, position = model.fn(model.x)

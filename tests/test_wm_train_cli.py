@@ -15,6 +15,7 @@ from equirl.cli import main
 from equirl.config_io import load_yaml
 from equirl.worldmodels.config import WMTrainConfig, load_wm_config
 from equirl.worldmodels.data import CollectConfig
+from equirl.worldmodels.interface import KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "data.window=6", "--set", "data.batch_size=4", "--set", "model.context=3", "--set", "model.width=8",
@@ -95,7 +96,7 @@ def test_every_config_in_configs_wm_is_valid():
             config = load_wm_config(path)
             assert isinstance(config, WMTrainConfig)
             kinds.add(config.model.kind)
-    assert kinds == {"fernn", "static_equivariant", "gru", "invariant_latent", "remul"}
+    assert kinds == set(KINDS)
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

@@ -41,6 +41,15 @@ class EnvState:
     info: dict
 
 
+def sanitize_action(action: jax.Array, action_mask: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+    """(action with NaN/Inf entries zeroed, clipped to [-1, 1] and masked; count of
+    non-finite entries per environment [B]): what every environment applies."""
+    action = jnp.asarray(action, dtype)
+    finite = jnp.isfinite(action)
+    nonfinite = jnp.sum(~finite, axis=(-2, -1)).astype(jnp.int32)
+    return jnp.clip(jnp.where(finite, action, 0.0), -1.0, 1.0) * action_mask, nonfinite
+
+
 class BatchedEnv:
     """The 3D-SGRL task over a batch of environments and any mix of bodies."""
 
@@ -156,10 +165,7 @@ class BatchedEnv:
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         t = self.tables
         dtype = state.qpos.dtype
-        action = jnp.asarray(action, dtype)
-        finite = jnp.isfinite(action)
-        nonfinite = jnp.sum(~finite, axis=(-2, -1)).astype(jnp.int32)
-        action = jnp.clip(jnp.where(finite, action, 0.0), -1.0, 1.0) * t.action_mask
+        action, nonfinite = sanitize_action(action, t.action_mask, dtype)
 
         b = self.num_envs
         ctrl = jnp.zeros((b, self.sizes.nu + 1), dtype)

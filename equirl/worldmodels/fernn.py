@@ -21,15 +21,33 @@ the pooled prediction is transformed by exp(t nu'), exactly.
 V here is the cyclic group of yaw rates 2 pi k / N rad/step (k = 0..N-1):
 rotations by those angles compose modulo 2 pi, so V is closed and the
 equivariance is exact, not only for interior flows. N = 1 is the static
-model (kind "static_equivariant"). Velocity flows are not lifted (a finite
-set of velocities is not a group): the model is exactly equivariant to
-static translations and only approximately to velocity flows (measured in
-the report).
+model (kind "static_equivariant").
 
-The torso position enters only as the displacement p_t - exp(nu) p_{t-1}
-and is predicted as exp(nu) (p_t + d) with d an equivariant vector; exp(nu)
-turns about the first context frame's torso position, as the flows of
+Velocity flows need no lifting: an observer moving at constant velocity v
+shifts the torso position by v t and leaves every observed vector alone, so
+the model reads the torso position only through its second difference
+a_t = d_t - d_{t-1} (d_t = p_t - exp(nu) p_{t-1}, the step's displacement),
+which no velocity flow changes, and predicts p_{t+1} = exp(nu) (p_t + d_t + e)
+with e an equivariant vector: in the copy nu = 0 the prediction moves by
+v (t + 1), for every v at once (with a context of two frames or more; a_t is
+zero until two displacements are known). So the static model (V = {0}) is
+exactly equivariant to every velocity flow. A copy nu != 0 sees a velocity
+flow as a drift turning at its rate (rotation and velocity flows do not
+commute), so the lifted model is exact for velocity flows only as far as its
+pooling weights rest on nu = 0 (measured in the report). exp(nu) turns about
+the first context frame's torso position, as the flows of
 interface.apply_flow do, so static translations cancel too.
+
+Kind "fernn_estimated_rate" replaces the finite V by the one rate the data
+shows: the observation carries a direction fixed in the world (the target
+direction of the v1 task), so the turn of that direction between two frames
+is the observer's yaw rate plus the (near-zero) turn of the target as seen
+from the moving torso. One copy is transported by that measured rotation.
+A flow of any rate w adds exactly w to the measurement, so the model is
+flow-equivariant for every yaw rate, not only those of a finite V, and stays
+O_g(3)-equivariant (a reflection turns the measured rotation the other way).
+It assumes the reference direction is fixed, which the v1 task gives; v2
+waypoints move it.
 """
 
 from __future__ import annotations
@@ -123,7 +141,7 @@ class EquivariantCell(nn.Module):
 
 class Readout(nn.Module):
     """(h, Z, current vectors, target, mask) -> (vector deltas [..., L, 7, 3], scalar deltas
-    [..., L, 7], torso displacement [..., 3] in units of its RMS, score [...])."""
+    [..., L, 7], change of the torso displacement [..., 3] in units of the displacement RMS, score [...])."""
 
     config: WorldModelConfig
 
@@ -163,7 +181,8 @@ class FERNNCore(nn.Module):
 def _inputs(frame: Frame, action: jax.Array, displacement: jax.Array, stats: FeatureStats):
     """Per-copy inputs: vectors [N, B, L, 3, 10], scalars [N, B, L, 20], target [N, B, L, 3].
 
-    displacement [N, B, 3] (metres) differs per copy; everything else is shared.
+    displacement [N, B, 3] (metres; the torso's second difference) differs per
+    copy; everything else is shared.
     """
     obs = frame.obs
     v = scaled_vectors(obs, stats)  # [B, L, 3, 8]
@@ -180,33 +199,75 @@ def _inputs(frame: Frame, action: jax.Array, displacement: jax.Array, stats: Fea
     return vin, copies(sin), copies(target)
 
 
-def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int) -> WorldModel:
-    """The FERNN world model with V = the cyclic group of `copies` yaw rates."""
-    core = FERNNCore(config)
-    flows = yaw_rate_group(copies)
-    rot = flow_element(flows, jnp.ones(())).rotation  # exp(nu) per copy: [N, 3, 3] (no velocity part)
+def measured_turn(previous: jax.Array, current: jax.Array) -> jax.Array:
+    """The yaw rotation [..., 3, 3] taking the horizontal direction `previous` [..., 3] to `current`
+    (the identity where either is zero)."""
+    a, b = horizontal(previous), horizontal(current)
+    na, nb = jnp.linalg.norm(a, axis=-1), jnp.linalg.norm(b, axis=-1)
+    ok = (na > 1e-6) & (nb > 1e-6)
+    scale = jnp.where(ok, 1.0 / jnp.maximum(na * nb, 1e-12), 0.0)
+    cos = jnp.where(ok, jnp.sum(a * b, -1) * scale, 1.0)
+    sin = (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]) * scale
+    zero, one = jnp.zeros_like(cos), jnp.ones_like(cos)
+    return jnp.stack([jnp.stack([cos, -sin, zero], -1), jnp.stack([sin, cos, zero], -1),
+                      jnp.stack([zero, zero, one], -1)], -2)
 
-    def transport_points(p, center):  # p [N, B, 3], center [B, 3] -> exp(nu) about the center
-        return act_on_vectors(rot[:, None], p - center) + center
+
+def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
+                estimate_rate: bool = False) -> WorldModel:
+    """The FERNN world model with V = the cyclic group of `copies` yaw rates, or (estimate_rate)
+    one copy turned at the rate measured from the reference direction."""
+    core = FERNNCore(config)
+    if estimate_rate:
+        copies = 1
+    fixed = flow_element(yaw_rate_group(copies), jnp.ones(())).rotation  # exp(nu) per copy: [N, 3, 3]
+
+    def turns(carry, frame: Frame):
+        """exp(nu) per copy and batch row: [N, B, 3, 3]."""
+        b = frame.torso_position.shape[0]
+        if not estimate_rate:
+            return jnp.broadcast_to(fixed[:, None], (copies, b, 3, 3))
+        current = frame.obs.vectors[:, 0, TARGET_CHANNEL]  # the torso's (limb 0) reference direction
+        turn = measured_turn(carry["reference"], current)
+        return jnp.where((carry["seen"] >= 1)[:, None, None], turn, jnp.eye(3))[None]
+
+    def transport_points(rot, p, center):  # p [N, B, 3], center [B, 3] -> exp(nu) about the center
+        return act_on_vectors(rot, p - center) + center
+
+    # The carry is batch-first (copies second) so environments can reset rows of it;
+    # the update runs copies-first.
+    lifted = ("h", "z", "previous", "displacement")
+
+    def batch_first(carry):
+        return dict(carry, **{k: jnp.swapaxes(carry[k], 0, 1) for k in lifted})
+
+    copies_first = batch_first  # the same swap, back
 
     def initial_carry(frame: Frame):
         b, l = frame.obs.limb_mask.shape
         h = jnp.zeros((copies, b, l, config.width))
         z = jnp.zeros((copies, b, l, 3, config.vector_channels))
         center = horizontal(frame.torso_position)
-        # exp(-nu) p_0: transported once, it gives a zero first displacement
-        inverse = jnp.swapaxes(rot, -1, -2)
-        start = act_on_vectors(inverse[:, None], frame.torso_position - center) + center
-        return {"h": h, "z": z, "previous": start, "center": center, "frame": frame}
+        start = jnp.broadcast_to(frame.torso_position, (copies, b, 3))  # unread until a frame is seen
+        zero = jnp.zeros((copies, b, 3))
+        return batch_first({"h": h, "z": z, "previous": start, "displacement": zero,
+                            "seen": jnp.zeros((b,), jnp.int32), "center": center, "frame": frame,
+                            "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL]})
 
     def advance(params, carry, action):
         """Consume carry["frame"] with `action`: new hidden state and every copy's prediction."""
+        carry = copies_first(carry)
         frame = carry["frame"]
-        z = jnp.einsum("nij,nbljc->nblic", rot, carry["z"])  # transport copy nu by exp(nu)
+        rot = turns(carry, frame)
+        z = jnp.einsum("nbij,nbljc->nblic", rot, carry["z"])  # transport copy nu by exp(nu)
         center = carry["center"]
-        previous = transport_points(carry["previous"], center)
-        displacement = frame.torso_position[None] - previous
-        vin, sin, target = _inputs(frame, action, displacement, stats)
+        previous = transport_points(rot, carry["previous"], center)
+        # d_t is known from the second frame on, d_t - d_{t-1} from the third
+        seen = carry["seen"][:, None]  # [B, 1], broadcast against [N, B, 3]
+        displacement = jnp.where(seen >= 1, frame.torso_position[None] - previous, 0.0)
+        last_displacement = act_on_vectors(rot, carry["displacement"])
+        change = jnp.where(seen >= 2, displacement - last_displacement, 0.0)
+        vin, sin, target = _inputs(frame, action, change, stats)
         mask, parent = frame.obs.limb_mask, frame.obs.parent
         h, z = core.apply(params, carry["h"], z, vin, sin, target, mask, parent, method=FERNNCore.update)
         dv, ds, disp, score = core.apply(params, h, z, vin, target, mask, method=FERNNCore.predict)
@@ -214,18 +275,20 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int) -> W
         # exp(nu) carries that to the next step
         dyn_v = jnp.asarray(DYNAMIC_VECTORS)
         vectors = frame.obs.vectors[..., dyn_v, :] + dv * stats.vector_rms[dyn_v][:, None]
-        vectors = jnp.einsum("nij,nblcj->nblci", rot, vectors)
+        vectors = jnp.einsum("nbij,nblcj->nblci", rot, vectors)
         dyn_s = jnp.asarray(DYNAMIC_SCALARS)
         scalars = frame.obs.scalars[..., dyn_s] + ds * stats.scalar_std[dyn_s]
-        position = transport_points(frame.torso_position[None] + disp * stats.displacement_rms, center)
+        position = transport_points(rot, frame.torso_position[None] + displacement + disp * stats.displacement_rms,
+                                    center)
         weights = jax.nn.softmax(score, axis=0)  # [N, B]
         vectors = jnp.einsum("nb,nblcx->blcx", weights, vectors)
         scalars = jnp.einsum("nb,nblc->blc", weights, scalars)
         position = jnp.einsum("nb,nbx->bx", weights, position)
         predicted = with_dynamic(frame, vectors, scalars, position)
         new_carry = {"h": h, "z": z, "previous": jnp.broadcast_to(frame.torso_position, previous.shape),
-                     "center": center, "frame": predicted}
-        return predicted, new_carry
+                     "displacement": displacement, "seen": carry["seen"] + 1, "center": center, "frame": predicted,
+                     "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL]}
+        return predicted, batch_first(new_carry)
 
     def observe(params, context: Sequence):
         carry = initial_carry(context.frame(0))
@@ -244,7 +307,7 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int) -> W
 
     def init(key, batch: Sequence):
         frame = batch.frame(0)
-        carry = initial_carry(frame)
+        carry = copies_first(initial_carry(frame))
         vin, sin, target = _inputs(frame, batch.actions[:, 0], jnp.zeros((copies,) + frame.torso_position.shape),
                                    stats)
         return core.init(key, carry["h"], carry["z"], vin, sin, target, frame.obs.limb_mask, frame.obs.parent)
@@ -260,6 +323,10 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int) -> W
 
 def make_fernn(config: WorldModelConfig, stats: FeatureStats) -> WorldModel:
     return make_lifted(config, stats, config.fernn.yaw_rate_group)
+
+
+def make_fernn_estimated_rate(config: WorldModelConfig, stats: FeatureStats) -> WorldModel:
+    return make_lifted(config, stats, 1, estimate_rate=True)
 
 
 def make_static_equivariant(config: WorldModelConfig, stats: FeatureStats) -> WorldModel:

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from equirl.envs import task
-from equirl.envs.batched import BatchedEnv
+from equirl.envs.batched import BatchedEnv, sanitize_action
 from equirl.envs.tables import EnvTables
 from equirl.envs.task import Observation
 from equirl.errors import ConfigError
@@ -258,10 +258,7 @@ class ImaginedEnv:
     def step(self, state: ImaginedState, action: jax.Array) -> ImaginedState:
         t = self.tables
         dtype = state.qpos.dtype
-        action = jnp.asarray(action, dtype)
-        finite = jnp.isfinite(action)
-        nonfinite = jnp.sum(~finite, axis=(-2, -1)).astype(jnp.int32)
-        action = jnp.clip(jnp.where(finite, action, 0.0), -1.0, 1.0) * t.action_mask
+        action, nonfinite = sanitize_action(action, t.action_mask, dtype)
 
         model, predicted, displacement = self.dynamics.step(state.model, state.obs, action)
         unstable = ~(_all_finite(predicted) & jnp.all(jnp.isfinite(displacement), -1))

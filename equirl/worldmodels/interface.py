@@ -320,10 +320,11 @@ def normalized_error(pred: Frame, target: Frame, stats: FeatureStats, previous_p
 
 # --- configuration and registry ----------------------------------------------------------
 
-KINDS = ("fernn", "static_equivariant", "gru", "invariant_latent", "remul")
+KINDS = ("fernn", "fernn_estimated_rate", "static_equivariant", "gru", "invariant_latent", "remul")
 
 BUILDERS = {
     "fernn": "equirl.worldmodels.fernn:make_fernn",
+    "fernn_estimated_rate": "equirl.worldmodels.fernn:make_fernn_estimated_rate",
     "static_equivariant": "equirl.worldmodels.fernn:make_static_equivariant",
     "gru": "equirl.worldmodels.gru:make_gru",
     "invariant_latent": "equirl.worldmodels.invariant_latent:make_invariant_latent",
@@ -336,7 +337,8 @@ class FERNNOptions:
     """yaw_rate_group: N; the hidden state is lifted over the N yaw rates
     2 pi k / N rad/step (k = 0..N-1), the cyclic group C_N, which makes the
     model exactly equivariant to each of those flows. static_equivariant
-    ignores it (V = {0})."""
+    (V = {0}) and fernn_estimated_rate (one copy turned at the measured rate)
+    ignore it."""
 
     yaw_rate_group: int = 8
 
