@@ -233,7 +233,9 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
                   "flow_lie_*: Lie derivative along a yaw-rate / velocity flow at zero. Goal for exact models: <= 1e-5.",
                   "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for r in eq_runs:
-            lines.append(f"| {r['kind']} | " + " | ".join(f"{r['report']['equivariance'][n]:.2e}" for n in names) + " |")
+            errors = r["report"]["equivariance"]
+            lines.append(f"| {r['kind']} | " + " | ".join(f"{errors[n]:.2e}" if n in errors else "-" for n in names)
+                         + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
@@ -307,11 +309,14 @@ def main(argv=None) -> int:
     data = ensure_data(args, out)
     if args.table_only or args.reevaluate:
         results = json.loads((out / "results.json").read_text())
-        if args.reevaluate:
+        if args.reevaluate:  # the runs of --kinds; others are kept as they are
             first = {}
             for r in results:
                 first.setdefault(r["kind"], r["seed"])
-            results = [reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"]) for r in results]
+            done = {(r["kind"], r["seed"]): reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"])
+                    for r in results if r["kind"] in args.kinds}
+            # read again: another process may have added runs meanwhile
+            results = [done.get((r["kind"], r["seed"]), r) for r in json.loads((out / "results.json").read_text())]
             (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
         write_csvs(results, out)
         write_table(args, results, out, data)
