@@ -34,6 +34,7 @@ def test_config_errors_name_the_file_and_field(tmp_path):
     assert from_dict(EnvConfig, {"bodies": ["walker_7_full"]}).bodies == ("walker_7_full",)
 
 
+@pytest.mark.benchmark  # ~25 s of compiles over 23 bodies; kept out of the default suite's 10 minutes
 def test_demo_runs_a_mixed_batch(capsys):
     assert main(["demo", "--bodies", "hopper_3_shin", "walker_2_right_leg_left_knee", "--envs", "4", "--steps", "30"]) == 0
     out = capsys.readouterr().out

@@ -97,6 +97,7 @@ def test_check_env_sgrl_body(sgrl_env):
     checked(sgrl_env)
 
 
+@pytest.mark.benchmark  # ~25 s of compiles; check_env on an SGRL body stays in the default suite
 def test_check_env_mjcf_ant():
     env = gymnasium.make("equirl/MJCF-v0", xml_path=ANT_XML, episode_length=EPISODE_LENGTH)
     try:
@@ -107,7 +108,7 @@ def test_check_env_mjcf_ant():
 
 
 @pytest.mark.skipif(not REFERENCE_XML.is_file(), reason=f"reference MJCF not present: {REFERENCE_XML}")
-@pytest.mark.benchmark  # ~50 s of compiles; check_env on an SGRL body and on ant.xml stay in the default suite
+@pytest.mark.benchmark  # ~50 s of compiles; check_env on an SGRL body stays in the default suite
 def test_check_env_mjcf_reference():
     env = gymnasium.make("equirl/MJCF-v0", xml_path=str(REFERENCE_XML), episode_length=EPISODE_LENGTH)
     try:
