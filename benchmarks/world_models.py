@@ -150,6 +150,18 @@ def write_csvs(results: list[dict], out: Path) -> None:
                              f"{r['steady_seconds']:.1f}", f"{r['eval_seconds']:.1f}", r["final_loss"], r["final_test"]])
 
 
+def _saved(out: Path) -> list[dict]:
+    """OUT/results.json, read now (another process may have written since)."""
+    return json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
+
+
+def _replaced(saved: list[dict], runs: list[dict]) -> list[dict]:
+    """`saved` with `runs` in place of those of the same kind and seed, in KINDS order."""
+    new = {(r["kind"], r["seed"]): r for r in runs}
+    merged = [r for r in saved if (r["kind"], r["seed"]) not in new] + list(new.values())
+    return sorted(merged, key=lambda r: (KINDS.index(r["kind"]) if r["kind"] in KINDS else len(KINDS), r["seed"]))
+
+
 def _flow_names(results) -> list[str]:
     return [row["flow"] for row in results[0]["report"]["kstep"] if row["flow"] != "none"]
 
@@ -313,10 +325,9 @@ def main(argv=None) -> int:
             first = {}
             for r in results:
                 first.setdefault(r["kind"], r["seed"])
-            done = {(r["kind"], r["seed"]): reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"])
-                    for r in results if r["kind"] in args.kinds}
-            # read again: another process may have added runs meanwhile
-            results = [done.get((r["kind"], r["seed"]), r) for r in json.loads((out / "results.json").read_text())]
+            again = [reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"])
+                     for r in results if r["kind"] in args.kinds]
+            results = _replaced(_saved(out), again)
             (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
         write_csvs(results, out)
         write_table(args, results, out, data)
@@ -324,9 +335,6 @@ def main(argv=None) -> int:
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
-    if args.merge and (out / "results.json").exists():
-        redo = {(k, s) for k in args.kinds for s in seeds}
-        results = [r for r in json.loads((out / "results.json").read_text()) if (r["kind"], r["seed"]) not in redo]
     for kind in args.kinds:
         try:
             from equirl.worldmodels.interface import BUILDERS
@@ -338,11 +346,7 @@ def main(argv=None) -> int:
             continue
         for seed in seeds:
             r = run_one(args, kind, seed, data, out, equivariance=seed == seeds[0])
-            if args.merge and (out / "results.json").exists():  # another process may have written since
-                results = [x for x in json.loads((out / "results.json").read_text())
-                           if (x["kind"], x["seed"]) != (kind, seed)]
-            results.append(r)
-            results.sort(key=lambda x: (KINDS.index(x["kind"]) if x["kind"] in KINDS else len(KINDS), x["seed"]))
+            results = _replaced(_saved(out) if args.merge else results, [r])
             print(f"{kind} seed {seed}: z@10 {r['report']['kstep'][0]['z_10']:.4g}, train {r['train_seconds']:.0f} s, "
                   f"eval {r['eval_seconds']:.0f} s", flush=True)
             (out / "results.json").write_text(json.dumps(results, indent=1, default=float))

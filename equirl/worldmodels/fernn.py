@@ -56,7 +56,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.geometry import act_on_vectors
+from equirl.geometry import act_on_vectors, yaw_matrix
 from equirl.nn.vector_ops import GatedVectorMix, VectorDense, VectorNorm, gram_features
 from equirl.worldmodels.common import (
     TARGET_CHANNEL,
@@ -202,15 +202,10 @@ def _inputs(frame: Frame, action: jax.Array, displacement: jax.Array, stats: Fea
 def measured_turn(previous: jax.Array, current: jax.Array) -> jax.Array:
     """The yaw rotation [..., 3, 3] taking the horizontal direction `previous` [..., 3] to `current`
     (the identity where either is zero)."""
-    a, b = horizontal(previous), horizontal(current)
-    na, nb = jnp.linalg.norm(a, axis=-1), jnp.linalg.norm(b, axis=-1)
-    ok = (na > 1e-6) & (nb > 1e-6)
-    scale = jnp.where(ok, 1.0 / jnp.maximum(na * nb, 1e-12), 0.0)
-    cos = jnp.where(ok, jnp.sum(a * b, -1) * scale, 1.0)
-    sin = (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]) * scale
-    zero, one = jnp.zeros_like(cos), jnp.ones_like(cos)
-    return jnp.stack([jnp.stack([cos, -sin, zero], -1), jnp.stack([sin, cos, zero], -1),
-                      jnp.stack([zero, zero, one], -1)], -2)
+    dot = previous[..., 0] * current[..., 0] + previous[..., 1] * current[..., 1]
+    cross = previous[..., 0] * current[..., 1] - previous[..., 1] * current[..., 0]
+    ok = dot * dot + cross * cross > 1e-12  # atan2(0, 0) has no gradient
+    return yaw_matrix(jnp.arctan2(jnp.where(ok, cross, 0.0), jnp.where(ok, dot, 1.0)))
 
 
 def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
@@ -236,7 +231,7 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
 
     # The carry is batch-first (copies second) so environments can reset rows of it;
     # the update runs copies-first.
-    lifted = ("h", "z", "previous", "displacement")
+    lifted = ("h", "z", "displacement")
 
     def batch_first(carry):
         return dict(carry, **{k: jnp.swapaxes(carry[k], 0, 1) for k in lifted})
@@ -248,9 +243,9 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
         h = jnp.zeros((copies, b, l, config.width))
         z = jnp.zeros((copies, b, l, 3, config.vector_channels))
         center = horizontal(frame.torso_position)
-        start = jnp.broadcast_to(frame.torso_position, (copies, b, 3))  # unread until a frame is seen
         zero = jnp.zeros((copies, b, 3))
-        return batch_first({"h": h, "z": z, "previous": start, "displacement": zero,
+        # "previous": the last torso position (unread until a frame is seen), the same for every copy
+        return batch_first({"h": h, "z": z, "previous": frame.torso_position, "displacement": zero,
                             "seen": jnp.zeros((b,), jnp.int32), "center": center, "frame": frame,
                             "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL]})
 
@@ -261,7 +256,7 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
         rot = turns(carry, frame)
         z = jnp.einsum("nbij,nbljc->nblic", rot, carry["z"])  # transport copy nu by exp(nu)
         center = carry["center"]
-        previous = transport_points(rot, carry["previous"], center)
+        previous = transport_points(rot, carry["previous"][None], center)
         # d_t is known from the second frame on, d_t - d_{t-1} from the third
         seen = carry["seen"][:, None]  # [B, 1], broadcast against [N, B, 3]
         displacement = jnp.where(seen >= 1, frame.torso_position[None] - previous, 0.0)
@@ -285,7 +280,7 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
         scalars = jnp.einsum("nb,nblc->blc", weights, scalars)
         position = jnp.einsum("nb,nbx->bx", weights, position)
         predicted = with_dynamic(frame, vectors, scalars, position)
-        new_carry = {"h": h, "z": z, "previous": jnp.broadcast_to(frame.torso_position, previous.shape),
+        new_carry = {"h": h, "z": z, "previous": frame.torso_position,
                      "displacement": displacement, "seen": carry["seen"] + 1, "center": center, "frame": predicted,
                      "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL]}
         return predicted, batch_first(new_carry)
