@@ -11,6 +11,7 @@ from conftest import REPO
 from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
 from equirl.cli import main
 from equirl.envs.config import EnvConfig
+from equirl.envs.task import END_REASONS
 from equirl.errors import EquirlError
 from equirl.nn.config import NetworkConfig
 
@@ -54,6 +55,8 @@ def test_evaluate_two_bodies_and_uncontrollable_ones(policy, tmp_path):
         assert r.ok and r.episodes == 6 and len(r.returns) == 6
         assert np.isfinite(r.return_mean) and 1 <= r.length_mean <= EPISODE_LENGTH
         assert r.fell + r.time_limit + r.unstable == 6
+        # Each fall names at least one broken health condition.
+        assert set(r.fell_by) <= set(END_REASONS) and sum(r.fell_by.values()) >= r.fell
         assert r.padded_limbs == 5
     assert results[0].limbs == 3 and results[1].limbs == 4
     # Seeds draw different starts; batches of one seed repeat none of them.
@@ -70,6 +73,7 @@ def test_evaluate_two_bodies_and_uncontrollable_ones(policy, tmp_path):
     data = json.loads(json_path.read_text())
     assert len(data["results"]) == 4 and data["meta"]["max_limbs"] == 5
     assert data["results"][2]["return_mean"] is None  # NaN written as null
+    assert data["results"][0]["fell_by"] == results[0].fell_by and "fell_by" in header
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # imageio starts ffmpeg

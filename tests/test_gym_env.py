@@ -126,7 +126,7 @@ def test_truncates_at_episode_length(sgrl_env):
         assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
         assert not terminated, f"a standing hopper fell at step {step}"
         assert truncated == (step == EPISODE_LENGTH)
-        assert info["episode_length"] == step
+        assert info["episode_length"] == step and info["end_reasons"] == ()
         assert obs in sgrl_env.observation_space
 
 
@@ -139,6 +139,7 @@ def test_terminates_when_it_falls(sgrl_env):
             break
     assert terminated and not truncated, f"no fall within {EPISODE_LENGTH} steps"
     assert not info["unstable"]
+    assert info["end_reasons"] and "unstable" not in info["end_reasons"]  # which health condition it broke
 
 
 def test_nonfinite_action(sgrl_env):

@@ -9,6 +9,7 @@ import pytest
 from equirl.agents import normalization
 from equirl.agents.config import PPOConfig
 from equirl.agents.ppo import Transition, gae, make_ppo
+from equirl.envs.task import END_REASONS
 from equirl.equivariance import distribution_summary, finite_group_error
 from equirl.nn import NetworkConfig, make_networks
 from conftest import compile_fast
@@ -98,6 +99,9 @@ def test_ppo_trains_every_network_on_mixed_bodies(ppo_runs, kind):
     assert max(jax.tree.leaves(moved)) > 0
     assert float(state.normalizer.count) > 0
     assert np.asarray(metrics["episodes/count"]).shape == (2,)  # one entry per body
+    # Every ended episode is counted under at least one end reason or the time limit.
+    ends = np.asarray(metrics["episodes/end_reasons"])
+    assert ends.shape == (len(END_REASONS) + 1,) and ends.sum() >= np.asarray(metrics["episodes/count"]).sum()
 
 
 def test_normalised_set_policy_stays_equivariant(ppo_runs):

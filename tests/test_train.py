@@ -32,6 +32,7 @@ from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
 from equirl.cli import main
 from equirl.config_io import load_yaml, to_dict
 from equirl.envs.config import EnvConfig
+from equirl.envs.task import END_REASONS
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
 
@@ -135,6 +136,13 @@ def test_a_short_run_writes_config_logs_and_checkpoints(straight_run):
             "policy/approx_kl", "return/hopper_3_shin", "equivariance/policy"} <= set(rows[0])
     assert len(result.history) == ITERATIONS and result.history[-1]["env_steps"] == ITERATIONS * STEPS_PER_ITERATION
     # The probe ran every 2 iterations and gave a number.
+    # Why episodes ended: one share per reason (an episode may have several) or the time limit.
+    ends = [f"ends/{name}" for name in END_REASONS + ("time_limit",)]
+    assert set(ends) <= set(rows[0])
+    for r in rows:
+        if float(r["episodes"]):
+            shares = np.array([float(r[c]) for c in ends])
+            assert np.all((shares >= 0) & (shares <= 1)) and shares.sum() >= 1 - 1e-6
     probed = [r["equivariance/policy"] for r in rows]
     assert probed[0] == "" and np.isfinite(float(probed[1])) and np.isfinite(float(probed[3]))
 
@@ -213,6 +221,20 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight_run, tm
     resumed = T.train(tiny_config(run_dir), resume=True)
     assert_same_params(resumed.state, reference.state, atol=1e-6)
     assert checkpoint_steps(run_dir)[-1] == ITERATIONS * STEPS_PER_ITERATION
+
+
+def test_a_checkpoint_from_before_end_reasons_still_loads(straight_run, tmp_path):
+    """Checkpoints written before env_state.info["end_reasons"] existed stay readable."""
+    config, reference = straight_run
+    state = reference.state
+    older = state.replace(env_state=state.env_state.replace(
+        info={k: v for k, v in state.env_state.info.items() if k != "end_reasons"}))
+    manager = T._checkpoint_manager(tmp_path, keep=1)
+    T.save_checkpoint(manager, int(state.env_steps), older, config, {"iteration": int(state.iteration)})
+    manager.close()
+    _, loaded = T.load_checkpoint(tmp_path)
+    assert "end_reasons" in loaded.env_state.info
+    assert_same_params(loaded, state)
 
 
 def test_load_policy_acts_without_an_environment(straight_run):

@@ -153,7 +153,8 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
                 done=done,
                 next_value=next_value,
             )
-            ep = (done, after.info["episode_return"], after.info["episode_length"], after.reward)
+            info = after.info
+            ep = (done, info["episode_return"], info["episode_length"], info["end_reasons"], after.reward)
             return (distributed.constrain(after, mesh), key), (tr, ep)
 
         (env_state, key), (transitions, ep) = jax.lax.scan(
@@ -187,7 +188,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         return total, stats
 
     def iteration(state: PPOState) -> tuple[PPOState, dict]:
-        env_state, key, tr, (done, ep_return, ep_length, raw_reward) = rollout(state)
+        env_state, key, tr, (done, ep_return, ep_length, end_reasons, raw_reward) = rollout(state)
         last_value = networks.critic.apply(state.params.critic, norm(state.normalizer, env_state.obs))
         advantages, targets = gae(config, tr, last_value)
         data = flatten_time((tr, advantages, targets))
@@ -217,7 +218,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         metrics = {k: v.mean() for k, v in stats.items()}
         metrics["reward/mean"] = raw_reward.mean()
         metrics["value/mean"] = tr.value.mean()
-        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length))
+        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
         new_state = PPOState(
             params=params,
             opt_state=opt_state,

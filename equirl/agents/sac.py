@@ -269,7 +269,8 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
                 next_obs=after.info["final_obs"],
                 terminated=after.terminated,
             )
-            ep = (after.terminated | after.truncated, after.info["episode_return"], after.info["episode_length"])
+            done = after.terminated | after.truncated
+            ep = (done, after.info["episode_return"], after.info["episode_length"], after.info["end_reasons"])
             return (distributed.constrain(after, mesh), key, env_steps + env.num_envs), (tr, ep)
 
         (env_state, key, _), (transitions, ep) = jax.lax.scan(
@@ -295,7 +296,7 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
         return learner, stats
 
     def iteration(state: SACState) -> tuple[SACState, dict]:
-        env_state, key, tr, (done, ep_return, ep_length) = collect(state)
+        env_state, key, tr, (done, ep_return, ep_length, end_reasons) = collect(state)
         flat = flatten_time(tr)
         buffer = replay.insert(state.buffer, flat)
         normalizer = state.normalizer
@@ -309,7 +310,7 @@ def make_sac(env: BatchedEnv, networks: Networks, config: SACConfig) -> Agent:
         metrics["reward/mean"] = tr.reward.mean()
         metrics["buffer/size"] = buffer.size.astype(jnp.float32)
         metrics["optim/learning"] = learning.astype(jnp.float32)
-        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length))
+        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
         new_state = SACState(
             params=learner.params,
             opt_state=learner.opt_state,

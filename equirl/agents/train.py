@@ -47,6 +47,7 @@ import yaml
 from equirl.agents import distributed
 from equirl.agents.config import TrainConfig
 from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
+from equirl.envs.task import END_REASONS
 from equirl.errors import ConfigError, EquirlError
 
 CHECKPOINTS = "checkpoints"
@@ -148,6 +149,10 @@ def build(config: TrainConfig, mesh=None):
 # --- metrics (host side) ----------------------------------------------------------
 
 _EPISODE_KEYS = ("episodes/count", "episodes/return_sum", "episodes/length_sum")
+_END_KEY = "episodes/end_reasons"
+# Columns: the share of the episodes ended in a log window that ended for each reason
+# (an episode can have several) or by the time limit (none); see policy.episode_metrics.
+END_COLUMNS = tuple(f"ends/{name}" for name in END_REASONS + ("time_limit",))
 
 
 def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
@@ -160,7 +165,7 @@ def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
     window = jax.device_get(window)
     row: dict[str, float] = {}
     for key in window[0]:
-        if key not in _EPISODE_KEYS:
+        if key not in _EPISODE_KEYS and key != _END_KEY:
             row[key] = float(np.mean([np.asarray(m[key], np.float64) for m in window]))
     count, returns, lengths = (np.sum([np.asarray(m[k], np.float64) for m in window], 0) for k in _EPISODE_KEYS)
     row["episodes"] = float(count.sum())
@@ -170,6 +175,9 @@ def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
         # Each body counts once, however many environments it has.
         row["return/mean"] = float(per_body.mean())
         row["episode_length/mean"] = float(lengths.sum() / count.sum())
+        if _END_KEY in window[0]:
+            ends = np.sum([np.asarray(m[_END_KEY], np.float64) for m in window], 0) / count.sum()
+            row.update(zip(END_COLUMNS, map(float, ends)))
         for name, value in zip(np.asarray(body_names)[ended], per_body):
             row[f"return/{name}"] = float(value)
     return row
@@ -267,6 +275,29 @@ def _restore_step(manager, step: int, target: Any) -> tuple[Any, dict]:
     return restored["state"], restored["meta"]
 
 
+# Keys of env_state.info added after checkpoints were first written. A checkpoint
+# without them is read with the fresh state's values: they describe only the last step.
+_LATER_INFO_KEYS = ("end_reasons",)
+
+
+def _restore_step_any_version(manager, step: int, target: Any) -> tuple[Any, dict]:
+    try:
+        return _restore_step(manager, step, target)
+    except Exception as first:
+        env_state = getattr(target, "env_state", None)
+        info = getattr(env_state, "info", {})
+        if not any(k in info for k in _LATER_INFO_KEYS):
+            raise
+        older = target.replace(env_state=env_state.replace(
+            info={k: v for k, v in info.items() if k not in _LATER_INFO_KEYS}))
+        try:
+            state, meta = _restore_step(manager, step, older)
+        except Exception:
+            raise first from None  # not the older layout either: the first error says what is wrong
+        merged = {**state.env_state.info, **{k: info[k] for k in _LATER_INFO_KEYS if k in info}}
+        return state.replace(env_state=state.env_state.replace(info=merged)), meta
+
+
 def restore_latest(manager, target: Any, run_dir: Path, step: int | None = None) -> tuple[Any, dict, int]:
     """(state, meta, step) of the newest readable checkpoint (or of `step`).
 
@@ -282,7 +313,7 @@ def restore_latest(manager, target: Any, run_dir: Path, step: int | None = None)
         raise ConfigError(f"{run_dir}: no checkpoint to resume from in {run_dir / CHECKPOINTS}")
     for candidate in steps:
         try:
-            state, meta = _restore_step(manager, candidate, target)
+            state, meta = _restore_step_any_version(manager, candidate, target)
             return state, meta, candidate
         except Exception as err:  # orbax and tensorstore raise many kinds
             # TensorStore appends pages of details after ". See ": the first sentence says it.
@@ -548,7 +579,7 @@ class _Logger:
                 self.probe = None  # it failed (and said so): do not try again every time
         if self.write:
             _log_row(self.writer, row, env_steps)
-            self.csv.write(row, self.body_names, ("equivariance/policy",) if every else ())
+            self.csv.write(row, self.body_names, (("equivariance/policy",) if every else ()) + END_COLUMNS)
         self.history.append(row)
         self.progress.update(env_steps, row)
         self.window, self.window_start, self.window_steps = [], time.perf_counter(), env_steps

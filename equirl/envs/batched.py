@@ -41,6 +41,19 @@ class EnvState:
     info: dict
 
 
+def step_info(final_obs, episode_return, episode_length, nonfinite, unstable, waypoint, end_reasons) -> dict:
+    """The info of an EnvState (the physics and the imagined environment alike)."""
+    return {
+        "final_obs": final_obs,  # observation the step ended in, before any autoreset
+        "episode_return": episode_return,  # return of the episode so far (complete if done)
+        "episode_length": episode_length,
+        "nonfinite_actions": nonfinite,  # NaN/Inf action entries zeroed this step
+        "unstable": unstable,  # the simulation (or a model's prediction) diverged; the episode was ended
+        "waypoint_reached": waypoint,  # v2: a new target was drawn this step
+        "end_reasons": end_reasons,  # int32 bit mask over task.END_REASONS (0 while the episode goes on)
+    }
+
+
 def sanitize_action(action: jax.Array, action_mask: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
     """(action with NaN/Inf entries zeroed, clipped to [-1, 1] and masked; count of
     non-finite entries per environment [B]): what every environment applies."""
@@ -135,7 +148,7 @@ class BatchedEnv:
         obs = task.observe(t, kin, qpos, target)
         b = self.num_envs
         zeros = jnp.zeros(b, qpos.dtype)
-        false = jnp.zeros(b, jnp.bool_)
+        false, ints = jnp.zeros(b, jnp.bool_), jnp.zeros(b, jnp.int32)
         return EnvState(
             qpos=qpos,
             qvel=qvel,
@@ -148,19 +161,8 @@ class BatchedEnv:
             reward=zeros,
             terminated=false,
             truncated=false,
-            info=self._info(obs, zeros, jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.int32), false, false),
+            info=step_info(obs, zeros, ints, ints, false, false, ints),
         )
-
-    @staticmethod
-    def _info(final_obs, episode_return, episode_length, nonfinite, unstable, waypoint) -> dict:
-        return {
-            "final_obs": final_obs,  # observation the step ended in, before any autoreset
-            "episode_return": episode_return,  # return of the episode so far (complete if done)
-            "episode_length": episode_length,
-            "nonfinite_actions": nonfinite,  # NaN/Inf action entries zeroed this step
-            "unstable": unstable,  # the simulation diverged; the episode was ended
-            "waypoint_reached": waypoint,  # v2: a new target was drawn this step
-        }
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         t = self.tables
@@ -182,7 +184,8 @@ class BatchedEnv:
 
         kin = task.kinematics(t, qpos, qvel)
         reward = task.reward(t, state.qpos, qpos, state.target, action)
-        terminated = task.unhealthy(t, kin, qpos, qvel) | unstable
+        violations = task.health_violations(t, kin, qpos, qvel)
+        terminated = jnp.any(violations, -1) | unstable
         steps = state.steps + 1
         truncated = (steps >= self.config.episode_length) & ~terminated
 
@@ -196,7 +199,8 @@ class BatchedEnv:
 
         obs = task.observe(t, kin, qpos, target)
         episode_return = state.episode_return + reward
-        info = self._info(obs, episode_return, steps, nonfinite, unstable, waypoint)
+        reasons = task.end_reasons(violations, unstable)
+        info = step_info(obs, episode_return, steps, nonfinite, unstable, waypoint, reasons)
         after = EnvState(
             qpos=qpos,
             qvel=qvel,

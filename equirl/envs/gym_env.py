@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from equirl.envs.batched import EnvState, single_env
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS
+from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, reason_names
 from equirl.envs.registration import register_envs
 from equirl.errors import ConfigError, EquirlError
 
@@ -165,6 +165,7 @@ class EquirlGymEnv(gymnasium.Env):
             "nonfinite_actions": int(info["nonfinite_actions"][0]),
             "unstable": bool(info["unstable"][0]),
             "waypoint_reached": bool(info["waypoint_reached"][0]),
+            "end_reasons": reason_names(info["end_reasons"][0]),  # why it ended; () while it goes on
         }
         return observation, float(reward[0]), bool(terminated[0]), bool(truncated[0]), host_info
 

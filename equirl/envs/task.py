@@ -147,25 +147,63 @@ def reward(
     return progress + tables.heading_weight * forward + tables.alive_bonus - control
 
 
-def unhealthy(tables: EnvTables, kin: Kinematics, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
-    """Family-specific end of an episode (SPEC.md, Termination)."""
+# Why an episode ended: one bit each in info["end_reasons"] (see `end_reasons`).
+# A tilt beyond the hopper's limit is split by its direction in the torso's
+# frame: forward/back (about the torso's y axis) or sideways (about its x axis).
+END_REASONS = (
+    "too_low", "too_high", "tilt_forward", "tilt_sideways", "pitch", "roll", "stopped", "out_of_bounds", "unstable",
+)
+
+
+def health_violations(tables: EnvTables, kin: Kinematics, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
+    """[B, 8] bool: which family-specific health conditions (SPEC.md, Termination) each
+    state breaks, in the order of END_REASONS (all but "unstable"). A NaN breaks them."""
     limb_z = _gather_limbs(tables, kin.xpos)[..., 2]
     z = jnp.min(jnp.where(tables.height_mask, limb_z, jnp.inf), axis=-1)
     rot = kin.xmat[:, 0]
     tilt = jnp.arccos(jnp.clip(rot[:, 2, 2], -1.0, 1.0))
+    tilted = ~(tilt < tables.max_tilt)
+    # rot[:, 2, :2]: the world's vertical in the torso's frame, x (forward) and y (left) parts.
+    sideways = jnp.abs(rot[:, 2, 1]) > jnp.abs(rot[:, 2, 0])
     pitch, roll = pitch_roll_of(rot)
     joints = jnp.arange(qpos.shape[-1]) >= 2
     bound = jnp.maximum(jnp.max(jnp.where(joints, jnp.abs(qpos), 0.0), -1), jnp.max(jnp.abs(qvel), -1))
-    healthy = (
-        (z > tables.z_lo)
-        & (z < tables.z_hi)
-        & (tilt < tables.max_tilt)
-        & (jnp.abs(pitch) < tables.max_pitch)
-        & (jnp.abs(roll) < tables.max_roll)
-        & (jnp.sum(qvel * qvel, -1) > tables.min_speed_sq)
-        & (bound < tables.state_bound)
+    return jnp.stack(
+        [
+            ~(z > tables.z_lo),
+            ~(z < tables.z_hi),
+            tilted & ~sideways,
+            tilted & sideways,
+            ~(jnp.abs(pitch) < tables.max_pitch),
+            ~(jnp.abs(roll) < tables.max_roll),
+            ~(jnp.sum(qvel * qvel, -1) > tables.min_speed_sq),
+            ~(bound < tables.state_bound),
+        ],
+        -1,
     )
-    return ~healthy
+
+
+def unhealthy(tables: EnvTables, kin: Kinematics, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
+    """Family-specific end of an episode (SPEC.md, Termination)."""
+    return jnp.any(health_violations(tables, kin, qpos, qvel), -1)
+
+
+def end_reasons(violations: jax.Array, unstable: jax.Array) -> jax.Array:
+    """int32 [B] bit mask over END_REASONS: bit i set when reason i holds."""
+    flags = jnp.concatenate([violations, unstable[:, None]], -1).astype(jnp.int32)
+    return jnp.sum(flags << jnp.arange(len(END_REASONS), dtype=jnp.int32), -1)
+
+
+def reason_names(bits: int) -> tuple[str, ...]:
+    """The END_REASONS set in one bit mask (host side)."""
+    return tuple(name for i, name in enumerate(END_REASONS) if int(bits) >> i & 1)
+
+
+def reason_counts(bits: jax.Array, ended: jax.Array) -> jax.Array:
+    """[len(END_REASONS)] float: how many of the `ended` entries of `bits` (any shape)
+    had each reason; an episode can count under several."""
+    flags = (bits[..., None] >> jnp.arange(len(END_REASONS), dtype=jnp.int32)) & 1
+    return jnp.sum(jnp.where(ended[..., None], flags, 0), axis=tuple(range(bits.ndim))).astype(jnp.float32)
 
 
 def _per_env_uniform(keys: jax.Array, size: int) -> jax.Array:

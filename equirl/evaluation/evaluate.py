@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.checks import check_int
+from equirl.envs.task import END_REASONS
 from equirl.errors import ConfigError, EquirlError
 
 # Episode end codes (the order of the columns of the table).
@@ -111,6 +112,7 @@ class BodyResult:
     fell: int = 0
     time_limit: int = 0
     unstable: int = 0
+    fell_by: dict = dataclasses.field(default_factory=dict)  # task.END_REASONS -> episodes (one can have several)
     padded_limbs: int | None = None
     note: str = ""
     error: str = ""  # why the body was not evaluated (empty when it was)
@@ -124,6 +126,7 @@ class BodyResult:
         """The CSV row (per-episode returns left out)."""
         d = dataclasses.asdict(self)
         d.pop("returns")
+        d["fell_by"] = fell_by_text(self.fell_by)
         return d
 
 
@@ -131,20 +134,27 @@ def _finite(x: float):
     return x if isinstance(x, float) and math.isfinite(x) else None
 
 
+def fell_by_text(counts: dict) -> str:
+    """"tilt_sideways 14, too_low 2": the reasons episodes ended for, most frequent first."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v)
+
+
 def format_table(results: Sequence[BodyResult]) -> str:
     """The evaluation table as text (one line per body)."""
     lines = [f"{'body':36s} {'limbs':>5s} {'episodes':>8s} {'return (mean ± std)':>20s} {'length':>7s}  "
-             f"{'fell':>4s} {'time':>4s} {'unst':>4s}  note"]
+             f"{'fell':>4s} {'time':>4s} {'unst':>4s}  {'fell by':28s}  note"]
     for r in results:
         limbs = f"{r.limbs:5d}" if r.limbs is not None else f"{'-':>5s}"
         if r.error:
             lines.append(f"{r.body:36s} {limbs} {'-':>8s} {'-':>20s} {'-':>7s}  {'-':>4s} {'-':>4s} {'-':>4s}  "
-                         f"NOT EVALUATED: {r.error}")
+                         f"{'-':28s}  NOT EVALUATED: {r.error}")
             continue
         ret = f"{r.return_mean:9.1f} ± {r.return_std:7.1f}"
         lines.append(f"{r.body:36s} {limbs} {r.episodes:8d} {ret:>20s} {r.length_mean:7.1f}  "
-                     f"{r.fell:4d} {r.time_limit:4d} {r.unstable:4d}  {r.note}")
-    lines.append("ends: fell = terminated (unhealthy), time = time limit reached, unst = simulation diverged")
+                     f"{r.fell:4d} {r.time_limit:4d} {r.unstable:4d}  {fell_by_text(r.fell_by) or '-':28s}  {r.note}")
+    lines.append("ends: fell = terminated (unhealthy), time = time limit reached, unst = simulation diverged; "
+                 "fell by: the health conditions broken (tilt_sideways / tilt_forward: the torso tilted past its "
+                 "limit about its forward / sideways axis)")
     return "\n".join(lines)
 
 
@@ -247,7 +257,8 @@ def make_env(policy: Policy, body: str, num_envs: int, max_limbs: int, *, episod
 
 
 def episode_runner(env, policy: Policy):
-    """run(agent_state, key) -> (return [B], length [B], end code [B]): one episode per environment."""
+    """run(agent_state, key) -> (return [B], length [B], end code [B], end reasons [B]): one episode per
+    environment; end reasons is the bit mask of task.END_REASONS."""
     limit = env.config.episode_length
 
     def run(agent_state, key):
@@ -255,24 +266,25 @@ def episode_runner(env, policy: Policy):
         b = env.num_envs
         zeros_f = jnp.zeros(b, state.reward.dtype)
         carry = (jnp.int32(0), state, jnp.zeros(b, jnp.bool_), zeros_f, jnp.zeros(b, jnp.int32),
-                 jnp.full(b, TIME_LIMIT, jnp.int32))
+                 jnp.full(b, TIME_LIMIT, jnp.int32), jnp.zeros(b, jnp.int32))
 
         def cond(c):
             t, _, done, *_ = c
             return (t < limit) & ~jnp.all(done)
 
         def body(c):
-            t, s, done, ret, length, code = c
+            t, s, done, ret, length, code, reasons = c
             s = env.step(s, policy.act(agent_state, s.obs))
             end = (s.terminated | s.truncated) & ~done
             why = jnp.where(s.info["unstable"], UNSTABLE, jnp.where(s.terminated, FELL, TIME_LIMIT))
             ret = jnp.where(end, s.info["episode_return"], ret)
             length = jnp.where(end, s.info["episode_length"], length)
             code = jnp.where(end, why, code)
-            return t + 1, s, done | end, ret, length, code
+            reasons = jnp.where(end, s.info["end_reasons"], reasons)
+            return t + 1, s, done | end, ret, length, code, reasons
 
-        _, _, _, ret, length, code = jax.lax.while_loop(cond, body, carry)
-        return ret, length, code
+        _, _, _, ret, length, code, reasons = jax.lax.while_loop(cond, body, carry)
+        return ret, length, code, reasons
 
     return run
 
@@ -356,15 +368,17 @@ def _run_unit(policy, unit, rows, max_limbs, episodes, seeds, batch_size, env_kw
         rets = [[] for _ in range(n_bodies)]
         lens = [[] for _ in range(n_bodies)]
         codes = [[] for _ in range(n_bodies)]
+        reasons = [[] for _ in range(n_bodies)]
         for seed in seeds:
             for batch in range(n_batches):
-                ret, length, code = jax.device_get(run(policy.state, _batch_key(seed, batch)))
+                ret, length, code, why = jax.device_get(run(policy.state, _batch_key(seed, batch)))
                 take = min(per_batch, episodes - batch * per_batch)
                 for b in range(n_bodies):
                     cols = np.flatnonzero(env.body_of_env == b)[:take]
                     rets[b].extend(np.asarray(ret)[cols].tolist())
                     lens[b].extend(np.asarray(length)[cols].tolist())
                     codes[b].extend(np.asarray(code)[cols].tolist())
+                    reasons[b].extend(np.asarray(why)[cols].tolist())
     finally:
         env.close()
     for b, row in enumerate(rows):
@@ -374,6 +388,8 @@ def _run_unit(policy, unit, rows, max_limbs, episodes, seeds, batch_size, env_kw
         row.return_mean, row.return_std = float(r.mean()), float(r.std())
         row.length_mean = float(n.mean())
         row.fell, row.time_limit, row.unstable = (int(np.sum(c == k)) for k in (FELL, TIME_LIMIT, UNSTABLE))
+        fell = np.asarray(reasons[b])[c == FELL]
+        row.fell_by = {name: int(np.sum(fell >> i & 1)) for i, name in enumerate(END_REASONS) if np.any(fell >> i & 1)}
         row.padded_limbs = int(env.num_limbs)
 
 

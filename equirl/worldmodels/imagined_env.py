@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from equirl.envs import task
-from equirl.envs.batched import BatchedEnv, sanitize_action
+from equirl.envs.batched import BatchedEnv, sanitize_action, step_info
 from equirl.envs.tables import EnvTables
 from equirl.envs.task import Observation
 from equirl.errors import ConfigError
@@ -218,17 +218,6 @@ class ImaginedEnv:
         obs = task.observe(t, task.kinematics(t, qpos, qvel), qpos, target)
         return qpos, qvel, target, keys, obs
 
-    @staticmethod
-    def _info(final_obs, episode_return, episode_length, nonfinite, unstable, waypoint) -> dict:
-        return {
-            "final_obs": final_obs,
-            "episode_return": episode_return,
-            "episode_length": episode_length,
-            "nonfinite_actions": nonfinite,
-            "unstable": unstable,  # the prediction was not finite; the episode was ended
-            "waypoint_reached": waypoint,
-        }
-
     def reset(self, key: jax.Array) -> ImaginedState:
         qpos, qvel, target, keys, obs = self._start(jax.random.split(key, self.num_envs))
         b = self.num_envs
@@ -236,7 +225,7 @@ class ImaginedEnv:
         return ImaginedState(
             qpos=qpos, qvel=qvel, time=zeros, target=target, key=keys, steps=ints, episode_return=zeros,
             obs=obs, reward=zeros, terminated=false, truncated=false,
-            info=self._info(obs, zeros, ints, ints, false, false),
+            info=step_info(obs, zeros, ints, ints, false, false, ints),
             model=self.dynamics.start(obs, qpos, qvel),
         )
 
@@ -270,7 +259,8 @@ class ImaginedEnv:
         qpos, qvel = recover_state(t, self._task_observation(predicted, torso_xy, target), torso_xy)
         kin = task.kinematics(t, qpos, qvel)
         reward = task.reward(t, state.qpos, qpos, target, action)
-        terminated = task.unhealthy(t, kin, qpos, qvel) | unstable
+        violations = task.health_violations(t, kin, qpos, qvel)
+        terminated = jnp.any(violations, -1) | unstable
         steps = state.steps + 1
         truncated = (steps >= self.config.episode_length) & ~terminated
 
@@ -287,7 +277,8 @@ class ImaginedEnv:
         after = ImaginedState(
             qpos=qpos, qvel=qvel, time=time, target=target, key=keys, steps=steps, episode_return=episode_return,
             obs=obs, reward=reward, terminated=terminated, truncated=truncated,
-            info=self._info(obs, episode_return, steps, nonfinite, unstable, waypoint),
+            info=step_info(obs, episode_return, steps, nonfinite, unstable, waypoint,
+                           task.end_reasons(violations, unstable)),
             model=model,
         )
         if not self.config.autoreset:
