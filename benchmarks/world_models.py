@@ -54,6 +54,9 @@ KS = (1, 5, 10, 25, 50)
 TRAIN_MAX_YAW_RATE = 0.02
 TRAIN_MAX_SPEED = 0.005
 COPIES = 4  # FERNN's V by default: yaw rates 2 pi k / 4 rad/step
+# Yaw rates (rad/step) of the sweep: how far outside the training range each model's
+# advantage over the GRU holds. With N = 4 all lie off V (V = {0, pi/2, pi, 3 pi/2}).
+SWEEP_RATES = (0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.25, 2.0, 2.5, 3.0)
 
 
 def test_flows(copies: int = COPIES) -> dict[str, ObserverFlow]:
@@ -63,6 +66,17 @@ def test_flows(copies: int = COPIES) -> dict[str, ObserverFlow]:
         "yaw_0.500_off_V": ObserverFlow.make(0.5),
         "velocity_0.020": ObserverFlow.make(0.0, (0.02, 0.0)),
     }
+
+
+def yaw_sweep(model, params, config, stats, data: Path, windows: int) -> list[dict]:
+    """The k-step errors under a yaw-rate flow for each of SWEEP_RATES (same test windows as the report)."""
+    from equirl.worldmodels.evaluate import test_windows
+    from equirl.worldmodels.metrics import kstep_errors
+
+    context = config.model.context
+    batch, ks = test_windows(data, context, KS, config.data.test_fraction, windows)
+    return [dict(yaw_rate=rate, **kstep_errors(model, params, batch, context, stats, ks, ObserverFlow.make(rate)))
+            for rate in SWEEP_RATES]
 
 
 def base_config(args, kind: str, seed: int, data: Path, out: Path) -> WMTrainConfig:
@@ -104,6 +118,7 @@ def run_one(args, kind: str, seed: int, data: Path, out: Path, equivariance: boo
     start = time.perf_counter()
     report = evaluate_model(model, result.params, config, stats, data, KS, test_flows(args.copies),
                             windows=args.windows, seed=seed, equivariance=equivariance)
+    report["yaw_sweep"] = yaw_sweep(model, result.params, config, stats, data, args.windows)
     return {
         "kind": kind, "seed": seed, "report": report, "train_seconds": wall, "steady_seconds": result.wall_seconds,
         "eval_seconds": time.perf_counter() - start, "parameters": summarize_params(result.params),
@@ -121,6 +136,7 @@ def reevaluate(args, r: dict, data: Path, out: Path, equivariance: bool) -> dict
     start = time.perf_counter()
     report = evaluate_model(model, params, config, stats, data, KS, test_flows(args.copies), windows=args.windows,
                             seed=r["seed"], equivariance=equivariance)
+    report["yaw_sweep"] = yaw_sweep(model, params, config, stats, data, args.windows)
     return dict(r, report=report, eval_seconds=time.perf_counter() - start)
 
 
@@ -235,6 +251,7 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
         for kind in compared:
             cells = [f"{_value(groups[kind], f, 'z_10').mean() / gru[f]:.3g}" for f in ["none"] + flows]
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += _sweep_table(groups)
     eq_runs = [r for r in results if r["report"].get("equivariance")]
     if eq_runs:
         names = list(eq_runs[0]["report"]["equivariance"])
@@ -249,6 +266,30 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
             lines.append(f"| {r['kind']} | " + " | ".join(f"{errors[n]:.2e}" if n in errors else "-" for n in names)
                          + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def _sweep_values(runs, rate: float) -> np.ndarray:
+    return np.asarray([row["z_10"] for r in runs for row in r["report"].get("yaw_sweep", [])
+                       if row["yaw_rate"] == rate], np.float64)
+
+
+def _sweep_table(groups) -> list[str]:
+    """Ratio to the GRU of the 10-step error under each yaw rate of the sweep, and the GRU's own error."""
+    if "gru" not in groups or not _sweep_values(groups["gru"], SWEEP_RATES[0]).size:
+        return []
+    gru = {rate: _sweep_values(groups["gru"], rate).mean() for rate in SWEEP_RATES}
+    lines = ["", "## Yaw-rate sweep: 10-step z error relative to the GRU's, by observer yaw rate (rad/step)", "",
+             f"Training flows reach {TRAIN_MAX_YAW_RATE} rad/step; FERNN's V = 2 pi k / {COPIES}, so every rate below "
+             "is off V. Goal for the FERNN: <= 0.1. Where 10 steps turn the frame by nearly whole turns (1.25 and "
+             "2.5 rad/step: 12.5 and 25 rad), the 10-step error of a model that ignores the flow is small again.", "",
+             "| model | " + " | ".join(f"{rate:g}" for rate in SWEEP_RATES) + " |",
+             "|---|" + "---:|" * len(SWEEP_RATES),
+             "| gru (its z@10) | " + " | ".join(f"{gru[rate]:.3g}" for rate in SWEEP_RATES) + " |"]
+    for kind, runs in groups.items():
+        if kind != "gru" and _sweep_values(runs, SWEEP_RATES[0]).size:
+            cells = [f"{_sweep_values(runs, rate).mean() / gru[rate]:.3g}" for rate in SWEEP_RATES]
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_plots(results: list[dict], out: Path) -> None:
@@ -291,6 +332,22 @@ def write_plots(results: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "flows.png", dpi=120)
     plt.close(fig)
+
+    if "gru" in groups and _sweep_values(groups["gru"], SWEEP_RATES[0]).size:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        gru = np.array([_sweep_values(groups["gru"], rate).mean() for rate in SWEEP_RATES])
+        for kind, runs in groups.items():
+            if kind != "gru":
+                ax.plot(SWEEP_RATES, [_sweep_values(runs, r).mean() for r in SWEEP_RATES] / gru, marker="o", label=kind)
+        ax.axhline(0.1, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("observer yaw rate (rad/step)")
+        ax.set_ylabel("10-step error / GRU's")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "yaw_sweep.png", dpi=120)
+        plt.close(fig)
 
 
 def main(argv=None) -> int:
