@@ -109,6 +109,10 @@ def test_family_terminations(mixed):
     after = mixed.step(mixed.env.with_state(state, jnp.asarray(qpos), state.qvel, state.target), jnp.zeros((6,) + mixed.action_shape))
     assert after.terminated[0] and after.terminated[1]
     assert not after.terminated[3] and not after.terminated[4]  # untouched hopper and walker live on
+    # info["end_reasons"] names the broken condition, and is set exactly where an episode terminated.
+    names = [task.reason_names(b) for b in np.asarray(after.info["end_reasons"])]
+    assert names[0] == ("too_low",) and names[1] == ("roll",)
+    np.testing.assert_array_equal(np.asarray(after.info["end_reasons"]) != 0, after.terminated)
     # A cheetah that stands still (sum of qvel^2 below 1) ends its episode.
     still = jnp.zeros_like(state.qvel)
     kin = task.kinematics(mixed.tables, state.qpos, still)
@@ -118,36 +122,28 @@ def test_family_terminations(mixed):
     assert not task.unhealthy(mixed.tables, kin, state.qpos, moving).any()
 
 
-def test_end_reasons_name_the_broken_condition(mixed, hopper):
-    state = mixed.reset(jax.random.PRNGKey(8))
-    qpos = np.array(state.qpos)
-    qpos[0, 2] = 0.3  # hopper_3_shin too low
-    qpos[1, 3:7] = [np.cos(0.6), np.sin(0.6), 0, 0]  # walker rolled by 1.2 rad about its forward axis
-    after = mixed.step(mixed.env.with_state(state, jnp.asarray(qpos), state.qvel, state.target),
-                       jnp.zeros((6,) + mixed.action_shape))
-    names = [task.reason_names(b) for b in np.asarray(after.info["end_reasons"])]
-    assert names[0] == ("too_low",) and names[1] == ("roll",)
-    # Nonzero exactly where the episode terminated; the cheetah rows stop (qvel^2 < 1) but keep moving here.
-    np.testing.assert_array_equal(np.asarray(after.info["end_reasons"]) != 0, after.terminated)
-    # The hopper's tilt limit, split by direction in the torso's frame: lean about y is forward, about x sideways.
+def test_tilt_end_reasons_say_which_way_the_torso_leaned(hopper):
+    # The hopper's tilt limit, split by direction in the torso's frame: a lean about its y axis is
+    # forward, about its x axis sideways (after the random start yaw).
     state = hopper.reset(jax.random.PRNGKey(3))
     qpos = np.array(state.qpos)
     yaw = np.arctan2(*np.asarray(task.heading(state.qpos))[:, ::-1].T)
     for row, axis in ((0, (0.0, 1.0, 0.0)), (1, (1.0, 0.0, 0.0))):
-        # Compose the body-frame tilt after the start's yaw: q = yaw(z) * tilt(axis, 1.2 rad).
-        half = 0.6
-        yaw_q = np.array([np.cos(yaw[row] / 2), 0, 0, np.sin(yaw[row] / 2)])
-        tilt_q = np.r_[np.cos(half), np.sin(half) * np.asarray(axis)]
-        qpos[row, 3:7] = np.asarray(task.quat_mul(jnp.asarray(yaw_q), jnp.asarray(tilt_q)))
+        yaw_q = jnp.array([np.cos(yaw[row] / 2), 0, 0, np.sin(yaw[row] / 2)])
+        tilt_q = jnp.array(np.r_[np.cos(0.6), np.sin(0.6) * np.asarray(axis)])  # 1.2 rad
+        qpos[row, 3:7] = np.asarray(task.quat_mul(yaw_q, tilt_q))
         qpos[row, 2] += 1.0  # high enough that only the tilt is broken
-    kin = task.kinematics(hopper.tables, jnp.asarray(qpos), state.qvel)
-    broken = np.asarray(task.health_violations(hopper.tables, kin, jnp.asarray(qpos), state.qvel))
-    bits = np.asarray(task.end_reasons(jnp.asarray(broken), jnp.zeros(4, bool)))
+    t = hopper.tables
+
+    @jax.jit
+    def reasons(q, v):
+        return task.end_reasons(task.health_violations(t, task.kinematics(t, q, v), q, v), jnp.zeros(4, bool))
+
+    bits = np.asarray(reasons(jnp.asarray(qpos), state.qvel))
     assert [task.reason_names(b) for b in bits] == [("tilt_forward",), ("tilt_sideways",), (), ()]
     counts = np.asarray(task.reason_counts(jnp.asarray(bits), jnp.array([True, True, False, True])))
-    assert counts.shape == (len(task.END_REASONS),)
-    assert counts[task.END_REASONS.index("tilt_forward")] == 1 and counts[task.END_REASONS.index("tilt_sideways")] == 1
-    assert counts.sum() == 2
+    assert counts.shape == (len(task.END_REASONS),) and counts.sum() == 2
+    assert counts[task.END_REASONS.index("tilt_forward")] == counts[task.END_REASONS.index("tilt_sideways")] == 1
 
 
 def test_truncation_is_not_termination_and_autoreset_restarts(make_env):
