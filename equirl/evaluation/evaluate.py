@@ -135,7 +135,7 @@ def _finite(x: float):
 
 
 def fell_by_text(counts: dict) -> str:
-    """"tilt_sideways 14, too_low 2": the reasons episodes ended for, most frequent first."""
+    """Text like "tilt_sideways 14, too_low 2": the reasons episodes ended for, most frequent first."""
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v)
 
 
@@ -153,8 +153,8 @@ def format_table(results: Sequence[BodyResult]) -> str:
         lines.append(f"{r.body:36s} {limbs} {r.episodes:8d} {ret:>20s} {r.length_mean:7.1f}  "
                      f"{r.fell:4d} {r.time_limit:4d} {r.unstable:4d}  {fell_by_text(r.fell_by) or '-':28s}  {r.note}")
     lines.append("ends: fell = terminated (unhealthy), time = time limit reached, unst = simulation diverged; "
-                 "fell by: the health conditions broken (tilt_sideways / tilt_forward: the torso tilted past its "
-                 "limit about its forward / sideways axis)")
+                 "fell by: the health conditions broken (tilt_forward / tilt_sideways: the torso leaned past its "
+                 "limit to its front or back / to a side)")
     return "\n".join(lines)
 
 
