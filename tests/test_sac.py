@@ -101,9 +101,10 @@ def two_device_sac(tmp_path_factory):
         process.wait()
 
 
-# Every kind trains under SAC; the transformer and heading-normalised MLP runs are
-# `benchmark`-marked (pytest -m benchmark) to keep the default suite within its budget.
-SLOW_KINDS = ("transformer", "mlp_heading")
+# Every kind trains under SAC; the SET, transformer and heading-normalised MLP runs are
+# `benchmark`-marked (pytest -m benchmark) to keep the default suite within its budget
+# (SET trains under PPO in the default suite, and its Q-function is tested in tests/test_nn_*).
+SLOW_KINDS = ("set", "transformer", "mlp_heading")
 
 
 @pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.benchmark) if k in SLOW_KINDS else k

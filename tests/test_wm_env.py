@@ -112,6 +112,7 @@ def test_a_diverged_prediction_ends_the_episode(real_env, exact):
         ImaginedEnv(real_env.env, physics_dynamics(real_env.env).step)
 
 
+@pytest.mark.benchmark  # 30 s; the exact-dynamics test above covers the interface in the default suite
 def test_ppo_trains_in_a_learned_world_model(real_env, real_run):
     """A REMUL world model behind the env interface; one PPO iteration on it."""
     states = real_run[:9]
