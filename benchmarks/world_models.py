@@ -273,22 +273,31 @@ def _sweep_values(runs, rate: float) -> np.ndarray:
                        if row["yaw_rate"] == rate], np.float64)
 
 
+def _sweep_ratios(groups) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(the GRU's mean 10-step error at each of SWEEP_RATES, {kind: its mean error / the GRU's}) for the
+    kinds with a sweep, or None when the GRU has none (results from before the sweep)."""
+    if "gru" not in groups or not _sweep_values(groups["gru"], SWEEP_RATES[0]).size:
+        return None
+    gru = np.array([_sweep_values(groups["gru"], rate).mean() for rate in SWEEP_RATES])
+    return gru, {kind: np.array([_sweep_values(runs, rate).mean() for rate in SWEEP_RATES]) / gru
+                 for kind, runs in groups.items() if kind != "gru" and _sweep_values(runs, SWEEP_RATES[0]).size}
+
+
 def _sweep_table(groups) -> list[str]:
     """Ratio to the GRU of the 10-step error under each yaw rate of the sweep, and the GRU's own error."""
-    if "gru" not in groups or not _sweep_values(groups["gru"], SWEEP_RATES[0]).size:
+    sweep = _sweep_ratios(groups)
+    if sweep is None:
         return []
-    gru = {rate: _sweep_values(groups["gru"], rate).mean() for rate in SWEEP_RATES}
+    gru, ratios = sweep
     lines = ["", "## Yaw-rate sweep: 10-step z error relative to the GRU's, by observer yaw rate (rad/step)", "",
              f"Training flows reach {TRAIN_MAX_YAW_RATE} rad/step; FERNN's V = 2 pi k / {COPIES}, so every rate below "
              "is off V. Goal for the FERNN: <= 0.1. Where 10 steps turn the frame by nearly whole turns (1.25 and "
              "2.5 rad/step: 12.5 and 25 rad), the 10-step error of a model that ignores the flow is small again.", "",
              "| model | " + " | ".join(f"{rate:g}" for rate in SWEEP_RATES) + " |",
              "|---|" + "---:|" * len(SWEEP_RATES),
-             "| gru (its z@10) | " + " | ".join(f"{gru[rate]:.3g}" for rate in SWEEP_RATES) + " |"]
-    for kind, runs in groups.items():
-        if kind != "gru" and _sweep_values(runs, SWEEP_RATES[0]).size:
-            cells = [f"{_sweep_values(runs, rate).mean() / gru[rate]:.3g}" for rate in SWEEP_RATES]
-            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+             "| gru (its z@10) | " + " | ".join(f"{value:.3g}" for value in gru) + " |"]
+    for kind, ratio in ratios.items():
+        lines.append(f"| {kind} | " + " | ".join(f"{value:.3g}" for value in ratio) + " |")
     return lines
 
 
@@ -333,12 +342,11 @@ def write_plots(results: list[dict], out: Path) -> None:
     fig.savefig(out / "flows.png", dpi=120)
     plt.close(fig)
 
-    if "gru" in groups and _sweep_values(groups["gru"], SWEEP_RATES[0]).size:
+    sweep = _sweep_ratios(groups)
+    if sweep is not None:
         fig, ax = plt.subplots(figsize=(7, 4))
-        gru = np.array([_sweep_values(groups["gru"], rate).mean() for rate in SWEEP_RATES])
-        for kind, runs in groups.items():
-            if kind != "gru":
-                ax.plot(SWEEP_RATES, [_sweep_values(runs, r).mean() for r in SWEEP_RATES] / gru, marker="o", label=kind)
+        for kind, ratio in sweep[1].items():
+            ax.plot(SWEEP_RATES, ratio, marker="o", label=kind)
         ax.axhline(0.1, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.checks import check_int
-from equirl.envs.task import END_REASONS
+from equirl.envs.task import END_REASONS, reason_counts
 from equirl.errors import ConfigError, EquirlError
 
 # Episode end codes (the order of the columns of the table).
@@ -388,8 +388,9 @@ def _run_unit(policy, unit, rows, max_limbs, episodes, seeds, batch_size, env_kw
         row.return_mean, row.return_std = float(r.mean()), float(r.std())
         row.length_mean = float(n.mean())
         row.fell, row.time_limit, row.unstable = (int(np.sum(c == k)) for k in (FELL, TIME_LIMIT, UNSTABLE))
-        fell = np.asarray(reasons[b])[c == FELL]
-        row.fell_by = {name: int(np.sum(fell >> i & 1)) for i, name in enumerate(END_REASONS) if np.any(fell >> i & 1)}
+        fell = jnp.asarray(np.asarray(reasons[b], np.int32)[c == FELL])
+        counts = np.asarray(reason_counts(fell, jnp.ones(fell.shape, bool)))
+        row.fell_by = {name: int(n) for name, n in zip(END_REASONS, counts) if n}
         row.padded_limbs = int(env.num_limbs)
 
 
