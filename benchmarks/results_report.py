@@ -4,9 +4,10 @@
 
 Sections, each present only when its files are:
   learning       results/learning/table.md and *.png       (benchmarks/learning.py)
+  PPO cross-check results/ppo_crosscheck/table.md, *.png    (benchmarks/ppo_crosscheck.py)
   zero-shot      results/zero_shot/zero_shot.json           (benchmarks/zero_shot.py),
                  beside the published SET / SWAT / SMP numbers
-  world models   results/world_models/table.md and *.png   (benchmarks/world_models.py)
+  world models   results/world_models*/table.md and *.png  (benchmarks/world_models.py [--out ...])
 
 Nothing here is measured or typed in by hand except the published numbers
 below (Chen et al., "Subequivariant Graph Reinforcement Learning in 3D
@@ -96,16 +97,27 @@ def zero_shot_section(results: Path) -> list[str]:
     return lines + [""]
 
 
-def world_models_section(results: Path) -> list[str]:
-    folder = results / "world_models"
+def crosscheck_section(results: Path) -> list[str]:
+    folder = results / "ppo_crosscheck"
     if not (folder / "table.md").is_file():
         return []
-    table = _included(folder / "table.md")
-    title = [] if table.startswith("## ") else ["## World models", ""]  # the script's table may bring its own
-    return [*title, table, "", *_images(folder, results), ""]
+    return ["## PPO cross-check against Brax", "", _included(folder / "table.md"), "",
+            "Raw curves: `ppo_crosscheck/curves.csv`.", "", *_images(folder, results), ""]
 
 
-SECTIONS = (learning_section, zero_shot_section, world_models_section)
+def world_models_section(results: Path) -> list[str]:
+    """results/world_models and any other world_models* folder (e.g. a longer budget run with --out)."""
+    lines = []
+    for folder in sorted(results.glob("world_models*")):
+        if not (folder / "table.md").is_file():
+            continue
+        table = _included(folder / "table.md")
+        title = [] if table.startswith("## ") else ["## World models", ""]  # the script's table may bring its own
+        lines += [*title, table, "", *_images(folder, results), ""]
+    return lines
+
+
+SECTIONS = (learning_section, crosscheck_section, zero_shot_section, world_models_section)
 
 
 def report(results: Path) -> str:

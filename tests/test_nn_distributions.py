@@ -75,6 +75,30 @@ def test_squashed_samples_and_their_log_prob(parts):
         dist.entropy()
 
 
+
+@pytest.mark.parametrize("squash", [False, True])
+def test_pre_squash_samples_give_ppo_an_exact_ratio(parts, squash):
+    """PPO's stored pre-squash sample gives back its own log-density exactly, even where tanh saturates."""
+    loc, log_scale, mask, _ = parts
+    dist = MaskedGaussian(4.0 * loc, log_scale + 1.0, mask, squash=squash)  # wide: many samples saturate
+    key = jax.random.PRNGKey(3)
+    x, log_prob = dist.sample_pre_squash_and_log_prob(key)
+    np.testing.assert_array_equal(np.asarray(dist.pre_squash_log_prob(x)), np.asarray(log_prob))
+    # the same draw as sample(), squashed or not
+    np.testing.assert_array_equal(np.asarray(dist.squash_sample(x)), np.asarray(dist.sample(seed=key)))
+    if squash:
+        # Inverting the squashed action instead (arctanh of a clipped tanh) gets the saturated
+        # samples' density wrong: a ratio computed that way would not be 1.
+        jacobian = np.sum(np.where(mask, np.asarray(log_one_minus_tanh_sq(x)), 0.0), axis=(-2, -1))
+        inverted = np.asarray(dist.log_prob(dist.squash_sample(x)))
+        assert np.max(np.abs(inverted - (np.asarray(log_prob) - jacobian))) > 1.0
+        # The entropy estimate averages to -E[log_prob] of squashed samples.
+        estimates = jax.vmap(dist.entropy_estimate)(jax.random.split(key, 2000))
+        _, lp = dist.sample_and_log_prob(seed=jax.random.PRNGKey(5), sample_shape=(2000,))
+        np.testing.assert_allclose(np.asarray(estimates).mean(0), -np.asarray(lp).mean(0), rtol=0.05, atol=0.2)
+    else:
+        np.testing.assert_allclose(np.asarray(dist.entropy_estimate(key)), np.asarray(dist.entropy()), rtol=1e-6)
+
 def test_log_one_minus_tanh_sq_is_stable():
     x = np.array([-30.0, -3.0, 0.0, 2.0, 40.0], np.float32)
     got = np.asarray(log_one_minus_tanh_sq(jnp.asarray(x)))

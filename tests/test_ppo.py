@@ -129,3 +129,23 @@ def test_normaliser_is_identity_before_any_data(mixed_env):
     obs = mixed_env.reset(jax.random.PRNGKey(0)).obs
     out = normalization.normalize(normalization.init(8, 17), obs)
     np.testing.assert_array_equal(out.vectors, jnp.where(obs.limb_mask[..., None, None], obs.vectors, 0.0))
+
+
+def test_ppo_trains_a_tanh_squashed_policy(mixed_env):
+    """PPO with network.squash: it steps the environment with tanh of its samples, takes its ratio
+    from the stored pre-squash samples (exactness where tanh saturates: test_nn_distributions)
+    and estimates the entropy, which has no closed form, from a sample."""
+    nets = make_networks(NetworkConfig(kind="mlp", squash=True, log_std_init=0.5, **TINY), max_limbs=7)
+    config = PPOConfig(rollout_length=8, minibatches=2, epochs=2, normalize_observations=False)
+    agent = make_ppo(mixed_env.env, nets, config, total_iterations=2)
+    state = compile_fast(agent.init, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
+    iteration = compile_fast(agent.iteration, state)
+    after, metrics = iteration(iteration(state)[0])
+    for name, value in metrics.items():
+        assert np.all(np.isfinite(np.asarray(value))), name
+    assert float(metrics["policy/approx_kl"]) < 0.05
+    assert float(metrics["policy/entropy"]) > 0.0  # the sampled estimate of a wide policy's entropy
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state.params, after.params)
+    assert max(jax.tree.leaves(moved)) > 0
+    actions = agent.act(after, after.env_state.obs, jax.random.PRNGKey(1), deterministic=False)
+    assert float(jnp.max(jnp.abs(actions))) <= 1.0

@@ -61,6 +61,24 @@ def test_report_puts_measured_rows_beside_published_ones(tmp_path):
     assert "## World models" not in text  # no files, no section
 
 
+
+def test_report_includes_crosscheck_and_every_world_model_folder(tmp_path):
+    report = _report_module()
+    (tmp_path / "ppo_crosscheck").mkdir()
+    (tmp_path / "ppo_crosscheck" / "table.md").write_text("| brax | 512 | 230 | 15.0 min | 2,200 |\n")
+    for name, line in (("world_models", "| gru | 0.62 |"), ("world_models_10k", "| gru | 0.46 |")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "table.md").write_text(f"# World models: {name}\n\n{line}\n")
+        (tmp_path / name / "yaw_sweep.png").write_bytes(b"\x89PNG")
+
+    assert report.main(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "## PPO cross-check against Brax" in text and "| brax | 512 | 230 |" in text
+    # both world-model reports, headings nested one level down, each with its own plot
+    assert text.index("## World models: world_models\n") < text.index("## World models: world_models_10k")
+    assert "| gru | 0.62 |" in text and "| gru | 0.46 |" in text
+    assert "![yaw_sweep](world_models_10k/yaw_sweep.png)" in text
+
 def test_report_without_results_folder_fails_clearly(tmp_path, capsys):
     assert _report_module().main(["--results", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err

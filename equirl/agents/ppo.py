@@ -59,7 +59,7 @@ class PPOState:
 
 class Transition(NamedTuple):
     obs: Observation
-    action: jax.Array
+    action: jax.Array  # the policy's sample before any tanh squashing (the action itself when unsquashed)
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
@@ -129,9 +129,9 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
             obs = env_state.obs
             nobs = norm(normalizer, obs)
             dist = networks.actor.apply(params.actor, nobs)
-            action, log_prob = dist.sample_and_log_prob(seed=k_action)
+            action, log_prob = dist.sample_pre_squash_and_log_prob(k_action)
             value = networks.critic.apply(params.critic, nobs)
-            after = env.step(env_state, action)
+            after = env.step(env_state, dist.squash_sample(action))
             done = after.terminated | after.truncated
             # Only a truncated episode needs the value of its final observation.
             next_value = jax.lax.cond(
@@ -163,10 +163,10 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         # [T, B] leaves: split along the environments.
         return env_state, key, distributed.constrain(transitions, mesh, 1), distributed.constrain(ep, mesh, 1)
 
-    def loss_fn(params: PPOParams, normalizer, mb: Transition, advantages, targets):
+    def loss_fn(params: PPOParams, normalizer, mb: Transition, advantages, targets, key):
         nobs = norm(normalizer, mb.obs)
         dist = networks.actor.apply(params.actor, nobs)
-        log_prob = dist.log_prob(mb.action)
+        log_prob = dist.pre_squash_log_prob(mb.action)
         ratio = jnp.exp(log_prob - mb.log_prob)
         if config.normalize_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -176,7 +176,7 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         policy_loss = -surrogate.mean()
         value = networks.critic.apply(params.critic, nobs)
         value_loss = 0.5 * jnp.mean(jnp.square(value - targets))
-        entropy = dist.entropy().mean()
+        entropy = dist.entropy_estimate(key).mean()  # exact unless tanh-squashed
         total = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
         stats = {
             "loss/policy": policy_loss,
@@ -199,14 +199,16 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
             shuffled = jax.tree.map(lambda x: x[order].reshape((config.minibatches, minibatch) + x.shape[1:]), data)
             shuffled = distributed.constrain(shuffled, mesh, 1)  # each device takes a share of every minibatch
 
-            def update(carry, mb):
+            def update(carry, xs):
                 params, opt_state = carry
-                grads, stats = jax.grad(loss_fn, has_aux=True)(params, normalizer, *mb)
+                mb, k_mb = xs
+                grads, stats = jax.grad(loss_fn, has_aux=True)(params, normalizer, *mb, k_mb)
                 updates, opt_state = optimizer.update(grads, opt_state, params)
                 stats["optim/grad_norm"] = optax.tree.norm(grads)
                 return (optax.apply_updates(params, updates), opt_state), stats
 
-            return jax.lax.scan(update, (params, opt_state), shuffled)
+            entropy_keys = jax.random.split(jax.random.fold_in(k, 1), config.minibatches)  # used only if squashed
+            return jax.lax.scan(update, (params, opt_state), (shuffled, entropy_keys))
 
         normalizer = state.normalizer
         if config.normalize_observations:

@@ -29,7 +29,9 @@ class NetworkConfig:
       keys, whose inner products across limbs enter the logits (set only).
     max_tree_distance: limb-tree distances above this share one attention bias.
     mlp_hidden: hidden layer sizes of the mlp and mlp_heading kinds.
-    squash: tanh-squash actions (SAC); otherwise a Gaussian (PPO).
+    squash: tanh-squash actions (SAC turns it on itself; PPO may, and then keeps
+      the pre-squash samples for its ratio); otherwise a Gaussian whose samples
+      the environment clips to [-1, 1].
     log_std_init, log_std_min, log_std_max: the invariant, state-dependent
       log standard deviation starts near log_std_init and stays in [min, max].
     """

@@ -92,6 +92,33 @@ class MaskedGaussian(distrax.Distribution):
         # Change of variables on the pre-squash sample: no atanh, no clipping.
         return jnp.tanh(x), self._masked_sum(log_prob - log_one_minus_tanh_sq(x))
 
+    # -- pre-squash samples (on-policy updates) ----------------------------------
+    # PPO stores the Gaussian sample x and steps the environment with
+    # squash_sample(x). Its ratio of densities is then the ratio of the Gaussian
+    # densities of x (the Jacobian of tanh depends on x alone and cancels), with
+    # no arctanh of a saturated tanh(x) that would make the ratio differ from 1.
+
+    def sample_pre_squash_and_log_prob(self, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(x, Gaussian log-density of x): the sample before any squashing."""
+        x = self._pre_squash_sample(seed, 1)[0]
+        return x, self.pre_squash_log_prob(x)
+
+    def pre_squash_log_prob(self, x: jax.Array) -> jax.Array:
+        """Gaussian log-density of a pre-squash sample x (the Gaussian's own, with or without squash)."""
+        return self._masked_sum(self._gaussian_log_prob(x))
+
+    def squash_sample(self, x: jax.Array) -> jax.Array:
+        """The action of a pre-squash sample x: tanh(x) if squashed, else x."""
+        return jnp.tanh(x) if self._squash else x
+
+    def entropy_estimate(self, seed: jax.Array) -> jax.Array:
+        """The entropy: exact for the Gaussian; for the squashed one -log_prob of one
+        reparameterised sample, H = H_gauss + E[log(1 - tanh(x)^2)]."""
+        if not self._squash:
+            return self.entropy()
+        x = self._pre_squash_sample(seed, 1)[0]
+        return -self._masked_sum(self._gaussian_log_prob(x) - log_one_minus_tanh_sq(x))
+
     # -- densities --------------------------------------------------------------
 
     def log_prob(self, value: jax.Array) -> jax.Array:
