@@ -9,6 +9,13 @@ from pathlib import Path
 # Headless rendering: MuJoCo picks its GL backend when it is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+# Tests run tiny programs: XLA compiles every one of them (here and in the
+# subprocesses, which inherit the environment) for compile time, not run time.
+# Set before jax is imported; the same flags as FAST_COMPILE below.
+_FAST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if _FAST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_XLA_FLAGS}".strip()
+
 import jax
 import pytest
 

@@ -131,6 +131,7 @@ def test_normaliser_is_identity_before_any_data(mixed_env):
     np.testing.assert_array_equal(out.vectors, jnp.where(obs.limb_mask[..., None, None], obs.vectors, 0.0))
 
 
+@pytest.mark.benchmark  # a third PPO compile (~30 s); the exact ratio is checked in test_nn_distributions
 def test_ppo_trains_a_tanh_squashed_policy(mixed_env):
     """PPO with network.squash: it steps the environment with tanh of its samples, takes its ratio
     from the stored pre-squash samples (exactness where tanh saturates: test_nn_distributions)
