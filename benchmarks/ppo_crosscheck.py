@@ -30,7 +30,6 @@ import argparse
 import csv
 import datetime
 import functools
-import math
 import os
 import shutil
 import sys
@@ -38,10 +37,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from learning import LAST_FRACTION, final_return  # benchmarks/learning.py: the same "final" as its table
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINERS = ("ours", "brax")
-LAST_FRACTION = 0.1
 
 
 def train_ours(args, out: Path) -> list[tuple]:
@@ -103,8 +102,8 @@ def train_brax(args) -> list[tuple]:
 
 
 def final(rows: list[tuple], steps: int, column: int) -> float:
-    tail = [r[column] for r in rows if r[1] > (1.0 - LAST_FRACTION) * steps and not math.isnan(r[column])]
-    return float(np.mean(tail)) if tail else math.nan
+    """Mean of one column (3: return, 4: length) over the last LAST_FRACTION of the budget."""
+    return final_return([(r[1], r[2], r[column]) for r in rows], steps)
 
 
 def write_report(args, out: Path, rows: list[tuple]) -> str:

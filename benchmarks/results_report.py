@@ -52,12 +52,21 @@ def _images(folder: Path, base: Path) -> list[str]:
     return [f"![{png.stem}]({png.relative_to(base).as_posix()})" for png in sorted(folder.glob("*.png"))]
 
 
-def learning_section(results: Path) -> list[str]:
-    folder = results / "learning"
+def _curves_section(results: Path, name: str, title: str) -> list[str]:
+    """A benchmark's table.md, a pointer to its curves.csv, and its plots."""
+    folder = results / name
     if not (folder / "table.md").is_file():
         return []
-    return ["## Learning curves", "", _included(folder / "table.md"), "",
-            "Raw curves: `learning/curves.csv`.", "", *_images(folder, results), ""]
+    return [f"## {title}", "", _included(folder / "table.md"), "",
+            f"Raw curves: `{name}/curves.csv`.", "", *_images(folder, results), ""]
+
+
+def learning_section(results: Path) -> list[str]:
+    return _curves_section(results, "learning", "Learning curves")
+
+
+def crosscheck_section(results: Path) -> list[str]:
+    return _curves_section(results, "ppo_crosscheck", "PPO cross-check against Brax")
 
 
 def zero_shot_section(results: Path) -> list[str]:
@@ -95,14 +104,6 @@ def zero_shot_section(results: Path) -> list[str]:
         lines += [f"| {r['family']} | {r['body']} (seed {r['seed']}) | {_pm(r['return_mean'], r['return_std'])} |"
                   for r in train_rows]
     return lines + [""]
-
-
-def crosscheck_section(results: Path) -> list[str]:
-    folder = results / "ppo_crosscheck"
-    if not (folder / "table.md").is_file():
-        return []
-    return ["## PPO cross-check against Brax", "", _included(folder / "table.md"), "",
-            "Raw curves: `ppo_crosscheck/curves.csv`.", "", *_images(folder, results), ""]
 
 
 def world_models_section(results: Path) -> list[str]:

@@ -254,8 +254,8 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += _sweep_table(groups)
     # One measured run per kind: its lowest seed (with --merge, each process measured its first seed).
-    eq_runs = [min((r for r in runs if r["report"].get("equivariance")), key=lambda r: r["seed"])
-               for runs in _by_kind(results).values() if any(r["report"].get("equivariance") for r in runs)]
+    measured = [r for r in results if r["report"].get("equivariance")]
+    eq_runs = [min(runs, key=lambda r: r["seed"]) for runs in _by_kind(measured).values()]
     if eq_runs:
         names = list(eq_runs[0]["report"]["equivariance"])
         seeds = sorted({r["seed"] for r in eq_runs})

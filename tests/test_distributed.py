@@ -30,13 +30,13 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import FAST_XLA_FLAGS
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 LOSS_RTOL = 1e-4
 LOSS_ATOL = 1e-6
-# Tiny programs: compiled for compile time, like conftest.compile_fast.
-FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 JOB_TIMEOUT = 420
 
 
@@ -62,7 +62,7 @@ def _subprocess_env(**extra) -> dict[str, str]:
 def launch_two_devices(job: str, out: Path) -> subprocess.Popen:
     """`python tests/test_distributed.py JOB OUT` on 2 CPU devices; it writes OUT/result.json."""
     out.mkdir(parents=True, exist_ok=True)
-    env = _subprocess_env(XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_XLA}")
+    env = _subprocess_env(XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_XLA_FLAGS}")
     return subprocess.Popen([sys.executable, str(Path(__file__)), job, str(out)], cwd=out, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -79,7 +79,7 @@ def launch_two_processes(config_path: Path, cwd: Path, *extra: str) -> list[subp
     processes = []
     for index in range(2):
         env = _subprocess_env(EQUIRL_COORDINATOR=f"localhost:{port}", EQUIRL_NUM_PROCESSES="2",
-                              EQUIRL_PROCESS_ID=str(index), XLA_FLAGS=FAST_XLA)
+                              EQUIRL_PROCESS_ID=str(index), XLA_FLAGS=FAST_XLA_FLAGS)
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "equirl", "train", "--config", str(config_path), *extra],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))

@@ -75,7 +75,6 @@ def test_squashed_samples_and_their_log_prob(parts):
         dist.entropy()
 
 
-
 @pytest.mark.parametrize("squash", [False, True])
 def test_pre_squash_samples_give_ppo_an_exact_ratio(parts, squash):
     """PPO's stored pre-squash sample gives back its own log-density exactly, even where tanh saturates."""
@@ -98,6 +97,7 @@ def test_pre_squash_samples_give_ppo_an_exact_ratio(parts, squash):
         np.testing.assert_allclose(np.asarray(estimates).mean(0), -np.asarray(lp).mean(0), rtol=0.05, atol=0.2)
     else:
         np.testing.assert_allclose(np.asarray(dist.entropy_estimate(key)), np.asarray(dist.entropy()), rtol=1e-6)
+
 
 def test_log_one_minus_tanh_sq_is_stable():
     x = np.array([-30.0, -3.0, 0.0, 2.0, 40.0], np.float32)

@@ -61,7 +61,6 @@ def test_report_puts_measured_rows_beside_published_ones(tmp_path):
     assert "## World models" not in text  # no files, no section
 
 
-
 def test_report_includes_crosscheck_and_every_world_model_folder(tmp_path):
     report = _report_module()
     (tmp_path / "ppo_crosscheck").mkdir()
@@ -78,6 +77,7 @@ def test_report_includes_crosscheck_and_every_world_model_folder(tmp_path):
     assert text.index("## World models: world_models\n") < text.index("## World models: world_models_10k")
     assert "| gru | 0.62 |" in text and "| gru | 0.46 |" in text
     assert "![yaw_sweep](world_models_10k/yaw_sweep.png)" in text
+
 
 def test_report_without_results_folder_fails_clearly(tmp_path, capsys):
     assert _report_module().main(["--results", str(tmp_path / "missing")]) == 2

@@ -116,8 +116,7 @@ class MaskedGaussian(distrax.Distribution):
         reparameterised sample, H = H_gauss + E[log(1 - tanh(x)^2)]."""
         if not self._squash:
             return self.entropy()
-        x = self._pre_squash_sample(seed, 1)[0]
-        return -self._masked_sum(self._gaussian_log_prob(x) - log_one_minus_tanh_sq(x))
+        return -self._sample_n_and_log_prob(seed, 1)[1][0]
 
     # -- densities --------------------------------------------------------------
 
