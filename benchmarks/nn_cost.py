@@ -12,6 +12,16 @@ Runs are interleaved across kinds and the best of --rounds is kept, so a
 noisy neighbour on a shared machine hurts every kind alike.
 
     python benchmarks/nn_cost.py [--batch 256] [--rounds 10] [--calls 3] [--kinds set,transformer,...]
+
+--update: what training pays instead. One full gradient update of each
+off-policy algorithm (--algorithms, default sac,crossq,td3; critic, actor and
+temperature as the rule does them) at --batch, for each network kind at its
+preset sizes (equirl.presets: the hopper-suite preset of that algorithm), on
+hopper_5_full and walker_7_full observations: ms, GFLOP (XLA's cost analysis
+of the compiled update), GFLOP/s and updates/s. It ends with one line per body,
+`update ratio set/mlp_heading <body>: X.XX` (SAC's update).
+
+    python benchmarks/nn_cost.py --update [--algorithms sac,crossq] [--kinds set,mlp_heading]
 """
 
 from __future__ import annotations
@@ -27,11 +37,11 @@ from equirl.machine import describe as machine
 from equirl.nn import NetworkConfig, count_parameters, init_networks, make_networks
 
 
-def walker_observations(batch: int, max_limbs: int):
+def body_observations(body: str, batch: int, max_limbs: int):
     from equirl.envs.batched import BatchedEnv
     from equirl.envs.config import EnvConfig
 
-    env = BatchedEnv(EnvConfig(bodies=("walker_7_full",), num_envs=batch, max_limbs=max_limbs))
+    env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=batch, max_limbs=max_limbs))
     try:
         return jax.block_until_ready(env.reset(jax.random.PRNGKey(0)).obs)
     finally:
@@ -63,6 +73,59 @@ def training_step(kind: str, obs, max_limbs: int):
     return (count_parameters(params.actor), count_parameters(params.critic)), compile_s, run
 
 
+def update_step(algorithm: str, kind: str, obs, max_limbs: int):
+    """(GFLOP, a function timing one update in seconds) of `algorithm`'s rule at its preset sizes."""
+    from equirl.agents.offpolicy import Batch
+    from equirl.agents.registry import spec
+    from equirl.presets import train_preset
+
+    config = train_preset("hopper", algorithm, kind)
+    nets = make_networks(config.network, max_limbs)
+    rule = spec(config.algorithm).make_rule(nets, config)
+    actions = jnp.where(obs.action_mask, jax.random.uniform(jax.random.PRNGKey(1), obs.action_mask.shape,
+                                                            minval=-1.0, maxval=1.0), 0.0)
+    n = obs.limb_mask.shape[0]
+    batch = Batch(obs, actions, jax.random.normal(jax.random.PRNGKey(2), (n,)), obs, jnp.full((n,), 0.99))
+    learner = jax.jit(rule.init)(jax.random.PRNGKey(0), obs, actions)
+    step = jax.jit(rule.update).lower(learner, batch, jax.random.PRNGKey(3)).compile()
+    cost = step.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    gflop = float(cost.get("flops", float("nan"))) / 1e9
+
+    def run() -> float:
+        start = time.perf_counter()
+        jax.block_until_ready(step(learner, batch, jax.random.PRNGKey(3)))
+        return time.perf_counter() - start
+
+    return gflop, run
+
+
+def update_main(args) -> None:
+    algorithms = [a for a in args.algorithms.split(",") if a]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    print(f"{datetime.date.today()}, {machine()}, jax {jax.__version__}; one jitted update at batch {args.batch}, "
+          f"preset sizes; best of {args.rounds} interleaved rounds of {args.calls} calls\n")
+    print("| body | algorithm | network | ms | GFLOP | GFLOP/s | updates/s |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    ratios = {}
+    for body, limbs in (("hopper_5_full", 5), ("walker_7_full", 7)):
+        obs = body_observations(body, args.batch, limbs)
+        setups = {(a, k): update_step(a, k, obs, limbs) for a in algorithms for k in kinds}
+        best = {key: float("inf") for key in setups}
+        for _ in range(args.rounds):
+            for key, (_, run) in setups.items():
+                best[key] = min(best[key], sum(run() for _ in range(args.calls)) / args.calls)
+        for (algorithm, kind), (gflop, _) in setups.items():
+            ms = best[algorithm, kind] * 1e3
+            print(f"| {body} | {algorithm} | {kind} | {ms:.1f} | {gflop:.2f} | {gflop / ms * 1e3:.1f} | "
+                  f"{1e3 / ms:.1f} |", flush=True)
+        if ("sac", "set") in best and ("sac", "mlp_heading") in best:
+            ratios[body] = best["sac", "set"] / best["sac", "mlp_heading"]
+    print()
+    for body, ratio in ratios.items():
+        print(f"update ratio set/mlp_heading {body}: {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=256)
@@ -70,10 +133,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per round (their mean is one sample)")
     parser.add_argument("--kinds", default="set,transformer,mlp,mlp_heading")
+    parser.add_argument("--update", action="store_true", help="time off-policy updates instead (see above)")
+    parser.add_argument("--algorithms", default="sac,crossq,td3")
     args = parser.parse_args()
+    if args.update:
+        update_main(args)
+        return
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
 
-    obs = walker_observations(args.batch, args.max_limbs)
+    obs = body_observations("walker_7_full", args.batch, args.max_limbs)
     setups = {kind: training_step(kind, obs, args.max_limbs) for kind in kinds}
     best = {kind: float("inf") for kind in kinds}
     for _ in range(args.rounds):

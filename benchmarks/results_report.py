@@ -3,6 +3,8 @@
     python benchmarks/results_report.py [--results results]
 
 Sections, each present only when its files are:
+  reference      results/reference_gym/table.md, *.png      (benchmarks/reference_gym.py)
+  off-policy     results/offpolicy/table.md, *.png          (benchmarks/offpolicy.py)
   learning       results/learning/table.md and *.png       (benchmarks/learning.py)
   PPO cross-check results/ppo_crosscheck/table.md, *.png    (benchmarks/ppo_crosscheck.py)
   zero-shot      results/zero_shot/zero_shot.json           (benchmarks/zero_shot.py),
@@ -69,6 +71,23 @@ def crosscheck_section(results: Path) -> list[str]:
     return _curves_section(results, "ppo_crosscheck", "PPO cross-check against Brax")
 
 
+def reference_section(results: Path) -> list[str]:
+    folder = results / "reference_gym"
+    if not (folder / "table.md").is_file():
+        return []
+    return ["## Reference check on gymnasium's Hopper-v5", "", _included(folder / "table.md"), "",
+            "Raw rows: `reference_gym/summary.csv`.", "", *_images(folder, results), ""]
+
+
+def offpolicy_section(results: Path) -> list[str]:
+    folder = results / "offpolicy"
+    if not (folder / "table.md").is_file():
+        return []
+    return ["## Off-policy learners on the 3D suites", "", _included(folder / "table.md"), "",
+            "Raw rows: `offpolicy/summary.csv`; each run's metrics: `offpolicy/runs/*.csv`.", "",
+            *_images(folder, results), ""]
+
+
 def zero_shot_section(results: Path) -> list[str]:
     path = results / "zero_shot" / "zero_shot.json"
     if not path.is_file():
@@ -118,7 +137,8 @@ def world_models_section(results: Path) -> list[str]:
     return lines
 
 
-SECTIONS = (learning_section, crosscheck_section, zero_shot_section, world_models_section)
+SECTIONS = (reference_section, offpolicy_section, learning_section, crosscheck_section, zero_shot_section,
+            world_models_section)
 
 
 def report(results: Path) -> str:

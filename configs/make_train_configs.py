@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from equirl.config_io import to_dict
-from equirl.presets import ALGORITHMS, NETWORKS, SUITES, train_preset
+from equirl.presets import preset_names, train_preset
 
 OUT = Path(__file__).resolve().parent / "train"
 
@@ -34,8 +34,8 @@ def render(suite: str, algorithm: str, network: str) -> str:
     header = (
         f"# {suite} suite, {algorithm.upper()}, {network} networks; written by configs/make_train_configs.py.\n"
         f"#   equirl train --config configs/train/{config.run.name}.yaml [--set key=value ...] [--resume]\n"
-        f"# Only the `{algorithm}` block is used; the other algorithm's block is kept so a\n"
-        f"# run can switch with --set algorithm=... and still show every value.\n"
+        f"# algorithm: {config.algorithm}; blocks of other algorithms are kept so a run can\n"
+        f"# switch with --set algorithm=... and still show every value.\n"
     )
     return header + yaml.dump(to_dict(config), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
@@ -46,16 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     OUT.mkdir(exist_ok=True)
     stale = []
-    for suite in SUITES:
-        for algorithm in ALGORITHMS:
-            for network in NETWORKS:
-                path = OUT / f"{suite}_{algorithm}_{network}.yaml"
-                text = render(suite, algorithm, network)
-                if path.exists() and path.read_text() == text:
-                    continue
-                stale.append(path)
-                if not args.check:
-                    path.write_text(text)
+    for suite, algorithm, network in preset_names():
+        path = OUT / f"{suite}_{algorithm}_{network}.yaml"
+        text = render(suite, algorithm, network)
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.write_text(text)
     for path in stale:
         print(("stale: " if args.check else "wrote ") + str(path))
     return 1 if args.check and stale else 0

@@ -15,3 +15,7 @@ class MorphologyError(EquirlError):
 
 class ConfigError(EquirlError):
     """A configuration value that is out of range or inconsistent."""
+
+
+class TrainingDiverged(EquirlError):
+    """A training run whose losses stopped being finite or whose critic ran away: it was stopped."""

@@ -9,49 +9,42 @@ from __future__ import annotations
 
 import dataclasses
 
-from equirl.agents.config import PPOConfig, RunConfig, SACConfig, TrainConfig
+from equirl.agents.config import (
+    CrossQConfig,
+    OffPolicyConfig,
+    PPOConfig,
+    RunConfig,
+    SACConfig,
+    TD3Config,
+    TrainConfig,
+)
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
 
-ALGORITHMS = ("ppo", "sac")
+# Preset names: the registry's algorithms, plus td3_sgrl, TD3 with exactly the
+# settings 3D-SGRL published (with SET networks; `sgrl_td3`).
+ALGORITHMS = ("ppo", "sac", "crossq", "td3", "td3_sgrl")
+OFF_POLICY = ("sac", "crossq", "td3", "td3_sgrl")
 
-# suite: (task, max_limbs = most limbs of any of its bodies, see `equirl bodies`)
+# suite: (task, max_limbs = most limbs of any of its bodies, see `equirl bodies`, bodies)
 SUITES = {
-    "hopper": ("v1", 5),  # 3 bodies
-    "walker": ("v1", 7),  # 6 bodies
-    "humanoid": ("v1", 9),  # 6 bodies
-    "cheetah": ("v1", 14),  # 8 bodies
-    "CWHH": ("v1", 14),  # 23 bodies (cheetahs up to 14 limbs)
+    "hopper": ("v1", 5, 3),
+    "walker": ("v1", 7, 6),
+    "humanoid": ("v1", 9, 6),
+    "cheetah": ("v1", 14, 8),
+    "CWHH": ("v1", 14, 23),
 }
 
-# Environments per suite and algorithm: where possible a multiple of the body
-# count, so every body gets the same share of the batch.
-NUM_ENVS = {
-    ("hopper", "ppo"): 64,  # 22/21/21: close enough, and a power of two batch
-    ("walker", "ppo"): 96,
-    ("humanoid", "ppo"): 96,
-    ("cheetah", "ppo"): 96,
-    ("CWHH", "ppo"): 92,
-    ("hopper", "sac"): 12,
-    ("walker", "sac"): 12,
-    ("humanoid", "sac"): 12,
-    ("cheetah", "sac"): 16,
-    ("CWHH", "sac"): 46,
-}
-
-TOTAL_STEPS = {
-    ("hopper", "ppo"): 2_000_000,
-    ("walker", "ppo"): 5_000_000,
-    ("humanoid", "ppo"): 5_000_000,
-    ("cheetah", "ppo"): 5_000_000,
-    ("CWHH", "ppo"): 10_000_000,
-    ("hopper", "sac"): 1_000_000,
-    ("walker", "sac"): 2_000_000,
-    ("humanoid", "sac"): 2_000_000,
-    ("cheetah", "sac"): 2_000_000,
-    ("CWHH", "sac"): 3_000_000,
-}
+# PPO environments per suite: where possible a multiple of the body count, so
+# every body gets the same share of the batch.
+PPO_ENVS = {"hopper": 64, "walker": 96, "humanoid": 96, "cheetah": 96, "CWHH": 92}
+PPO_STEPS = {"hopper": 2_000_000, "walker": 5_000_000, "humanoid": 5_000_000, "cheetah": 5_000_000, "CWHH": 10_000_000}
+# Off-policy: one environment per body and one update per collected transition
+# (updates_per_iteration = num_envs), as in every sample-efficient learner
+# checked against its published numbers (benchmarks/reference_gym.py).
+OFF_POLICY_STEPS = {"hopper": 300_000, "walker": 300_000, "humanoid": 1_000_000, "cheetah": 1_000_000,
+                    "CWHH": 2_500_000}
 
 NETWORKS = {
     "set": NetworkConfig(kind="set", width=64, depth=2, heads=4, vector_channels=16, invariant_channels=8,
@@ -62,16 +55,34 @@ NETWORKS = {
 # The same sizes as SET (the vector fields are unused by the plain transformer).
 NETWORKS["transformer"] = dataclasses.replace(NETWORKS["set"], kind="transformer")
 
-# Bookkeeping intervals, in iterations. A PPO iteration is num_envs * 32 steps;
-# a SAC iteration one step of every environment, so it logs and saves less often.
-RUN_INTERVALS = {
-    "ppo": dict(log_every=1, checkpoint_every=20, equivariance_every=20),
-    "sac": dict(log_every=100, checkpoint_every=5000, equivariance_every=1000),
-}
-
 
 def preset_name(suite: str, algorithm: str, network: str) -> str:
     return f"{suite}_{algorithm}_{network}"
+
+
+def preset_names() -> list[tuple[str, str, str]]:
+    """Every (suite, algorithm, network) with a preset: td3_sgrl only with SET, as published."""
+    return [(s, a, n) for s in SUITES for a in ALGORITHMS for n in NETWORKS if a != "td3_sgrl" or n == "set"]
+
+
+def _network(algorithm: str, network: str) -> NetworkConfig:
+    base = NETWORKS[network]
+    if algorithm == "ppo":
+        # PPO starts with less action noise (std 0.37): the bodies fall easily.
+        return dataclasses.replace(base, log_std_init=-1.0)
+    if algorithm == "crossq":
+        # CrossQ's critic: batch renorm, wider than the actor (the paper uses 2048; 512 fits a CPU).
+        q_hidden = (512, 512) if network.startswith("mlp") else ()
+        return dataclasses.replace(base, squash=True, q_norm="batch_renorm", q_hidden=q_hidden)
+    return dataclasses.replace(base, squash=True)
+
+
+def _intervals(iteration_steps: int) -> dict:
+    """Log every ~2k, probe every ~10k and save every ~20k environment steps (PPO: every 1/20/20 iterations)."""
+    if iteration_steps >= 1000:
+        return dict(log_every=1, checkpoint_every=20, equivariance_every=20)
+    per = lambda steps: max(1, steps // iteration_steps)  # noqa: E731
+    return dict(log_every=per(2_000), checkpoint_every=per(20_000), equivariance_every=per(10_000))
 
 
 def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
@@ -80,15 +91,24 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
                                ("network", network, NETWORKS)):
         if value not in known:
             raise ConfigError(f"no training preset for {what}={value!r}; known: {', '.join(known)}")
-    task, max_limbs = SUITES[suite]
+    task, max_limbs, bodies = SUITES[suite]
+    off = algorithm in OFF_POLICY
+    num_envs = bodies if off else PPO_ENVS[suite]
+    offpolicy = OffPolicyConfig(updates_per_iteration=num_envs)
+    td3 = TD3Config()
+    if algorithm == "td3_sgrl":
+        # 3D-SGRL's published TD3: these are TD3Config's defaults; about one update per transition.
+        offpolicy = OffPolicyConfig(batch_size=256, learning_starts=5_000, updates_per_iteration=num_envs)
+    iteration_steps = num_envs * (offpolicy.steps_per_iteration if off else 32)
     return TrainConfig(
-        algorithm=algorithm,
-        env=EnvConfig(bodies=(suite,), num_envs=NUM_ENVS[suite, algorithm], task=task, max_limbs=max_limbs),
-        # PPO starts with less action noise (std 0.37): the bodies fall easily.
-        network=dataclasses.replace(NETWORKS[network], squash=algorithm == "sac",
-                                    log_std_init=-0.5 if algorithm == "sac" else -1.0),
+        algorithm="td3" if algorithm == "td3_sgrl" else algorithm,
+        env=EnvConfig(bodies=(suite,), num_envs=num_envs, task=task, max_limbs=max_limbs),
+        network=_network(algorithm, network),
         ppo=PPOConfig(rollout_length=32, epochs=4, minibatches=8),
+        offpolicy=offpolicy,
         sac=SACConfig(),
-        run=RunConfig(name=preset_name(suite, algorithm, network), total_steps=TOTAL_STEPS[suite, algorithm],
-                      **RUN_INTERVALS[algorithm]),
+        crossq=CrossQConfig(),
+        td3=td3,
+        run=RunConfig(name=preset_name(suite, algorithm, network),
+                      total_steps=OFF_POLICY_STEPS[suite] if off else PPO_STEPS[suite], **_intervals(iteration_steps)),
     )

@@ -4,7 +4,7 @@ and in 2 processes that give the losses of 1 device.
 JAX fixes its device count when it starts, so the multi-device runs are
 subprocesses (`launch_two_devices`, `launch_two_processes`). The runs they are
 compared with are the 1-device runs tests/test_train.py (PPO, through the
-training driver) and tests/test_sac.py (SAC) make anyway, so nothing compiles
+training driver) and tests/test_offpolicy.py (SAC) make anyway, so nothing compiles
 twice; those files hold the comparisons.
 
 Tolerance: the same global batch on 1 and 2 devices is the same computation
@@ -154,9 +154,10 @@ def test_environments_and_replay_rows_are_sharded_the_rest_replicated():
         env.close()
     shardings = distributed.state_shardings(mesh, shapes)
     rows, everywhere = distributed.batch_sharding(mesh).spec, distributed.replicated(mesh).spec
-    for leaf in jax.tree.leaves(shardings.env_state) + jax.tree.leaves(shardings.buffer.data):
+    for leaf in (jax.tree.leaves(shardings.env_state) + jax.tree.leaves(shardings.buffer.data)
+                 + jax.tree.leaves(shardings.per_env)):
         assert leaf.spec == rows
-    for part in (shardings.params, shardings.opt_state, shardings.normalizer, shardings.key,
+    for part in (shardings.learner, shardings.normalizer, shardings.key,
                  shardings.buffer.position, shardings.buffer.size, shardings.env_steps):
         assert all(leaf.spec == everywhere for leaf in jax.tree.leaves(part))
     # What a checkpoint is restored into: the same shapes, placed as above.
@@ -213,7 +214,7 @@ def _ppo_job(out: Path) -> dict:
 
     from equirl.agents import distributed
     from equirl.agents import train as T
-    from equirl.agents.config import PPOConfig, SACConfig
+    from equirl.agents.config import OffPolicyConfig, PPOConfig
     from equirl.errors import ConfigError
     from test_train import ITERATIONS, sac_config, tiny_config
 
@@ -224,8 +225,10 @@ def _ppo_job(out: Path) -> dict:
         "num_envs": dataclasses.replace(tiny_config(out / "bad"), env=dataclasses.replace(
             tiny_config(out).env, num_envs=3)),
         "minibatch": dataclasses.replace(tiny_config(out / "bad"), ppo=PPOConfig(rollout_length=8, minibatches=32)),
-        "batch_size": dataclasses.replace(sac_config(out / "bad"), sac=SACConfig(buffer_size=256, batch_size=15)),
-        "buffer_size": dataclasses.replace(sac_config(out / "bad"), sac=SACConfig(buffer_size=255, batch_size=16)),
+        "batch_size": dataclasses.replace(sac_config(out / "bad"),
+                                          offpolicy=OffPolicyConfig(buffer_size=256, batch_size=15)),
+        "buffer_size": dataclasses.replace(sac_config(out / "bad"),
+                                           offpolicy=OffPolicyConfig(buffer_size=255, batch_size=16)),
     }
     for name, config in bad.items():
         try:
@@ -260,18 +263,16 @@ def _ppo_job(out: Path) -> dict:
 
 
 def _sac_job(out: Path) -> dict:
-    """The SAC run of tests/test_sac.py (mlp networks), on a mesh of 2 devices."""
+    """The SAC run of tests/test_offpolicy.py (mlp networks), on a mesh of 2 devices."""
     from equirl.agents import distributed
-    from equirl.agents.sac import make_sac
     from equirl.envs.batched import BatchedEnv
     from equirl.envs.config import EnvConfig
-    from equirl.nn import make_networks
-    from test_sac import ENV, ITERATIONS, NETWORKS, SAC
+    from test_offpolicy import ENV, ITERATIONS, make_agent
 
     assert jax.device_count() == 2
     env = BatchedEnv(EnvConfig(**ENV), mesh=distributed.global_mesh())
     try:
-        agent = make_sac(env, make_networks(NETWORKS["mlp"], env.num_limbs), SAC)
+        agent, _ = make_agent(env, "sac", "mlp")
         key = jax.random.key(0)
         state = jax.jit(agent.init)(key)
         iteration = jax.jit(agent.iteration)

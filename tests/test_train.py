@@ -223,18 +223,17 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight_run, tm
     assert checkpoint_steps(run_dir)[-1] == ITERATIONS * STEPS_PER_ITERATION
 
 
-def test_a_checkpoint_from_before_end_reasons_still_loads(straight_run, tmp_path):
-    """Checkpoints written before env_state.info["end_reasons"] existed stay readable."""
+def test_a_checkpoint_of_another_format_is_refused_by_name(straight_run, tmp_path):
     config, reference = straight_run
-    state = reference.state
-    older = state.replace(env_state=state.env_state.replace(
-        info={k: v for k, v in state.env_state.info.items() if k != "end_reasons"}))
     manager = T._checkpoint_manager(tmp_path, keep=1)
-    T.save_checkpoint(manager, int(state.env_steps), older, config, {"iteration": int(state.iteration)})
+    T.save_checkpoint(manager, 32, reference.state, config, {"iteration": 1})
     manager.close()
-    _, loaded = T.load_checkpoint(tmp_path)
-    assert "end_reasons" in loaded.env_state.info
-    assert_same_params(loaded, state)
+    meta_file = next((tmp_path / T.CHECKPOINTS / "32").glob("meta/*"))
+    meta = json.loads(meta_file.read_text())
+    meta.pop("format")  # as written before formats were numbered
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="checkpoint format 1, this equirl reads format 2"):
+        T.load_checkpoint(tmp_path)
 
 
 def test_load_policy_acts_without_an_environment(straight_run):
@@ -323,25 +322,27 @@ def test_resume_after_sigkill_loses_only_the_steps_since_the_last_checkpoint(kil
     assert steps == [STEPS_PER_ITERATION * (i + 1) for i in range(SIGKILL_ITERATIONS)]  # cut at `last`, then continued
 
 
-def sac_config(out_dir) -> TrainConfig:
-    from equirl.agents.config import SACConfig
+def sac_config(out_dir, algorithm: str = "sac", **network) -> TrainConfig:
+    from equirl.agents.config import OffPolicyConfig
 
     return TrainConfig(
-        algorithm="sac",
+        algorithm=algorithm,
         env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
-        network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16)),
-        sac=SACConfig(buffer_size=256, batch_size=16, learning_starts=16, updates_per_iteration=2),
+        network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16), squash=True, **network),
+        offpolicy=OffPolicyConfig(buffer_size=256, batch_size=16, learning_starts=16, updates_per_iteration=2),
         run=RunConfig(name="sac", out_dir=str(out_dir), total_steps=4 * 8, checkpoint_every=4, log_every=4,
                       equivariance_every=8, progress=False),
     )
 
 
-def test_sac_is_built_with_squashed_actions(tmp_path):
-    pytest.importorskip("equirl.agents.sac")
+def test_offpolicy_needs_squashed_actions_and_holds_its_state_in_arrays(tmp_path):
+    with pytest.raises(ConfigError, match="network.squash=false: sac needs a tanh-squashed actor"):
+        dataclasses.replace(sac_config(tmp_path), network=NetworkConfig(kind="mlp"))
     config = sac_config(tmp_path)
     env, networks, agent = T.build(config)
-    assert networks.actor.config.squash and not config.network.squash
-    assert agent.steps_per_iteration == config.env.num_envs * config.sac.steps_per_iteration
+    env.close()
+    assert networks.actor.config.squash
+    assert agent.steps_per_iteration == config.env.num_envs * config.offpolicy.steps_per_iteration
     # The whole state, replay buffer included, is arrays a checkpoint can hold.
     shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     assert all(hasattr(leaf, "shape") for leaf in jax.tree.leaves(shapes))
@@ -349,7 +350,6 @@ def test_sac_is_built_with_squashed_actions(tmp_path):
 
 @pytest.mark.benchmark  # its own compile takes about a minute on 2 cores: not run by default
 def test_sac_trains_and_resumes(tmp_path):
-    pytest.importorskip("equirl.agents.sac")
     config = sac_config(tmp_path)
     stopped = T.train(config, callback=lambda state, row: row["iteration"] == 4)
     assert int(stopped.state.env_steps) == 16
@@ -417,8 +417,8 @@ def test_two_devices_train_like_one(straight_run, two_device_job):
     errors = result["errors"]
     assert "env.num_envs=3: must be divisible by the number of devices (2)" in errors["num_envs"]
     assert "ppo.minibatches)=1: must be divisible by the number of devices (2)" in errors["minibatch"]
-    assert "sac.batch_size=15: must be divisible" in errors["batch_size"]
-    assert "sac.buffer_size=255: must be divisible" in errors["buffer_size"]
+    assert "offpolicy.batch_size=15: must be divisible" in errors["batch_size"]
+    assert "offpolicy.buffer_size=255: must be divisible" in errors["buffer_size"]
 
 
 def test_two_processes_train_like_one(straight_run, two_process_job):

@@ -12,6 +12,7 @@ from equirl.agents.train import command_line_config, load_train_config
 from equirl.cli import main
 from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
 from equirl.envs.config import EnvConfig
+from equirl.nn.config import NetworkConfig
 from equirl.errors import ConfigError
 
 TRAIN_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
@@ -20,7 +21,7 @@ TRAIN_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 def test_there_is_a_config_per_suite_algorithm_and_network():
     names = {p.stem for p in TRAIN_CONFIGS}
     for suite in ("hopper", "walker", "CWHH"):
-        for algorithm in ("ppo", "sac"):
+        for algorithm in ("ppo", "sac", "crossq", "td3"):
             for network in ("set", "mlp", "mlp_heading", "transformer"):
                 assert f"{suite}_{algorithm}_{network}" in names
 
@@ -41,7 +42,8 @@ def test_shipped_train_configs_validate(path):
     assert yaml.safe_load(path.read_text()) == to_dict(config)
     for entry in config.env.bodies:
         assert _fits(entry, config.env.max_limbs)
-    assert config.network.squash == (config.algorithm == "sac")
+    assert config.network.squash == (config.algorithm != "ppo")
+    assert (config.network.q_norm == "batch_renorm") == (config.algorithm == "crossq")
 
 
 def test_generated_configs_are_up_to_date():
@@ -60,7 +62,7 @@ def test_generated_configs_are_up_to_date():
         ("env.num_envs=0", "num_envs=0"),
         ("algorithm=dqn", "algorithm='dqn'"),
         ("ppo.minibatches=3", "ppo.minibatches=3"),
-        ("sac.batch_size=0", "batch_size=0"),
+        ("offpolicy.batch_size=0", "batch_size=0"),
         ("run.keep_checkpoints=0", "keep_checkpoints=0"),
         ("run.name=a/b", "name='a/b'"),
         ("network.kind=cnn", "kind='cnn'"),
@@ -79,7 +81,8 @@ def test_minibatches_must_divide_the_batch():
         TrainConfig(env=EnvConfig(bodies=("hopper_3_shin",), num_envs=3),
                     ppo=PPOConfig(rollout_length=8, minibatches=5))
     # SAC does not use the PPO block's minibatches.
-    TrainConfig(algorithm="sac", env=EnvConfig(num_envs=3), ppo=PPOConfig(rollout_length=8, minibatches=5))
+    TrainConfig(algorithm="sac", env=EnvConfig(num_envs=3), ppo=PPOConfig(rollout_length=8, minibatches=5),
+                network=NetworkConfig(squash=True))
 
 
 def test_yaml_errors_name_the_file(tmp_path):
@@ -115,7 +118,7 @@ def test_overrides_parse_and_nest(tmp_path):
 
 
 def test_round_trip_through_dict():
-    config = TrainConfig(algorithm="sac", run=RunConfig(name="x", total_steps=10))
+    config = TrainConfig(algorithm="sac", run=RunConfig(name="x", total_steps=10), network=NetworkConfig(squash=True))
     assert from_dict(TrainConfig, to_dict(config)) == config
     assert dataclasses.replace(config, algorithm="ppo").algorithm == "ppo"
 

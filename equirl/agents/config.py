@@ -4,7 +4,8 @@ A `TrainConfig` nests the environment (`EnvConfig`), the networks
 (`NetworkConfig`), one block per algorithm and the run's bookkeeping. Every
 value is checked when the config is built, so a bad file or override fails
 before anything compiles. YAML files in configs/ hold these fields; see
-`equirl.agents.config.load_train_config` for overrides.
+`equirl.agents.train.load_train_config` for overrides. Which block an
+algorithm reads is declared in `equirl.agents.registry`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from equirl.checks import check_bool, check_float, check_int
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
-
-ALGORITHMS = ("ppo", "sac")
-
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
@@ -58,46 +56,105 @@ class PPOConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig:
-    """Soft actor-critic: twin Q, target networks, automatic entropy tuning.
+class OffPolicyConfig:
+    """The loop every off-policy learner shares (`equirl.agents.offpolicy`).
 
     One iteration steps every environment `steps_per_iteration` times, stores
     the transitions in a device-resident replay buffer of `buffer_size`
     transitions (all environments together), then takes
-    `updates_per_iteration` gradient steps on batches of `batch_size`.
-    target_entropy_per_dim: the entropy target is this times the number of
-    driven action dimensions of each body.
+    `updates_per_iteration` gradient steps on batches of `batch_size` n-step
+    transitions (`n_step` = 1: the usual one-step target). Updates per
+    collected transition = updates_per_iteration / (steps_per_iteration * num_envs).
     """
 
-    buffer_size: int = 200_000
+    buffer_size: int = 300_000
     batch_size: int = 256
     learning_starts: int = 5_000
     steps_per_iteration: int = 1
     updates_per_iteration: int = 8
+    gamma: float = 0.99
+    n_step: int = 1
+    reward_scale: float = 1.0
+    normalize_observations: bool = True
+
+    def __post_init__(self):
+        for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration", "n_step"):
+            check_int(name, getattr(self, name), 1)
+        check_int("learning_starts", self.learning_starts, 0)
+        check_float("reward_scale", self.reward_scale, 0.0, open_low=True)
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_bool("normalize_observations", self.normalize_observations)
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size}: larger than buffer_size={self.buffer_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """Soft actor-critic: twin Q, Polyak target networks, automatic entropy tuning.
+
+    target_entropy_per_dim: the entropy target is this times the number of
+      driven action dimensions of each body (SimbaV2 uses -0.5).
+    policy_delay: critic steps per actor (and temperature) step.
+    adam_beta1: Adam's first-moment decay for all three optimisers.
+    """
+
     actor_learning_rate: float = 3e-4
     critic_learning_rate: float = 3e-4
     alpha_learning_rate: float = 3e-4
     initial_alpha: float = 0.1
     target_entropy_per_dim: float = -1.0
-    gamma: float = 0.99
     tau: float = 0.005
     max_grad_norm: float = 10.0
-    reward_scale: float = 1.0
-    normalize_observations: bool = True
+    policy_delay: int = 1
+    adam_beta1: float = 0.9
 
     def __post_init__(self):
-        for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration"):
-            check_int(name, getattr(self, name), 1)
-        check_int("learning_starts", self.learning_starts, 0)
         for name in ("actor_learning_rate", "critic_learning_rate", "alpha_learning_rate", "initial_alpha",
-                     "max_grad_norm", "reward_scale"):
+                     "max_grad_norm"):
             check_float(name, getattr(self, name), 0.0, open_low=True)
         check_float("target_entropy_per_dim", self.target_entropy_per_dim)
-        check_float("gamma", self.gamma, 0.0, 1.0)
         check_float("tau", self.tau, 0.0, 1.0, open_low=True)
-        check_bool("normalize_observations", self.normalize_observations)
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size}: larger than buffer_size={self.buffer_size}")
+        check_int("policy_delay", self.policy_delay, 1)
+        check_float("adam_beta1", self.adam_beta1, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossQConfig(SACConfig):
+    """CrossQ (Bhatt et al., ICLR 2024): SAC without target networks, with batch
+    renormalisation in the critic (network.q_norm=batch_renorm) and one joint
+    critic pass over [(s, a); (s', pi(s'))]. Defaults are the paper's: Adam
+    with beta1 0.5 and lr 1e-3, policy delay 3. `tau` is unused."""
+
+    actor_learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
+    alpha_learning_rate: float = 1e-3
+    initial_alpha: float = 1.0
+    policy_delay: int = 3
+    adam_beta1: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class TD3Config:
+    """TD3 (Fujimoto et al., 2018): deterministic actor (the squashed mean),
+    twin Q with clipped double-Q targets, target policy smoothing, delayed
+    actor and target updates. Defaults are 3D-SGRL's published settings."""
+
+    actor_learning_rate: float = 1e-4
+    critic_learning_rate: float = 1e-4
+    tau: float = 0.005
+    policy_delay: int = 2
+    exploration_noise: float = 0.126
+    target_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    max_grad_norm: float = 0.1
+
+    def __post_init__(self):
+        for name in ("actor_learning_rate", "critic_learning_rate", "max_grad_norm"):
+            check_float(name, getattr(self, name), 0.0, open_low=True)
+        for name in ("exploration_noise", "target_noise", "target_noise_clip"):
+            check_float(name, getattr(self, name), 0.0)
+        check_float("tau", self.tau, 0.0, 1.0, open_low=True)
+        check_int("policy_delay", self.policy_delay, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +163,15 @@ class RunConfig:
 
     total_steps: environment steps (all environments together) to train for.
     out_dir: where logs and checkpoints go (runs/<name> by default).
-    checkpoint_every / log_every: in iterations.
+    checkpoint_every / log_every: in iterations (a checkpoint is always logged first).
     keep_checkpoints: the newest N checkpoints are kept.
     equivariance_every: how often (iterations) the policy's equivariance error
       is measured and logged; 0 never.
+    max_q_bias, divergence_window: a run stops (keeping its last checkpoint)
+      once its critic's mean Q exceeds the mean discounted Monte-Carlo return
+      of its finished episodes (`q/bias`) by more than max_q_bias for
+      divergence_window environment steps in a row; 0 turns this off. Losses
+      that are not finite stop it at once.
     """
 
     name: str = "run"
@@ -121,6 +183,8 @@ class RunConfig:
     keep_checkpoints: int = 3
     equivariance_every: int = 20
     progress: bool = True
+    max_q_bias: float = 1000.0
+    divergence_window: int = 20_000
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -134,6 +198,8 @@ class RunConfig:
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
         check_int("equivariance_every", self.equivariance_every, 0)
         check_bool("progress", self.progress)
+        check_float("max_q_bias", self.max_q_bias, 0.0)
+        check_int("divergence_window", self.divergence_window, 0)
 
     @property
     def directory(self) -> str:
@@ -148,19 +214,20 @@ class TrainConfig:
     env: EnvConfig = dataclasses.field(default_factory=lambda: EnvConfig(bodies=("hopper",), num_envs=48, max_limbs=5))
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    offpolicy: OffPolicyConfig = dataclasses.field(default_factory=OffPolicyConfig)
     sac: SACConfig = dataclasses.field(default_factory=SACConfig)
+    crossq: CrossQConfig = dataclasses.field(default_factory=CrossQConfig)
+    td3: TD3Config = dataclasses.field(default_factory=TD3Config)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
+        from equirl.agents.registry import ALGORITHMS, spec
+
         if self.algorithm not in ALGORITHMS:
-            raise ConfigError(f"algorithm={self.algorithm!r}: must be one of {ALGORITHMS}")
-        for name, cls in (("env", EnvConfig), ("network", NetworkConfig), ("ppo", PPOConfig), ("sac", SACConfig),
-                          ("run", RunConfig)):
+            raise ConfigError(f"algorithm={self.algorithm!r}: must be one of {tuple(ALGORITHMS)}")
+        for name, cls in (("env", EnvConfig), ("network", NetworkConfig), ("ppo", PPOConfig),
+                          ("offpolicy", OffPolicyConfig), ("sac", SACConfig), ("crossq", CrossQConfig),
+                          ("td3", TD3Config), ("run", RunConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
-        if self.algorithm == "ppo":
-            batch = self.env.num_envs * self.ppo.rollout_length
-            if batch % self.ppo.minibatches:
-                raise ConfigError(
-                    f"ppo.minibatches={self.ppo.minibatches}: must divide env.num_envs * ppo.rollout_length = {batch}"
-                )
+        spec(self.algorithm).check(self)

@@ -147,9 +147,9 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 def _is_batch_leaf(path) -> bool:
     """Leaves with one row per environment or per stored transition: the
-    environment state and the replay buffer's rows."""
+    environment state, per-environment sums and the replay buffer's rows."""
     names = [getattr(key, "name", None) for key in path]
-    return "env_state" in names or ("buffer" in names and "data" in names)
+    return "env_state" in names or "per_env" in names or ("buffer" in names and "data" in names)
 
 
 def state_shardings(mesh: Mesh, state: Any) -> Any:

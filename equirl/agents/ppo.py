@@ -37,7 +37,9 @@ from equirl.agents.policy import (
     maybe_normalize,
 )
 from equirl.envs.batched import BatchedEnv, EnvState
+from equirl.agents.registry import AlgorithmSpec
 from equirl.envs.task import Observation
+from equirl.errors import ConfigError
 from equirl.nn import Networks
 
 
@@ -235,3 +237,20 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
     return Agent(
         init=init, iteration=iteration, act=make_act(networks, config.normalize_observations), steps_per_iteration=batch
     )
+
+
+def _check(config) -> None:
+    batch = config.env.num_envs * config.ppo.rollout_length
+    if batch % config.ppo.minibatches:
+        raise ConfigError(
+            f"ppo.minibatches={config.ppo.minibatches}: must divide env.num_envs * ppo.rollout_length = {batch}"
+        )
+
+
+SPEC = AlgorithmSpec(
+    name="ppo",
+    make=lambda config, env, networks, total_iterations: make_ppo(env, networks, config.ppo, total_iterations),
+    steps_per_env=lambda config: config.ppo.rollout_length,
+    normalize_observations=lambda config: config.ppo.normalize_observations,
+    check=_check,
+)

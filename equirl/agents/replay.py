@@ -10,7 +10,7 @@ uniform over the rows filled so far.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,3 +65,43 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
     """
     rows = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda store: store[rows], buffer.data)
+
+
+class NStep(NamedTuple):
+    """n-step transitions drawn from a buffer of `offpolicy.Transition`s."""
+
+    obs: Any
+    action: jax.Array
+    reward: jax.Array  # sum_k gamma^k r_k over the steps taken (raw rewards)
+    next_obs: Any  # the observation the last step taken ended in
+    terminated: jax.Array  # bool: the last step taken terminated the episode
+    steps: jax.Array  # int32 in [1, n]: steps taken
+
+
+def sample_n_step(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n: int, gamma: float, stride: int) -> NStep:
+    """`batch_size` n-step transitions starting at uniformly drawn rows.
+
+    The buffer must hold `Transition`s (obs, action, reward, next_obs,
+    terminated, done) written time-major by one set of `stride` environments,
+    so an environment's next step is `stride` rows further on (modulo the
+    capacity). A sum stops after the step that ended the episode (done) and
+    at the newest row written: it never crosses into another episode or into
+    rows not written yet (or, once the ring is full, into the oldest ones).
+    """
+    capacity = buffer.capacity
+    rows = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
+    first = jax.tree.map(lambda store: store[rows], buffer.data)
+    reward, next_obs, terminated = first.reward, first.next_obs, first.terminated
+    steps = jnp.ones(batch_size, jnp.int32)
+    alive = ~first.done
+    newer = (buffer.position - 1 - rows) % capacity  # rows written after each start row
+    for k in range(1, n):
+        valid = alive & (k * stride <= newer)
+        tr = jax.tree.map(lambda store: store[(rows + k * stride) % capacity], buffer.data)
+        reward = reward + jnp.where(valid, gamma**k * tr.reward, 0.0)
+        pick = lambda new, old: jnp.where(valid.reshape(valid.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
+        next_obs = jax.tree.map(pick, tr.next_obs, next_obs)
+        terminated = jnp.where(valid, tr.terminated, terminated)
+        steps = jnp.where(valid, k + 1, steps)
+        alive = valid & ~tr.done
+    return NStep(first.obs, first.action, reward, next_obs, terminated, steps)

@@ -44,13 +44,17 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from equirl.agents import distributed
+from equirl.agents import distributed, registry
 from equirl.agents.config import TrainConfig
+from equirl.agents.divergence import DivergenceGuard, add_q_bias
 from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
 from equirl.envs.task import END_REASONS
-from equirl.errors import ConfigError, EquirlError
+from equirl.errors import ConfigError, EquirlError, TrainingDiverged
 
 CHECKPOINTS = "checkpoints"
+# The layout of a checkpoint's state pytree. 2: off-policy learners share `OffPolicyState`
+# (2026-12-02); 1 (no "format" in the meta): PPOState / SACState of before.
+CHECKPOINT_FORMAT = 2
 METRICS_CSV = "metrics.csv"
 CONFIG_YAML = "config.yaml"
 
@@ -102,28 +106,16 @@ def command_line_config(path, sets=(), out: str | None = None, steps: int | None
 
 def steps_per_iteration(config: TrainConfig) -> int:
     """Environment steps (all environments) one iteration of `config.algorithm` takes."""
-    per_env = config.ppo.rollout_length if config.algorithm == "ppo" else config.sac.steps_per_iteration
-    return config.env.num_envs * per_env
+    return config.env.num_envs * registry.spec(config.algorithm).steps_per_env(config)
 
 
 def total_iterations(config: TrainConfig) -> int:
     return math.ceil(config.run.total_steps / steps_per_iteration(config))
 
 
-def _network_config(config: TrainConfig):
-    # SAC's entropy term and bounded actions need tanh-squashed samples.
-    return dataclasses.replace(config.network, squash=True) if config.algorithm == "sac" else config.network
-
-
 def make_agent(config: TrainConfig, env, networks):
     """The `Agent` of `config.algorithm` on an already built env and networks."""
-    if config.algorithm == "ppo":
-        from equirl.agents.ppo import make_ppo
-
-        return make_ppo(env, networks, config.ppo, total_iterations(config))
-    from equirl.agents.sac import make_sac
-
-    return make_sac(env, networks, config.sac)
+    return registry.spec(config.algorithm).make(config, env, networks, total_iterations(config))
 
 
 def build(config: TrainConfig, mesh=None):
@@ -138,7 +130,7 @@ def build(config: TrainConfig, mesh=None):
     distributed.check_divisible("env.num_envs", config.env.num_envs, mesh.size)
     env = BatchedEnv(config.env, mesh=mesh)
     try:
-        networks = make_networks(_network_config(config), env.num_limbs)
+        networks = make_networks(config.network, env.num_limbs)
         agent = make_agent(config, env, networks)
     except BaseException:
         env.close()
@@ -180,6 +172,7 @@ def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
             row.update(zip(END_COLUMNS, map(float, ends)))
         for name, value in zip(np.asarray(body_names)[ended], per_body):
             row[f"return/{name}"] = float(value)
+    add_q_bias(row)
     return row
 
 
@@ -254,7 +247,7 @@ def save_checkpoint(manager, step: int, state: Any, config: TrainConfig, meta: d
     """
     import orbax.checkpoint as ocp
 
-    meta = dict(meta, config=to_dict(config))
+    meta = dict(meta, config=to_dict(config), format=CHECKPOINT_FORMAT)
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     manager.wait_until_finished()
 
@@ -275,29 +268,6 @@ def _restore_step(manager, step: int, target: Any) -> tuple[Any, dict]:
     return restored["state"], restored["meta"]
 
 
-# Keys of env_state.info added after checkpoints were first written. A checkpoint
-# without them is read with the fresh state's values: they describe only the last step.
-_LATER_INFO_KEYS = ("end_reasons",)
-
-
-def _restore_step_any_version(manager, step: int, target: Any) -> tuple[Any, dict]:
-    try:
-        return _restore_step(manager, step, target)
-    except Exception as first:
-        env_state = getattr(target, "env_state", None)
-        info = getattr(env_state, "info", {})
-        if not any(k in info for k in _LATER_INFO_KEYS):
-            raise
-        older = target.replace(env_state=env_state.replace(
-            info={k: v for k, v in info.items() if k not in _LATER_INFO_KEYS}))
-        try:
-            state, meta = _restore_step(manager, step, older)
-        except Exception:
-            raise first from None  # not the older layout either: the first error says what is wrong
-        merged = {**state.env_state.info, **{k: info[k] for k in _LATER_INFO_KEYS if k in info}}
-        return state.replace(env_state=state.env_state.replace(info=merged)), meta
-
-
 def restore_latest(manager, target: Any, run_dir: Path, step: int | None = None) -> tuple[Any, dict, int]:
     """(state, meta, step) of the newest readable checkpoint (or of `step`).
 
@@ -313,7 +283,7 @@ def restore_latest(manager, target: Any, run_dir: Path, step: int | None = None)
         raise ConfigError(f"{run_dir}: no checkpoint to resume from in {run_dir / CHECKPOINTS}")
     for candidate in steps:
         try:
-            state, meta = _restore_step_any_version(manager, candidate, target)
+            state, meta = _restore_step(manager, candidate, target)
             return state, meta, candidate
         except Exception as err:  # orbax and tensorstore raise many kinds
             # TensorStore appends pages of details after ". See ": the first sentence says it.
@@ -336,12 +306,20 @@ def _shape_changes(saved: TrainConfig, config: TrainConfig) -> list[str]:
         for field, value in old[block].items():
             if field not in free and new[block][field] != value:
                 changes.append(f"{block}.{field}: {value} -> {new[block][field]}")
-    if config.algorithm == "sac" and old["sac"]["buffer_size"] != new["sac"]["buffer_size"]:
-        changes.append(f"sac.buffer_size: {old['sac']['buffer_size']} -> {new['sac']['buffer_size']}")
+    for dotted in registry.spec(config.algorithm).state_shape_fields:
+        block, field = dotted.split(".")
+        if old.get(block, {}).get(field) != new[block][field]:
+            changes.append(f"{dotted}: {old.get(block, {}).get(field)} -> {new[block][field]}")
     return changes
 
 
 def _config_from_meta(meta: dict, where: str) -> TrainConfig:
+    version = meta.get("format", 1)
+    if version != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"{where}: checkpoint format {version}, this equirl reads format {CHECKPOINT_FORMAT} "
+            "(format 2 moved the off-policy learners' state into one OffPolicyState); train the run again"
+        )
     return from_dict(TrainConfig, meta["config"], source=f"{where}: stored config")
 
 
@@ -417,7 +395,7 @@ def make_equivariance_probe(config: TrainConfig, networks, obs) -> Callable[[Any
     from equirl.agents.policy import maybe_normalize
     from equirl.equivariance import distribution_summary, finite_group_error
 
-    enabled = config.ppo.normalize_observations if config.algorithm == "ppo" else config.sac.normalize_observations
+    enabled = registry.spec(config.algorithm).normalize_observations(config)
 
     @jax.jit
     def summary(actor_params, normalizer, o):
@@ -664,16 +642,24 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
 
         stop = False
         state = _own_buffers(state)
+        guard = DivergenceGuard(run.max_q_bias, run.divergence_window)
         try:
             while iteration < last and not stop:
                 new_state, metrics = step_fn(state)
                 state, iteration, env_steps = new_state, iteration + 1, env_steps + agent.steps_per_iteration
                 logger.add(metrics)
                 final = iteration == last
-                if iteration % run.log_every == 0 or final:
+                checkpoint_due = iteration % run.checkpoint_every == 0 or final
+                # A checkpoint is always logged (and checked) first: a diverged state is never saved.
+                if iteration % run.log_every == 0 or checkpoint_due:
                     row = logger.log(state, iteration, env_steps, wall(), final)
+                    try:
+                        guard.check(row, env_steps)
+                    except TrainingDiverged as err:
+                        where = f"its last checkpoint ({saved_at} environment steps)" if saved_at else "no checkpoint"
+                        raise TrainingDiverged(f"{run_dir}: {err}; the run stopped, {where} stands") from None
                     stop = bool(callback is not None and callback(state, row))
-                if iteration % run.checkpoint_every == 0 or final or stop:
+                if checkpoint_due or stop:
                     save()
         except KeyboardInterrupt:
             if _deleted(state):  # interrupted inside an iteration: its input was donated

@@ -32,6 +32,7 @@ from equirl.nn.heads import (
     PooledValueHead,
     action_mask,
     masked_actions,
+    q_norm,
     torque_distribution,
     twin,
 )
@@ -89,12 +90,20 @@ def flatten_observation(obs: Observation, extra: jax.Array | None = None) -> jax
 
 
 class MLPBody(nn.Module):
+    """Dense -> [norm] -> GELU per hidden layer; `norm` (a Q network's config) adds
+    config.q_norm after each Dense, and batch renorm also on the input (as CrossQ)."""
+
     hidden: tuple[int, ...]
+    norm: NetworkConfig | None = None
 
     @nn.compact
     def __call__(self, x):
+        if self.norm is not None and self.norm.q_norm == "batch_renorm":
+            x = q_norm(self.norm, "input_norm")(x)
         for i, n in enumerate(self.hidden):
-            x = nn.gelu(nn.Dense(n, name=f"hidden_{i}")(x))
+            x = nn.Dense(n, name=f"hidden_{i}")(x)
+            norm = q_norm(self.norm, f"norm_{i}") if self.norm is not None else None
+            x = nn.gelu(norm(x) if norm is not None else x)
         return x
 
 
@@ -149,7 +158,8 @@ class MLPQTrunk(nn.Module):
     def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
         action = masked_actions(action, action_mask(obs))
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading), extra=action)
-        return nn.Dense(1, name="value")(MLPBody(self.config.mlp_hidden, name="body")(flat))[..., 0]
+        body = MLPBody(self.config.q_hidden or self.config.mlp_hidden, norm=self.config, name="body")
+        return nn.Dense(1, name="value")(body(flat))[..., 0]
 
 
 MLPQ = twin(MLPQTrunk)
@@ -227,7 +237,7 @@ class TransformerQTrunk(nn.Module):
     def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
         action = masked_actions(action, action_mask(obs))
         h = TransformerEncoder(self.config, name="encoder")(obs, extra_scalars=action)
-        return PooledValueHead(self.config.width, name="value")(h, obs.limb_mask)
+        return PooledValueHead(self.config.width, norm=self.config, name="value")(h, obs.limb_mask)
 
 
 TransformerQ = twin(TransformerQTrunk)

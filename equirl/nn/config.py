@@ -8,6 +8,7 @@ from equirl.checks import check_bool, check_float, check_int
 from equirl.errors import ConfigError
 
 KINDS = ("set", "mlp", "mlp_heading", "transformer")
+Q_NORMS = ("default", "none", "layer", "batch_renorm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,13 @@ class NetworkConfig:
       the environment clips to [-1, 1].
     log_std_init, log_std_min, log_std_max: the invariant, state-dependent
       log standard deviation starts near log_std_init and stays in [min, max].
+    q_norm: the normaliser inside the Q network: "default" (none in the MLP
+      kinds, a LayerNorm before the pooled head of set and transformer),
+      "none", "layer" (LayerNorm after every hidden layer: the LayerNorm-critic
+      SAC) or "batch_renorm" (CrossQ; `equirl.nn.batch_renorm`).
+    q_hidden: hidden sizes of the MLP kinds' Q network; empty: mlp_hidden.
+    renorm_momentum, renorm_warmup: batch renorm's running-statistics momentum
+      and the number of train steps it runs as plain batch norm.
     """
 
     kind: str = "set"
@@ -50,10 +58,15 @@ class NetworkConfig:
     log_std_init: float = -0.5
     log_std_min: float = -5.0
     log_std_max: float = 1.0
+    q_norm: str = "default"
+    q_hidden: tuple[int, ...] = ()
+    renorm_momentum: float = 0.99
+    renorm_warmup: int = 100_000
 
     def __post_init__(self):
-        if isinstance(self.mlp_hidden, list):
-            object.__setattr__(self, "mlp_hidden", tuple(self.mlp_hidden))
+        for name in ("mlp_hidden", "q_hidden"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
     def validate(self) -> None:
@@ -72,6 +85,14 @@ class NetworkConfig:
             not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.mlp_hidden
         ):
             raise ConfigError(f"mlp_hidden={self.mlp_hidden!r}: must be a non-empty tuple of integers >= 1")
+        if not isinstance(self.q_hidden, tuple) or any(
+            not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.q_hidden
+        ):
+            raise ConfigError(f"q_hidden={self.q_hidden!r}: must be a tuple of integers >= 1 (empty: mlp_hidden)")
+        if self.q_norm not in Q_NORMS:
+            raise ConfigError(f"q_norm={self.q_norm!r}: must be one of {Q_NORMS}")
+        check_float("renorm_momentum", self.renorm_momentum, 0.0, 1.0)
+        check_int("renorm_warmup", self.renorm_warmup, 0)
         check_bool("squash", self.squash)
         for name in ("log_std_init", "log_std_min", "log_std_max"):
             check_float(name, getattr(self, name))

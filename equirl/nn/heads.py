@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from equirl.nn.batch_renorm import BatchRenorm
 from equirl.nn.config import NetworkConfig
 from equirl.nn.distributions import MaskedGaussian
 from equirl.nn.vector_ops import masked_mean
@@ -49,16 +50,31 @@ class LogStdHead(nn.Module):
         return nn.Dense(3, kernel_init=SMALL_INIT, name="log_std")(features)
 
 
+def q_norm(config: NetworkConfig, name: str, default: str = "none") -> nn.Module | None:
+    """The normaliser `config.q_norm` puts into a Q network ("default": the kind's own choice)."""
+    kind = default if config.q_norm == "default" else config.q_norm
+    if kind == "batch_renorm":
+        return BatchRenorm(config.renorm_momentum, config.renorm_warmup, name=name)
+    if kind == "layer":
+        return nn.LayerNorm(name=name)
+    return None
+
+
 class PooledValueHead(nn.Module):
-    """Average per-limb features over real limbs, then an MLP to a scalar (or `outputs` numbers)."""
+    """Average per-limb features over real limbs, then an MLP to a scalar (or `outputs` numbers).
+
+    The pooled features pass through a LayerNorm, or through whatever `norm`
+    names (a Q network's `q_norm`: batch renorm for CrossQ)."""
 
     hidden: int
     outputs: int = 1
+    norm: NetworkConfig | None = None  # a Q head: take the normaliser from config.q_norm
 
     @nn.compact
     def __call__(self, features: jax.Array, limb_mask: jax.Array) -> jax.Array:
         pooled = masked_mean(features, limb_mask, axis=-2)
-        x = nn.gelu(nn.Dense(self.hidden, name="hidden")(nn.LayerNorm(name="norm")(pooled)))
+        norm = nn.LayerNorm(name="norm") if self.norm is None else q_norm(self.norm, "norm", default="layer")
+        x = nn.gelu(nn.Dense(self.hidden, name="hidden")(norm(pooled) if norm is not None else pooled))
         out = nn.Dense(self.outputs, name="out")(x)
         return out[..., 0] if self.outputs == 1 else out
 
@@ -68,7 +84,8 @@ def twin(trunk: type[nn.Module]) -> type[nn.Module]:
     on the same inputs, outputs stacked on a new last axis ([..., 2])."""
     return nn.vmap(
         trunk,
-        variable_axes={"params": 0},
+        # batch_stats: each copy keeps its own (batch renorm in CrossQ's critic).
+        variable_axes={"params": 0, "batch_stats": 0},
         split_rngs={"params": True},
         in_axes=None,
         out_axes=-1,

@@ -96,7 +96,7 @@ class SETQTrunk(nn.Module):
         h, z, target = SETEncoder(cfg, name="encoder")(obs, extra_scalars=action, extra_vectors=torque)
         invariants = GramInvariants(cfg.invariant_channels, name="readout_invariants")(z, target)
         features = jnp.concatenate([h, invariants], -1)
-        return PooledValueHead(cfg.width, name="value")(features, obs.limb_mask)
+        return PooledValueHead(cfg.width, norm=cfg, name="value")(features, obs.limb_mask)
 
 
 SETQ = twin(SETQTrunk)

@@ -1,7 +1,9 @@
-"""SAC: the replay buffer, the agent's iteration on a mixed-body environment, and that it learns."""
+"""The off-policy skeleton with SAC, CrossQ and TD3: the replay buffer, the agent's iteration
+on a mixed-body environment, and that each critic learns."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -9,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from equirl.agents import replay
-from equirl.agents.config import SACConfig
+from equirl.agents import crossq, offpolicy, replay, sac, td3
+from equirl.agents.config import CrossQConfig, OffPolicyConfig, SACConfig, TD3Config
 from equirl.agents.normalization import normalize
-from equirl.agents.sac import Learner, make_sac, make_update, target_entropy
+from equirl.agents.sac import target_entropy
 from equirl.errors import ConfigError
 from equirl.nn import NetworkConfig, make_networks
 
@@ -30,8 +32,24 @@ NETWORKS = {
     "transformer": NetworkConfig(kind="transformer", width=16, depth=1, heads=2, squash=True),
 }
 # 2 steps x 4 envs = 8 transitions an iteration: a capacity of 20 wraps mid-batch.
-SAC = SACConfig(buffer_size=20, batch_size=8, learning_starts=16, steps_per_iteration=2, updates_per_iteration=2)
+SAC = OffPolicyConfig(buffer_size=20, batch_size=8, learning_starts=16, steps_per_iteration=2, updates_per_iteration=2)
 ITERATIONS = 3
+RULES = {
+    "sac": lambda networks: sac.make_rule(networks, SACConfig()),
+    # Renorm proper (past warm-up) from the first update: the test then covers the r/d path.
+    "crossq": lambda networks: crossq.make_rule(networks, CrossQConfig()),
+    "td3": lambda networks: td3.make_rule(networks, TD3Config()),
+}
+CROSSQ_NET = dict(q_norm="batch_renorm", renorm_warmup=2)
+
+
+def make_agent(env, algorithm: str, kind: str, config: OffPolicyConfig = SAC):
+    net = NETWORKS[kind]
+    if algorithm == "crossq":
+        net = dataclasses.replace(net, **CROSSQ_NET)
+    networks = make_networks(net, env.num_limbs)
+    return offpolicy.make_offpolicy(env, networks, config, RULES[algorithm](networks)), networks
+
 
 def tree_equal(a, b) -> bool:
     """Exact equality of two pytrees (on the host: eager jnp ops would each compile)."""
@@ -107,13 +125,16 @@ def two_device_sac(tmp_path_factory):
 SLOW_KINDS = ("set", "transformer", "mlp_heading")
 
 
-@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.benchmark) if k in SLOW_KINDS else k
-                                        for k in sorted(NETWORKS)])
+CASES = [("sac", k) for k in sorted(NETWORKS)] + [("crossq", "mlp"), ("td3", "mlp"), ("crossq", "set")]
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(c, marks=pytest.mark.benchmark) if c[1] in SLOW_KINDS else c for c in CASES
+], ids=lambda c: "-".join(c))
 def run(request, env):
     """(agent, networks, compiled iteration, [initial state, then after each iteration], [metrics]),
-    for one network kind."""
-    networks = make_networks(NETWORKS[request.param], env.num_limbs)
-    agent = make_sac(env, networks, SAC)
+    for one algorithm and network kind."""
+    agent, networks = make_agent(env, *request.param)
     key = jax.random.key(0)
     state = compile_fast(agent.init, key)(key)
     iteration = compile_fast(agent.iteration, state)
@@ -141,12 +162,20 @@ def test_iterations_fill_the_buffer_and_learn(run, env):
     assert tree_equal(states[0].params, states[1].params)
 
     for m in metrics[1:]:
-        for name in ("loss/critic", "loss/actor", "loss/alpha", "alpha", "policy/entropy", "q/mean", "reward/mean"):
+        for name in ("loss/critic", "loss/actor", "q/mean", "reward/mean", "q/mc_sum", "q/mc_episodes"):
             assert np.isfinite(m[name]), name
-    assert float(last.log_alpha) != pytest.approx(float(np.log(SAC.initial_alpha)), abs=1e-7)
-    assert metrics[-1]["alpha"] == pytest.approx(float(np.exp(last.log_alpha)), rel=1e-3)  # mean over the updates
-    # The target network trails the online one.
-    assert not tree_equal(last.params.q, last.params.target_q)
+    assert not tree_equal(states[1].params.actor, last.params.actor)
+    assert not tree_equal(states[1].params.q["params"], last.params.q["params"])
+    learner = last.learner
+    if hasattr(learner, "log_alpha"):  # SAC and CrossQ tune the temperature
+        assert float(learner.log_alpha) != pytest.approx(float(states[0].learner.log_alpha), abs=1e-7)
+    if isinstance(learner, td3.Learner):  # the target networks trail the online ones
+        assert not tree_equal(last.params.target_actor, last.params.actor)
+    if "batch_stats" in last.params.q:  # CrossQ: no target network, renorm statistics move in training
+        assert last.params.target_q == {}
+        assert not tree_equal(states[1].params.q["batch_stats"], last.params.q["batch_stats"])
+    elif not isinstance(learner, td3.Learner):
+        assert not tree_equal(last.params.q, last.params.target_q)
     assert metrics[0]["episodes/count"].shape == (len(env.morphologies),)
 
 
@@ -167,6 +196,7 @@ def test_stored_transitions_are_well_formed(run, env):
     # next_obs belongs to the same body as obs, also across an autoreset
     np.testing.assert_array_equal(data.next_obs.action_mask, data.obs.action_mask)
     assert data.terminated.dtype == jnp.bool_
+    assert np.all(np.asarray(data.done)[np.asarray(data.terminated)])  # a termination ends the episode
 
 
 def test_act_is_deterministic_or_sampled(run):
@@ -186,6 +216,19 @@ def test_act_is_deterministic_or_sampled(run):
     assert not np.allclose(sampled, mode)
 
 
+def test_td3_explores_around_its_deterministic_action(env):
+    networks = make_networks(NETWORKS["mlp"], env.num_limbs)
+    rule = td3.make_rule(networks, TD3Config(exploration_noise=0.1))
+    obs = env.reset(jax.random.key(0)).obs
+    learner = rule.init(jax.random.key(1), obs, jnp.zeros(obs.action_mask.shape))
+    mean = np.asarray(networks.actor.apply(learner.params.actor, obs).mode())
+    noisy = np.asarray(jax.jit(jax.vmap(lambda k: rule.explore(learner, obs, k)))(jax.random.split(jax.random.key(2), 64)))
+    mask = np.asarray(obs.action_mask)
+    assert np.all(noisy[:, ~mask] == 0.0) and np.all(np.abs(noisy) <= 1.0)
+    spread = (noisy - mean)[:, mask]
+    assert 0.08 < spread.std() < 0.12 and abs(spread.mean()) < 0.02
+
+
 def test_target_entropy_is_minus_the_driven_dimensions(run, env):
     obs = run[3][0].env_state.obs
     driven = np.asarray(obs.action_mask).sum(axis=(-2, -1))
@@ -197,34 +240,34 @@ def test_target_entropy_is_minus_the_driven_dimensions(run, env):
     np.testing.assert_array_equal(target_entropy(obs.action_mask, -0.5), -0.5 * driven)
 
 
-def test_sac_needs_a_squashed_actor(env):
+def test_offpolicy_needs_a_squashed_actor(env):
     networks = make_networks(NetworkConfig(kind="mlp", mlp_hidden=(32, 32), squash=False), env.num_limbs)
     with pytest.raises(ConfigError, match="squash"):
-        make_sac(env, networks, SAC)
+        offpolicy.make_offpolicy(env, networks, SAC, RULES["sac"](networks))
 
 
 def test_buffer_must_hold_an_iteration(env):
-    networks = make_networks(NETWORKS["mlp"], env.num_limbs)
     with pytest.raises(ConfigError, match="buffer_size"):
-        make_sac(env, networks, SACConfig(buffer_size=6, batch_size=4, steps_per_iteration=2))
+        make_agent(env, "sac", "mlp", OffPolicyConfig(buffer_size=6, batch_size=4, steps_per_iteration=2))
 
 
 # -- behaviour ------------------------------------------------------------------------
 
 
-def test_critic_fits_a_fixed_batch(run):
+def test_critic_fits_a_fixed_batch(run, request):
     """Repeated updates on one batch drive its TD loss down (the critic learns)."""
     agent, networks, _, states, _ = run
     if networks.actor.config.kind != "mlp":
         pytest.skip("one network kind is enough")
-    config = SACConfig(batch_size=SAC.buffer_size)
-    _, update = make_update(networks, config)
+    algorithm = request.node.callspec.id.split("-")[0]
+    update = RULES[algorithm](networks).update
     state = states[-1]
-    batch = replay.sample(state.buffer, jax.random.key(5), config.batch_size)
+    sample = replay.sample_n_step(state.buffer, jax.random.key(5), SAC.buffer_size, 1, 0.99, 4)
+    batch = offpolicy.to_batch(sample, SAC)
     batch = batch._replace(
         obs=normalize(state.normalizer, batch.obs), next_obs=normalize(state.normalizer, batch.next_obs)
     )
-    learner = Learner(state.params, state.opt_state, state.log_alpha)
+    learner = state.learner
 
     def fit(learner, batch):
         step = lambda learner, _: update(learner, batch, jax.random.key(7))  # noqa: E731
@@ -238,11 +281,11 @@ def test_critic_fits_a_fixed_batch(run):
 # -- data parallel --------------------------------------------------------------------
 
 
-def test_two_devices_give_the_losses_of_one(run, two_device_sac):
+def test_two_devices_give_the_losses_of_one(run, two_device_sac, request):
     """The same run on a mesh of 2 devices: the same replay rows drawn, the same losses."""
     _, networks, _, _, metrics = run
-    if networks.actor.config.kind != "mlp":
-        pytest.skip("one network kind is enough")
+    if request.node.callspec.id != "sac-mlp":
+        pytest.skip("one algorithm and network kind is enough")
     out, process = two_device_sac
     code, _, err = finish(process)
     assert code == 0, err[-3000:]

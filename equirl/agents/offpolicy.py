@@ -1,0 +1,276 @@
+"""The off-policy skeleton: collect, replay, k updates -- written once for SAC, TD3, CrossQ.
+
+An algorithm is an `UpdateRule`: how to initialise its learner (parameters,
+optimiser states, temperature, counters), one gradient step on a replay
+batch, and its behaviour policy. Everything else is here:
+
+- COLLECT: `steps_per_iteration` steps of every environment with `lax.scan`
+  (uniform random torques on the driven dimensions until `learning_starts`
+  environment steps were taken, then the rule's behaviour policy);
+- STORE: the transitions, raw, in a device-resident ring buffer
+  (`equirl.agents.replay`); the normaliser takes in each collected batch;
+- LEARN: once the buffer holds enough, `updates_per_iteration` gradient
+  steps, each on a batch of n-step transitions (`replay.sample_n_step`)
+  whose observations are normalised with the statistics of the moment.
+
+Pitfalls handled where they bite:
+- the stored next observation is info["final_obs"], the one the step ended
+  in: an autoreset never leaks the fresh episode's first observation into a
+  target;
+- a terminated step does not bootstrap (discount 0), a truncated one does
+  (the time limit is not a failure of the body);
+- n-step sums stop at the end of an episode and at the newest stored step.
+
+Divergence is measured, not guessed: every finished episode reports the mean
+discounted Monte-Carlo return of its states (`q/mc_return`, same reward
+scale and gamma as the critic), next to the critic's mean Q on replay
+batches (`q/mean`); the driver stops a run whose gap (the Q bias) stays
+above `run.max_q_bias`, or whose losses stop being finite.
+
+Data parallel as SAC was: environments, buffer rows and batches split over
+the device mesh (`equirl.agents.distributed`), parameters replicated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from equirl.agents import distributed, normalization, replay
+from equirl.agents.config import OffPolicyConfig
+from equirl.agents.policy import (
+    Agent,
+    body_one_hot,
+    episode_metrics,
+    flatten_time,
+    initial_normalizer,
+    maybe_normalize,
+)
+from equirl.envs.task import Observation
+from equirl.errors import ConfigError
+
+
+class Transition(NamedTuple):
+    """What the replay buffer stores: one item per environment step."""
+
+    obs: Observation
+    action: jax.Array
+    reward: jax.Array  # raw (reward_scale is applied when a batch is drawn)
+    next_obs: Observation  # the observation the step ended in, before any autoreset
+    terminated: jax.Array  # bool: the body failed; do not bootstrap
+    done: jax.Array  # bool: the episode ended here (terminated or truncated); n-step sums stop
+
+
+class Batch(NamedTuple):
+    """An n-step training batch: Q(obs, action) <- reward + discount * V(next_obs)."""
+
+    obs: Observation
+    action: jax.Array
+    reward: jax.Array  # sum_k gamma^k r_k over the m <= n steps taken, times reward_scale
+    next_obs: Observation
+    discount: jax.Array  # gamma^m, or 0 where the last step terminated
+
+
+class UpdateRule(NamedTuple):
+    """What an off-policy algorithm supplies.
+
+    init(key, obs, action) -> learner: a pytree with `.params.actor`.
+    update(learner, batch, key) -> (learner, stats): one gradient step; stats
+      holds scalars named in `stat_names`, "q/mean" among them.
+    explore(learner, obs, key) -> action [..., L, 3]: the behaviour policy on
+      normalised observations.
+    """
+
+    init: Callable[[jax.Array, Observation, jax.Array], Any]
+    update: Callable[[Any, Batch, jax.Array], tuple[Any, dict]]
+    explore: Callable[[Any, Observation, jax.Array], jax.Array]
+    stat_names: tuple[str, ...]
+
+
+@struct.dataclass
+class PerEnv:
+    """Running sums of each environment's current episode, for the Q-bias measurement."""
+
+    mc_sum: jax.Array  # [B] sum over the episode's states of their discounted return-to-go
+
+
+@struct.dataclass
+class OffPolicyState:
+    learner: Any
+    normalizer: normalization.NormalizerState
+    buffer: replay.ReplayBuffer
+    env_state: Any
+    per_env: PerEnv
+    key: jax.Array
+    env_steps: jax.Array  # environment steps taken so far (all envs)
+    iteration: jax.Array
+
+    @property
+    def params(self):
+        return self.learner.params
+
+
+def random_actions(key: jax.Array, action_mask: jax.Array) -> jax.Array:
+    """Uniform torques in [-1, 1] on the driven dimensions, zero elsewhere."""
+    return jnp.where(action_mask, jax.random.uniform(key, action_mask.shape, minval=-1.0, maxval=1.0), 0.0)
+
+
+def to_batch(sample: replay.NStep, config: OffPolicyConfig) -> Batch:
+    keep = 1.0 - sample.terminated.astype(jnp.float32)
+    return Batch(
+        obs=sample.obs,
+        action=sample.action,
+        reward=config.reward_scale * sample.reward,
+        next_obs=sample.next_obs,
+        discount=keep * config.gamma ** sample.steps.astype(jnp.float32),
+    )
+
+
+def make_learn(rule: UpdateRule, config: OffPolicyConfig, row_stride: int, mesh=None):
+    """learn(learner, buffer, normalizer, key) -> (learner, mean stats): `updates_per_iteration`
+    gradient steps on n-step batches. row_stride: buffer rows between two consecutive steps
+    of one environment (the number of environments)."""
+    norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
+    place = (lambda x: distributed.constrain(x, mesh)) if mesh is not None else (lambda x: x)
+
+    def learn(learner, buffer: replay.ReplayBuffer, normalizer, key: jax.Array):
+        def one(learner, k):
+            k_sample, k_update = jax.random.split(k)
+            sample = replay.sample_n_step(buffer, k_sample, config.batch_size, config.n_step, config.gamma, row_stride)
+            mb = place(to_batch(sample, config))
+            mb = mb._replace(obs=norm(normalizer, mb.obs), next_obs=norm(normalizer, mb.next_obs))
+            return rule.update(learner, mb, k_update)
+
+        learner, stats = jax.lax.scan(one, learner, jax.random.split(key, config.updates_per_iteration))
+        return learner, {k: v.mean() for k, v in stats.items()}
+
+    return learn
+
+
+def discounted_weight(step_index: jax.Array, gamma: float) -> jax.Array:
+    """How much reward k contributes to the sum of return-to-go over states 0..k:
+    sum_{t<=k} gamma^(k-t) = (1 - gamma^(k+1)) / (1 - gamma)."""
+    k1 = step_index.astype(jnp.float32) + 1.0
+    return k1 if gamma == 1.0 else (1.0 - gamma**k1) / (1.0 - gamma)
+
+
+def make_offpolicy(env, networks, config: OffPolicyConfig, rule: UpdateRule) -> Agent:
+    """An `Agent` running `rule` in the shared collect/replay/update loop on `env`."""
+    if not getattr(networks.actor.config, "squash", False):
+        raise ConfigError(
+            "off-policy learners need a tanh-squashed actor: build the networks with network.squash=true"
+        )
+    batch = config.steps_per_iteration * env.num_envs
+    if batch > config.buffer_size:
+        raise ConfigError(
+            f"buffer_size={config.buffer_size}: smaller than one iteration's transitions "
+            f"(steps_per_iteration * num_envs = {batch})"
+        )
+    mesh = env.mesh if env.mesh is not None else distributed.single_device_mesh()
+    distributed.check_divisible("env.num_envs", env.num_envs, mesh.size)
+    distributed.check_divisible("offpolicy.batch_size", config.batch_size, mesh.size)
+    distributed.check_divisible("offpolicy.buffer_size", config.buffer_size, mesh.size)
+    one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
+    learn = make_learn(rule, config, env.num_envs, mesh)
+    ready_at = max(config.learning_starts, config.batch_size)
+    norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
+
+    def init(key: jax.Array) -> OffPolicyState:
+        k_env, k_learner, key = jax.random.split(key, 3)
+        env_state = env.reset(k_env)
+        obs = env_state.obs
+        action = jnp.zeros(obs.action_mask.shape, jnp.float32)
+        first = lambda x: x[0]  # noqa: E731
+        example = Transition(
+            obs=jax.tree.map(first, obs),
+            action=action[0],
+            reward=env_state.reward[0],
+            next_obs=jax.tree.map(first, obs),
+            terminated=env_state.terminated[0],
+            done=env_state.terminated[0],
+        )
+        state = OffPolicyState(
+            learner=rule.init(k_learner, obs, action),
+            normalizer=initial_normalizer(),
+            buffer=replay.init(example, config.buffer_size),
+            env_state=env_state,
+            per_env=PerEnv(mc_sum=jnp.zeros(env.num_envs, jnp.float32)),
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+        )
+        return distributed.constrain_state(state, mesh)
+
+    def collect(state: OffPolicyState):
+        learner, normalizer = state.learner, state.normalizer
+
+        # COLLECT: random torques while warming up, then the rule's behaviour policy.
+        def step(carry, _):
+            env_state, per_env, key, env_steps = carry
+            key, k_random, k_policy = jax.random.split(key, 3)
+            obs = env_state.obs
+            explore = random_actions(k_random, obs.action_mask)
+            policy = rule.explore(learner, norm(normalizer, obs), k_policy)
+            action = jnp.where(env_steps < config.learning_starts, explore, policy)
+            after = env.step(env_state, action)
+            done = after.terminated | after.truncated
+            tr = Transition(obs, action, after.reward, after.info["final_obs"], after.terminated, done)
+            length = after.info["episode_length"]
+            mc_sum = per_env.mc_sum + config.reward_scale * after.reward * discounted_weight(length - 1, config.gamma)
+            mc_mean = mc_sum / jnp.maximum(length, 1).astype(jnp.float32)
+            ep = (done, after.info["episode_return"], length, after.info["end_reasons"], mc_mean)
+            per_env = PerEnv(mc_sum=jnp.where(done, 0.0, mc_sum))
+            return (distributed.constrain(after, mesh), per_env, key, env_steps + env.num_envs), (tr, ep)
+
+        (env_state, per_env, key, _), (transitions, ep) = jax.lax.scan(
+            step, (state.env_state, state.per_env, state.key, state.env_steps), None,
+            length=config.steps_per_iteration,
+        )
+        # [T, B] leaves: split along the environments.
+        return env_state, per_env, key, distributed.constrain(transitions, mesh, 1), distributed.constrain(ep, mesh, 1)
+
+    def skip(learner, buffer, normalizer, key):
+        # Same outputs as `learn`, nothing changed: the buffer is still warming up.
+        return learner, {name: jnp.zeros((), jnp.float32) for name in rule.stat_names}
+
+    def iteration(state: OffPolicyState) -> tuple[OffPolicyState, dict]:
+        env_state, per_env, key, tr, (done, ep_return, ep_length, end_reasons, mc_mean) = collect(state)
+
+        # STORE (time-major, so one environment's consecutive steps are num_envs rows apart).
+        flat = flatten_time(tr)
+        buffer = replay.insert(state.buffer, flat)
+        normalizer = state.normalizer
+        if config.normalize_observations:
+            normalizer = normalization.update(normalizer, flat.obs)
+
+        # LEARN, once the buffer holds enough.
+        key, k_learn = jax.random.split(key)
+        learning = buffer.size >= ready_at
+        learner, metrics = jax.lax.cond(learning, learn, skip, state.learner, buffer, normalizer, k_learn)
+        metrics["reward/mean"] = tr.reward.mean()
+        metrics["buffer/size"] = buffer.size.astype(jnp.float32)
+        metrics["optim/learning"] = learning.astype(jnp.float32)
+        # Averaged over a log window, their ratio is the window's mean MC return (see train.summarize).
+        metrics["q/mc_sum"] = jnp.sum(jnp.where(done, mc_mean, 0.0))
+        metrics["q/mc_episodes"] = jnp.sum(done).astype(jnp.float32)
+        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
+        new_state = OffPolicyState(
+            learner=learner,
+            normalizer=normalizer,
+            buffer=buffer,
+            env_state=env_state,
+            per_env=per_env,
+            key=key,
+            env_steps=state.env_steps + batch,
+            iteration=state.iteration + 1,
+        )
+        return distributed.constrain_state(new_state, mesh), distributed.replicate(metrics, mesh)
+
+    def act(state, obs: Observation, key: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
+        dist = networks.actor.apply(state.params.actor, norm(state.normalizer, obs))
+        return dist.mode() if deterministic else dist.sample(seed=key)
+
+    return Agent(init=init, iteration=iteration, act=act, steps_per_iteration=batch)
