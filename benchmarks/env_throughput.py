@@ -95,10 +95,14 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {threads} threads, "
-          f"jax {jax.__version__} on {jax.default_backend()} ({describe(global_mesh())}), "
-          f"mujoco {mujoco.__version__}, {args.envs} envs")
-    header = "| body | raw MuJoCo physics steps/s | native env steps/s x4 | ratio | MJX env steps/s x4 | MJX compile s |"
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {threads} threads, "
+        f"jax {jax.__version__} on {jax.default_backend()} ({describe(global_mesh())}), "
+        f"mujoco {mujoco.__version__}, {args.envs} envs"
+    )
+    header = (
+        "| body | raw MuJoCo physics steps/s | native env steps/s x4 | ratio | MJX env steps/s x4 | MJX compile s |"
+    )
     print(header)
     print("|---|---:|---:|---:|---:|---:|")
     for body in args.bodies:
@@ -117,8 +121,11 @@ def main() -> None:
             mjx_env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=args.envs, backend="mjx"), mesh=global_mesh())
             mjx_compile, mjx_run = env_loop(mjx_env, args.mjx_steps)
             mjx_rate = mjx_run()
-        print(f"| {body} | {raw_best:,.0f} | {native_best:,.0f} | {native_best / raw_best:.2f} | "
-              f"{mjx_rate:,.0f} | {mjx_compile:.0f} |", flush=True)
+        print(
+            f"| {body} | {raw_best:,.0f} | {native_best:,.0f} | {native_best / raw_best:.2f} | "
+            f"{mjx_rate:,.0f} | {mjx_compile:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -50,12 +50,22 @@ def run_one(suite: str, kind: str, seed: int, steps: int, out: Path, overrides: 
         return rows
     config = load_train_config(
         Path("configs/train") / f"{suite}_ppo_{kind}.yaml",
-        [f"run.total_steps={steps}", f"run.seed={seed}", f"run.out_dir={run_dir}", "run.progress=false",
-         f"run.name={suite}_{kind}_seed{seed}", "run.checkpoint_every=50", "run.keep_checkpoints=1", *overrides],
+        [
+            f"run.total_steps={steps}",
+            f"run.seed={seed}",
+            f"run.out_dir={run_dir}",
+            "run.progress=false",
+            f"run.name={suite}_{kind}_seed{seed}",
+            "run.checkpoint_every=50",
+            "run.keep_checkpoints=1",
+            *overrides,
+        ],
     )
     resume = not retrain and (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
-    print(f"{suite:8s} {kind:12s} seed {seed}: {'resuming' if resume else 'training'} {steps:,} steps in {run_dir}",
-          flush=True)
+    print(
+        f"{suite:8s} {kind:12s} seed {seed}: {'resuming' if resume else 'training'} {steps:,} steps in {run_dir}",
+        flush=True,
+    )
     if retrain and run_dir.exists():
         shutil.rmtree(run_dir)
     train(config, resume=resume)

@@ -82,8 +82,9 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
     config = train_preset("hopper", algorithm, kind)
     nets = make_networks(config.network, max_limbs)
     rule = spec(config.algorithm).make_rule(nets, config)
-    actions = jnp.where(obs.action_mask, jax.random.uniform(jax.random.PRNGKey(1), obs.action_mask.shape,
-                                                            minval=-1.0, maxval=1.0), 0.0)
+    actions = jnp.where(
+        obs.action_mask, jax.random.uniform(jax.random.PRNGKey(1), obs.action_mask.shape, minval=-1.0, maxval=1.0), 0.0
+    )
     n = obs.limb_mask.shape[0]
     batch = Batch(obs, actions, jax.random.normal(jax.random.PRNGKey(2), (n,)), obs, jnp.full((n,), 0.99))
     learner = jax.jit(rule.init)(jax.random.PRNGKey(0), obs, actions)
@@ -103,8 +104,10 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
 def update_main(args) -> None:
     algorithms = [a for a in args.algorithms.split(",") if a]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    print(f"{datetime.date.today()}, {machine()}, jax {jax.__version__}; one jitted update at batch {args.batch}, "
-          f"preset sizes; best of {args.rounds} interleaved rounds of {args.calls} calls\n")
+    print(
+        f"{datetime.date.today()}, {machine()}, jax {jax.__version__}; one jitted update at batch {args.batch}, "
+        f"preset sizes; best of {args.rounds} interleaved rounds of {args.calls} calls\n"
+    )
     print("| body | algorithm | network | ms | GFLOP | GFLOP/s | updates/s |")
     print("|---|---|---|---:|---:|---:|---:|")
     ratios = {}
@@ -117,8 +120,10 @@ def update_main(args) -> None:
                 best[key] = min(best[key], sum(run() for _ in range(args.calls)) / args.calls)
         for (algorithm, kind), (gflop, _) in setups.items():
             ms = best[algorithm, kind] * 1e3
-            print(f"| {body} | {algorithm} | {kind} | {ms:.1f} | {gflop:.2f} | {gflop / ms * 1e3:.1f} | "
-                  f"{1e3 / ms:.1f} |", flush=True)
+            print(
+                f"| {body} | {algorithm} | {kind} | {ms:.1f} | {gflop:.2f} | {gflop / ms * 1e3:.1f} | {1e3 / ms:.1f} |",
+                flush=True,
+            )
         if ("sac", "set") in best and ("sac", "mlp_heading") in best:
             ratios[body] = best["sac", "set"] / best["sac", "mlp_heading"]
     print()

@@ -4,7 +4,7 @@ Each run trains `configs/train/<suite>_<algorithm>_<network>.yaml` through
 `equirl train`'s driver for a budget of environment steps (one update per
 collected transition in the presets). Run directories (checkpoints with the
 replay buffer: hundreds of MB) go to --runs; each run's metrics.csv is copied
-to results/offpolicy/runs/<name>.csv, from which this script writes
+to results/offpolicy/metrics/<name>.csv, from which this script writes
 
   summary.csv   suite, algorithm, network, seed, env_steps, final_return,
                 final_episode_length, wall_seconds (final = mean of the
@@ -37,8 +37,7 @@ OUT = Path("results/offpolicy")
 LAST_FRACTION = 0.1
 # 3D-SGRL's SET (TD3, about 2.5M transitions), mean return over each suite's training bodies.
 PUBLISHED = {"hopper": 2700, "walker": 2650}
-FIELDS = ("suite", "algorithm", "network", "seed", "env_steps", "final_return", "final_episode_length",
-          "wall_seconds")
+FIELDS = ("suite", "algorithm", "network", "seed", "env_steps", "final_return", "final_episode_length", "wall_seconds")
 
 
 def run_name(suite: str, algorithm: str, network: str, seed: int, tag: str = "") -> str:
@@ -56,7 +55,7 @@ def train_one(args) -> None:
     from equirl.agents.train import load_train_config, train
 
     name = run_name(args.suite, args.algorithm, args.network, args.seed, args.tag)
-    copied = OUT / "runs" / f"{name}.csv"
+    copied = OUT / "metrics" / f"{name}.csv"
     rows = read_metrics(copied)
     if rows and float(rows[-1]["env_steps"]) >= args.steps:
         print(f"{name}: done already ({copied})")
@@ -64,11 +63,17 @@ def train_one(args) -> None:
     run_dir = Path(args.runs) / name
     config = load_train_config(
         Path("configs/train") / f"{args.suite}_{args.algorithm}_{args.network}.yaml",
-        [f"run.total_steps={args.steps}", f"run.seed={args.seed}", f"run.out_dir={run_dir}", f"run.name={name}",
-         "run.keep_checkpoints=1", *args.set],
+        [
+            f"run.total_steps={args.steps}",
+            f"run.seed={args.seed}",
+            f"run.out_dir={run_dir}",
+            f"run.name={name}",
+            "run.keep_checkpoints=1",
+            *args.set,
+        ],
     )
     resume = (run_dir / "checkpoints").is_dir() and any(p.name.isdigit() for p in (run_dir / "checkpoints").iterdir())
-    (OUT / "runs").mkdir(parents=True, exist_ok=True)
+    (OUT / "metrics").mkdir(parents=True, exist_ok=True)
     try:
         train(config, resume=resume)
     finally:
@@ -83,7 +88,7 @@ def final(rows: list[dict], key: str, steps: float) -> float:
 
 def summarize() -> list[dict]:
     summary = []
-    for path in sorted((OUT / "runs").glob("*.csv")):
+    for path in sorted((OUT / "metrics").glob("*.csv")):
         rows = read_metrics(path)
         if not rows:
             continue
@@ -91,12 +96,19 @@ def summarize() -> list[dict]:
         seed = int(rest[-1].removeprefix("seed"))
         network = "_".join(rest[:-1])
         steps = float(rows[-1]["env_steps"])
-        summary.append(dict(
-            suite=suite, algorithm=algorithm, network=network, seed=seed, env_steps=int(steps),
-            final_return=round(final(rows, "return/mean", steps), 1),
-            final_episode_length=round(final(rows, "episode_length/mean", steps), 1),
-            wall_seconds=round(float(rows[-1]["wall_seconds"]), 0), rows=rows,
-        ))
+        summary.append(
+            dict(
+                suite=suite,
+                algorithm=algorithm,
+                network=network,
+                seed=seed,
+                env_steps=int(steps),
+                final_return=round(final(rows, "return/mean", steps), 1),
+                final_episode_length=round(final(rows, "episode_length/mean", steps), 1),
+                wall_seconds=round(float(rows[-1]["wall_seconds"]), 0),
+                rows=rows,
+            )
+        )
     return summary
 
 

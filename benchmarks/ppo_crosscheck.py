@@ -49,22 +49,48 @@ def train_ours(args, out: Path) -> list[tuple]:
     run_dir = out / "runs" / f"ours_{args.body}_seed{args.seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    config = load_train_config(REPO / "configs" / "train" / "hopper_ppo_mlp.yaml", [
-        f"env.bodies=[{args.body}]", f"env.num_envs={args.envs}", f"ppo.rollout_length={args.rollout}",
-        f"ppo.epochs={args.epochs}", f"ppo.minibatches={args.minibatches}", f"ppo.learning_rate={args.lr}",
-        f"ppo.gamma={args.gamma}", "ppo.gae_lambda=0.95", "ppo.clip_epsilon=0.2", "ppo.max_grad_norm=0.5",
-        f"ppo.reward_scale={args.reward_scale}", "ppo.entropy_coef=0.0", "ppo.anneal_learning_rate=false",
-        f"network.mlp_hidden=[{','.join(map(str, args.hidden))}]", f"run.total_steps={args.steps}",
-        f"run.seed={args.seed}", f"run.out_dir={run_dir}", "run.progress=false", "run.name=crosscheck_ours",
-        "run.checkpoint_every=1000000", "run.keep_checkpoints=1", "run.equivariance_every=0", *args.set,
-    ])
+    config = load_train_config(
+        REPO / "configs" / "train" / "hopper_ppo_mlp.yaml",
+        [
+            f"env.bodies=[{args.body}]",
+            f"env.num_envs={args.envs}",
+            f"ppo.rollout_length={args.rollout}",
+            f"ppo.epochs={args.epochs}",
+            f"ppo.minibatches={args.minibatches}",
+            f"ppo.learning_rate={args.lr}",
+            f"ppo.gamma={args.gamma}",
+            "ppo.gae_lambda=0.95",
+            "ppo.clip_epsilon=0.2",
+            "ppo.max_grad_norm=0.5",
+            f"ppo.reward_scale={args.reward_scale}",
+            "ppo.entropy_coef=0.0",
+            "ppo.anneal_learning_rate=false",
+            f"network.mlp_hidden=[{','.join(map(str, args.hidden))}]",
+            f"run.total_steps={args.steps}",
+            f"run.seed={args.seed}",
+            f"run.out_dir={run_dir}",
+            "run.progress=false",
+            "run.name=crosscheck_ours",
+            "run.checkpoint_every=1000000",
+            "run.keep_checkpoints=1",
+            "run.equivariance_every=0",
+            *args.set,
+        ],
+    )
     train(config)
     rows = []
     with open(run_dir / "metrics.csv") as handle:
         for row in csv.DictReader(handle):
             if row.get("return/mean"):
-                rows.append(("ours", int(row["env_steps"]), float(row["wall_seconds"]),
-                             float(row["return/mean"]), float(row["episode_length/mean"])))
+                rows.append(
+                    (
+                        "ours",
+                        int(row["env_steps"]),
+                        float(row["wall_seconds"]),
+                        float(row["return/mean"]),
+                        float(row["episode_length/mean"]),
+                    )
+                )
     return rows
 
 
@@ -80,21 +106,47 @@ def train_brax(args) -> list[tuple]:
 
     def progress(step, metrics):
         if "episode/sum_reward" in metrics:
-            rows.append(("brax", int(step), time.perf_counter() - start,
-                         float(metrics["episode/sum_reward"]), float(metrics["episode/length"])))
+            rows.append(
+                (
+                    "brax",
+                    int(step),
+                    time.perf_counter() - start,
+                    float(metrics["episode/sum_reward"]),
+                    float(metrics["episode/length"]),
+                )
+            )
 
     try:
         brax_ppo.train(
-            env, num_timesteps=args.steps, num_envs=args.envs, episode_length=1000, action_repeat=1,
-            unroll_length=args.rollout, batch_size=args.envs // args.minibatches, num_minibatches=args.minibatches,
-            num_updates_per_batch=args.epochs, learning_rate=args.lr, entropy_cost=0.0, discounting=args.gamma,
-            gae_lambda=0.95, clipping_epsilon=0.2, max_grad_norm=0.5, reward_scaling=args.reward_scale,
-            normalize_observations=True, normalize_advantage=True,
-            network_factory=functools.partial(brax_ppo_networks.make_ppo_networks,
-                                              policy_hidden_layer_sizes=tuple(args.hidden),
-                                              value_hidden_layer_sizes=tuple(args.hidden)),
-            seed=args.seed, num_evals=2, run_evals=False, num_eval_envs=1,
-            log_training_metrics=True, progress_fn=progress,
+            env,
+            num_timesteps=args.steps,
+            num_envs=args.envs,
+            episode_length=1000,
+            action_repeat=1,
+            unroll_length=args.rollout,
+            batch_size=args.envs // args.minibatches,
+            num_minibatches=args.minibatches,
+            num_updates_per_batch=args.epochs,
+            learning_rate=args.lr,
+            entropy_cost=0.0,
+            discounting=args.gamma,
+            gae_lambda=0.95,
+            clipping_epsilon=0.2,
+            max_grad_norm=0.5,
+            reward_scaling=args.reward_scale,
+            normalize_observations=True,
+            normalize_advantage=True,
+            network_factory=functools.partial(
+                brax_ppo_networks.make_ppo_networks,
+                policy_hidden_layer_sizes=tuple(args.hidden),
+                value_hidden_layer_sizes=tuple(args.hidden),
+            ),
+            seed=args.seed,
+            num_evals=2,
+            run_evals=False,
+            num_eval_envs=1,
+            log_training_metrics=True,
+            progress_fn=progress,
         )
     finally:
         env.close()
@@ -135,9 +187,11 @@ def write_report(args, out: Path, rows: list[tuple]) -> str:
         width = max(1, len(mine) // 50)
         for ax, column in zip(axes, (3, 4)):
             values = np.convolve([r[column] for r in mine], np.ones(width) / width, mode="valid")
-            ax.plot(steps[width - 1:], values, label=trainer)
-        lines.append(f"| {trainer} | {final(mine, args.steps, 3):.0f} | {final(mine, args.steps, 4):.0f} | "
-                     f"{walls[-1] / 60:.1f} min | {steps[-1] / walls[-1]:,.0f} |")
+            ax.plot(steps[width - 1 :], values, label=trainer)
+        lines.append(
+            f"| {trainer} | {final(mine, args.steps, 3):.0f} | {final(mine, args.steps, 4):.0f} | "
+            f"{walls[-1] / 60:.1f} min | {steps[-1] / walls[-1]:,.0f} |"
+        )
     for ax, label in zip(axes, ("training episode return", "training episode length")):
         ax.set_xlabel("environment steps")
         ax.set_ylabel(label)
@@ -155,8 +209,10 @@ def read_rows(path: Path) -> list[tuple]:
     if not path.is_file():
         return []
     with open(path) as handle:
-        return [(r["trainer"], int(r["env_steps"]), float(r["wall_seconds"]), float(r["return"]), float(r["length"]))
-                for r in csv.DictReader(handle)]
+        return [
+            (r["trainer"], int(r["env_steps"]), float(r["wall_seconds"]), float(r["return"]), float(r["length"]))
+            for r in csv.DictReader(handle)
+        ]
 
 
 def main(argv=None) -> int:
@@ -172,8 +228,13 @@ def main(argv=None) -> int:
     parser.add_argument("--reward-scale", type=float, default=0.1)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override of our config (e.g. network.squash=true), ours only")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override of our config (e.g. network.squash=true), ours only",
+    )
     parser.add_argument("--only", choices=TRAINERS, help="train one trainer; the other's saved rows are kept")
     parser.add_argument("--table-only", action="store_true", help="rewrite table and plot from curves.csv")
     parser.add_argument("--out", default=str(REPO / "results" / "ppo_crosscheck"))
@@ -182,7 +243,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = read_rows(out / "curves.csv")
     if not args.table_only:
-        for trainer in ([args.only] if args.only else TRAINERS):
+        for trainer in [args.only] if args.only else TRAINERS:
             print(f"training {trainer}: {args.steps:,} steps on {args.body}", flush=True)
             new = train_ours(args, out) if trainer == "ours" else train_brax(args)
             rows = [r for r in rows if r[0] != trainer] + new

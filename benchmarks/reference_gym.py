@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import datetime
 import math
 import sys
 import time
@@ -88,8 +89,9 @@ def config_for(algorithm: str, overrides: list[str]) -> TrainConfig:
     return apply_overrides(config, overrides) if overrides else config
 
 
-def run(task: str, algorithm: str, steps: int, seed: int, eval_every: int, eval_episodes: int,
-        overrides: list[str]) -> list[dict]:
+def run(
+    task: str, algorithm: str, steps: int, seed: int, eval_every: int, eval_episodes: int, overrides: list[str]
+) -> list[dict]:
     config = config_for(algorithm.split("_")[0], overrides)
     algo = spec(config.algorithm)
     off = config.offpolicy
@@ -109,8 +111,14 @@ def run(task: str, algorithm: str, steps: int, seed: int, eval_every: int, eval_
     zero_action = jnp.zeros((1, adapter.limbs, 3), jnp.float32)
     learner = jax.jit(rule.init)(k_init, o, zero_action)
     first = lambda x: x[0]  # noqa: E731
-    example = offpolicy.Transition(jax.tree.map(first, o), zero_action[0], jnp.zeros(()), jax.tree.map(first, o),
-                                   jnp.zeros((), bool), jnp.zeros((), bool))
+    example = offpolicy.Transition(
+        jax.tree.map(first, o),
+        zero_action[0],
+        jnp.zeros(()),
+        jax.tree.map(first, o),
+        jnp.zeros((), bool),
+        jnp.zeros((), bool),
+    )
     buffer = replay.init(example, min(off.buffer_size, steps))
     normalizer = initial_normalizer()
     ready_at = max(off.learning_starts, off.batch_size)
@@ -160,8 +168,14 @@ def run(task: str, algorithm: str, steps: int, seed: int, eval_every: int, eval_
             a = np.asarray(explore(learner, normalizer, o, k))
         x2, r, term, trunc, _ = env.step(scale * adapter.action(a[0]))
         ep_return += r
-        tr = offpolicy.Transition(o, jnp.asarray(a), jnp.asarray([r], jnp.float32), adapter.observation(x2[None]),
-                                  jnp.asarray([term]), jnp.asarray([term or trunc]))
+        tr = offpolicy.Transition(
+            o,
+            jnp.asarray(a),
+            jnp.asarray([r], jnp.float32),
+            adapter.observation(x2[None]),
+            jnp.asarray([term]),
+            jnp.asarray([term or trunc]),
+        )
         key, k = jax.random.split(key)
         learner, buffer, normalizer, stats = step_fn(learner, buffer, normalizer, tr, k, learning=t >= ready_at)
         if stats and t % 1000 == 0:
@@ -176,12 +190,21 @@ def run(task: str, algorithm: str, steps: int, seed: int, eval_every: int, eval_
             x, _ = env.reset()
         if t % eval_every == 0:
             wall = time.perf_counter() - start
-            row = dict(task=task, algorithm=algorithm, seed=seed, env_steps=t, eval_return=round(evaluate(), 1),
-                       wall_seconds=round(wall, 1))
+            row = dict(
+                task=task,
+                algorithm=algorithm,
+                seed=seed,
+                env_steps=t,
+                eval_return=round(evaluate(), 1),
+                wall_seconds=round(wall, 1),
+            )
             rows.append(row)
             recent = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
-            print(f"{task} {algorithm} seed {seed}: {t} steps, eval {row['eval_return']}, train(last 10) "
-                  f"{recent:.0f}, mean Q {q_mean:.1f}, {wall:.0f} s", flush=True)
+            print(
+                f"{task} {algorithm} seed {seed}: {t} steps, eval {row['eval_return']}, train(last 10) "
+                f"{recent:.0f}, mean Q {q_mean:.1f}, {wall:.0f} s",
+                flush=True,
+            )
             append(rows[-1:])
     return rows
 
@@ -206,9 +229,12 @@ def plot() -> None:
     with open(OUT / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (task, algorithm, seed) in sorted({(r["task"], r["algorithm"], r["seed"]) for r in rows}):
-        pts = [(int(r["env_steps"]), float(r["eval_return"])) for r in rows
-               if (r["task"], r["algorithm"], r["seed"]) == (task, algorithm, seed)]
+    for task, algorithm, seed in sorted({(r["task"], r["algorithm"], r["seed"]) for r in rows}):
+        pts = [
+            (int(r["env_steps"]), float(r["eval_return"]))
+            for r in rows
+            if (r["task"], r["algorithm"], r["seed"]) == (task, algorithm, seed)
+        ]
         ax.plot(*zip(*sorted(pts)), marker="o", label=f"{algorithm} seed {seed}")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (deterministic)")
@@ -232,18 +258,25 @@ def write_table() -> None:
     marks = sorted({int(r["env_steps"]) for r in rows})
     lines = [
         f"Our update rules (MLP networks) on gymnasium's {rows[0]['task']}, stepped by gymnasium; evaluation return of "
-        f"the deterministic policy ({'5'} episodes) at each budget; measured on {machine()}, "
+        f"the deterministic policy (5 episodes) at each budget; {datetime.date.today()}, {machine()}, "
         "generated by benchmarks/reference_gym.py. Published: at 100k steps (gymnasium v4 Hopper).",
         "",
-        "| task | algorithm | seed | " + " | ".join(f"{m // 1000}k" for m in marks) + " | wall clock | published 100k |",
+        "| task | algorithm | seed | "
+        + " | ".join(f"{m // 1000}k" for m in marks)
+        + " | wall clock | published 100k |",
         "|---|---|---:|" + "---:|" * len(marks) + "---:|---:|",
     ]
     for task, algorithm, seed in runs:
-        mine = {int(r["env_steps"]): r for r in rows if (r["task"], r["algorithm"], r["seed"]) == (task, algorithm, seed)}
+        mine = {
+            int(r["env_steps"]): r for r in rows if (r["task"], r["algorithm"], r["seed"]) == (task, algorithm, seed)
+        }
         cells = [f"{float(mine[m]['eval_return']):.0f}" if m in mine else "" for m in marks]
         wall = max(float(r["wall_seconds"]) for r in mine.values()) / 60
-        lines.append(f"| {task} | {algorithm} | {seed} | " + " | ".join(cells)
-                     + f" | {wall:.0f} min | {PUBLISHED_100K.get(algorithm.split('_')[0], '')} |")
+        lines.append(
+            f"| {task} | {algorithm} | {seed} | "
+            + " | ".join(cells)
+            + f" | {wall:.0f} min | {PUBLISHED_100K.get(algorithm.split('_')[0], '')} |"
+        )
     (OUT / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

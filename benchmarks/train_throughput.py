@@ -105,8 +105,9 @@ def _compiled_in(compile_s: float, wall_s: float) -> bool:
     return compile_s > 0.01 * wall_s
 
 
-def ours_runner(env: BatchedEnv, hidden: tuple[int, ...], config: PPOConfig, iterations: int, seed: int,
-                clock: CompileClock):
+def ours_runner(
+    env: BatchedEnv, hidden: tuple[int, ...], config: PPOConfig, iterations: int, seed: int, clock: CompileClock
+):
     """Returns (setup s, compile s, env steps per iteration, a function timing
     `iterations` iterations -> (env steps/s, whether it compiled))."""
     networks = make_networks(NetworkConfig(kind="mlp", mlp_hidden=hidden), env.config.max_limbs)
@@ -154,8 +155,12 @@ def measure(
         )
     config = PPOConfig(rollout_length=rollout, epochs=epochs, minibatches=minibatches)
     brax_env = BraxEnv(body, backend=backend)
-    env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=envs, backend=backend, max_limbs=brax_env.num_limbs,
-                               episode_length=episode_length), mesh=global_mesh())
+    env = BatchedEnv(
+        EnvConfig(
+            bodies=(body,), num_envs=envs, backend=backend, max_limbs=brax_env.num_limbs, episode_length=episode_length
+        ),
+        mesh=global_mesh(),
+    )
     # One Brax training step = one of our iterations; one Brax epoch = `iterations`
     # of them. The first epoch compiles; on jax 0.9 Brax's pmapped epoch compiles
     # again on its second call, so two epochs more than the timed rounds.
@@ -178,10 +183,15 @@ def measure(
                 walltime = float(metrics["training/walltime"])
                 epoch_s = walltime - (brax_epoch_log[-1]["walltime"] if brax_epoch_log else 0.0)
                 compile_s = clock.seconds - compile_mark
-                brax_epoch_log.append({
-                    "step": int(step), "sps": float(metrics["training/sps"]), "walltime": walltime,
-                    "compile_s": compile_s, "compiled": _compiled_in(compile_s, epoch_s),
-                })
+                brax_epoch_log.append(
+                    {
+                        "step": int(step),
+                        "sps": float(metrics["training/sps"]),
+                        "walltime": walltime,
+                        "compile_s": compile_s,
+                        "compiled": _compiled_in(compile_s, epoch_s),
+                    }
+                )
                 ours_log.append(run_ours())  # interleaved: one round of ours after each Brax epoch
                 compile_mark = clock.seconds
                 in_callbacks += time.perf_counter() - start
@@ -238,15 +248,25 @@ def measure(
         raise RuntimeError("every timed round compiled something; raise --rounds")
     brax_rate, ours_rate = max(brax_clean), max(ours_clean)
     return {
-        "body": body, "envs": envs, "rollout": rollout, "minibatches": minibatches, "epochs": epochs,
-        "iterations": iterations, "rounds": rounds, "hidden": tuple(hidden), "backend": env.backend_name,
-        "episode_length": episode_length, "steps_per_iteration": steps_per_iteration,
-        "ours": {"sps": ours_rate, "compile_s": compile_ours, "setup_s": setup_ours,
-                 "timed_rounds": len(ours_clean)},
-        "brax": {"sps": brax_rate, "compile_s": sum(e["compile_s"] for e in brax_epoch_log),
-                 "setup_s": brax_total - brax_epoch_log[-1]["walltime"] - in_callbacks,
-                 "timed_rounds": len(brax_clean),
-                 "epochs_compiling": sum(e["compiled"] for e in brax_epoch_log)},
+        "body": body,
+        "envs": envs,
+        "rollout": rollout,
+        "minibatches": minibatches,
+        "epochs": epochs,
+        "iterations": iterations,
+        "rounds": rounds,
+        "hidden": tuple(hidden),
+        "backend": env.backend_name,
+        "episode_length": episode_length,
+        "steps_per_iteration": steps_per_iteration,
+        "ours": {"sps": ours_rate, "compile_s": compile_ours, "setup_s": setup_ours, "timed_rounds": len(ours_clean)},
+        "brax": {
+            "sps": brax_rate,
+            "compile_s": sum(e["compile_s"] for e in brax_epoch_log),
+            "setup_s": brax_total - brax_epoch_log[-1]["walltime"] - in_callbacks,
+            "timed_rounds": len(brax_clean),
+            "epochs_compiling": sum(e["compiled"] for e in brax_epoch_log),
+        },
         "ratio": ours_rate / brax_rate,
     }
 
@@ -259,15 +279,24 @@ def main() -> None:
     parser.add_argument("--minibatches", type=int, default=4, help="per epoch; must divide --envs")
     parser.add_argument("--epochs", type=int, default=4, help="= Brax's num_updates_per_batch")
     parser.add_argument("--iterations", type=int, default=10, help="iterations (Brax training steps) per timed round")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (Brax runs two more epochs); the best is kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timed rounds (Brax runs two more epochs); the best is kept"
+    )
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="MLP hidden sizes (policy and value)")
     parser.add_argument("--backend", choices=("native", "mjx"), default="native")
     parser.add_argument("--episode-length", type=int, default=1000)
     args = parser.parse_args()
 
     r = measure(
-        body=args.body, envs=args.envs, rollout=args.rollout, minibatches=args.minibatches, epochs=args.epochs,
-        iterations=args.iterations, rounds=args.rounds, hidden=tuple(args.hidden), backend=args.backend,
+        body=args.body,
+        envs=args.envs,
+        rollout=args.rollout,
+        minibatches=args.minibatches,
+        epochs=args.epochs,
+        iterations=args.iterations,
+        rounds=args.rounds,
+        hidden=tuple(args.hidden),
+        backend=args.backend,
         episode_length=args.episode_length,
     )
     print(

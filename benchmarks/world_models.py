@@ -75,20 +75,41 @@ def yaw_sweep(model, params, config, stats, data: Path, windows: int) -> list[di
 
     context = config.model.context
     batch, ks = test_windows(data, context, KS, config.data.test_fraction, windows)
-    return [dict(yaw_rate=rate, **kstep_errors(model, params, batch, context, stats, ks, ObserverFlow.make(rate)))
-            for rate in SWEEP_RATES]
+    return [
+        dict(yaw_rate=rate, **kstep_errors(model, params, batch, context, stats, ks, ObserverFlow.make(rate)))
+        for rate in SWEEP_RATES
+    ]
 
 
 def base_config(args, kind: str, seed: int, data: Path, out: Path) -> WMTrainConfig:
     return WMTrainConfig(
-        data=WMDataConfig(path=str(data), window=16, batch_size=args.batch_size, test_fraction=0.2,
-                          max_yaw_rate=TRAIN_MAX_YAW_RATE, max_speed=TRAIN_MAX_SPEED),
-        model=WorldModelConfig(kind=kind, context=4, width=args.width, vector_channels=args.vector_channels, depth=1,
-                               heads=4, fernn=FERNNOptions(args.copies)),
+        data=WMDataConfig(
+            path=str(data),
+            window=16,
+            batch_size=args.batch_size,
+            test_fraction=0.2,
+            max_yaw_rate=TRAIN_MAX_YAW_RATE,
+            max_speed=TRAIN_MAX_SPEED,
+        ),
+        model=WorldModelConfig(
+            kind=kind,
+            context=4,
+            width=args.width,
+            vector_channels=args.vector_channels,
+            depth=1,
+            heads=4,
+            fernn=FERNNOptions(args.copies),
+        ),
         optim=WMOptimConfig(learning_rate=args.learning_rate, steps=args.steps, warmup_steps=20),
-        run=WMRunConfig(name=f"{kind}_s{seed}", out_dir=str(out / "runs" / f"{kind}_s{seed}"), seed=seed,
-                        log_every=max(args.steps // 5, 1), checkpoint_every=args.steps, eval_windows=64,
-                        progress=False),
+        run=WMRunConfig(
+            name=f"{kind}_s{seed}",
+            out_dir=str(out / "runs" / f"{kind}_s{seed}"),
+            seed=seed,
+            log_every=max(args.steps // 5, 1),
+            checkpoint_every=args.steps,
+            eval_windows=64,
+            progress=False,
+        ),
     )
 
 
@@ -98,8 +119,18 @@ def ensure_data(args, out: Path) -> Path:
     envs, steps = args.collect_envs, args.collect_steps
     data = Path(args.data) if args.data else out / "runs" / f"data_random_{envs}x{steps}"
     if not (data / METADATA).exists():
-        collect(CollectConfig(bodies=BODIES, out=str(data), num_envs=envs, steps=steps, policy="random",
-                              action_repeat=2, shard_steps=max(steps // 4, 1), seed=0))
+        collect(
+            CollectConfig(
+                bodies=BODIES,
+                out=str(data),
+                num_envs=envs,
+                steps=steps,
+                policy="random",
+                action_repeat=2,
+                shard_steps=max(steps // 4, 1),
+                seed=0,
+            )
+        )
     return data
 
 
@@ -116,13 +147,29 @@ def run_one(args, kind: str, seed: int, data: Path, out: Path, equivariance: boo
     stats = wm_train.stats_from_json(json.loads((result.run_dir / wm_train.STATS_JSON).read_text()))
     model = wm_train._compiled(config, stats)[0]  # the trained model's functions (compiled once per kind)
     start = time.perf_counter()
-    report = evaluate_model(model, result.params, config, stats, data, KS, test_flows(args.copies),
-                            windows=args.windows, seed=seed, equivariance=equivariance)
+    report = evaluate_model(
+        model,
+        result.params,
+        config,
+        stats,
+        data,
+        KS,
+        test_flows(args.copies),
+        windows=args.windows,
+        seed=seed,
+        equivariance=equivariance,
+    )
     report["yaw_sweep"] = yaw_sweep(model, result.params, config, stats, data, args.windows)
     return {
-        "kind": kind, "seed": seed, "report": report, "train_seconds": wall, "steady_seconds": result.wall_seconds,
-        "eval_seconds": time.perf_counter() - start, "parameters": summarize_params(result.params),
-        "final_loss": result.history[-1]["loss"], "final_test": result.history[-1]["test/total"],
+        "kind": kind,
+        "seed": seed,
+        "report": report,
+        "train_seconds": wall,
+        "steady_seconds": result.wall_seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "parameters": summarize_params(result.params),
+        "final_loss": result.history[-1]["loss"],
+        "final_test": result.history[-1]["test/total"],
     }
 
 
@@ -134,8 +181,18 @@ def reevaluate(args, r: dict, data: Path, out: Path, equivariance: bool) -> dict
     _, params, config, stats = wm_train.load_world_model(out / "runs" / f"{r['kind']}_s{r['seed']}")
     model = wm_train._compiled(config, stats)[0]  # compiled once per kind, as in run_one
     start = time.perf_counter()
-    report = evaluate_model(model, params, config, stats, data, KS, test_flows(args.copies), windows=args.windows,
-                            seed=r["seed"], equivariance=equivariance)
+    report = evaluate_model(
+        model,
+        params,
+        config,
+        stats,
+        data,
+        KS,
+        test_flows(args.copies),
+        windows=args.windows,
+        seed=r["seed"],
+        equivariance=equivariance,
+    )
     report["yaw_sweep"] = yaw_sweep(model, params, config, stats, data, args.windows)
     return dict(r, report=report, eval_seconds=time.perf_counter() - start)
 
@@ -159,11 +216,31 @@ def write_csvs(results: list[dict], out: Path) -> None:
                 writer.writerow([r["kind"], r["seed"], name, value])
     with open(out / "training.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["kind", "seed", "parameters", "train_seconds", "steady_seconds", "eval_seconds",
-                         "final_loss", "final_test"])
+        writer.writerow(
+            [
+                "kind",
+                "seed",
+                "parameters",
+                "train_seconds",
+                "steady_seconds",
+                "eval_seconds",
+                "final_loss",
+                "final_test",
+            ]
+        )
         for r in results:
-            writer.writerow([r["kind"], r["seed"], r["parameters"], f"{r['train_seconds']:.1f}",
-                             f"{r['steady_seconds']:.1f}", f"{r['eval_seconds']:.1f}", r["final_loss"], r["final_test"]])
+            writer.writerow(
+                [
+                    r["kind"],
+                    r["seed"],
+                    r["parameters"],
+                    f"{r['train_seconds']:.1f}",
+                    f"{r['steady_seconds']:.1f}",
+                    f"{r['eval_seconds']:.1f}",
+                    r["final_loss"],
+                    r["final_test"],
+                ]
+            )
 
 
 def _saved(out: Path) -> list[dict]:
@@ -221,7 +298,7 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
         f"{horizon}-step open-loop training rollouts), width {args.width}, {args.vector_channels} vector channels; "
         f"training flows |yaw rate| <= {TRAIN_MAX_YAW_RATE} rad/step, speed <= {TRAIN_MAX_SPEED} m/step. "
         f"Seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in results}))} (mean ± std over seeds). "
-        f"Test windows: {results[0]['report']['windows']}. \"train s/run\": wall clock of one run, compilation "
+        f'Test windows: {results[0]["report"]["windows"]}. "train s/run": wall clock of one run, compilation '
         f"included (each kind compiles once, in its first seed), on a machine shared with other jobs.",
         "",
         "Errors: z = mean squared error of the dynamic features after k open-loop steps, each feature z-scored "
@@ -230,24 +307,41 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
         "",
         "## Open-loop error without flows (k past " + str(horizon) + " is length generalisation)",
         "",
-        "| model | parameters | train s/run | " + " | ".join(f"z@{k}" for k in ks) + " | m@10 | m@" + str(ks[-1]) + " |",
+        "| model | parameters | train s/run | "
+        + " | ".join(f"z@{k}" for k in ks)
+        + " | m@10 | m@"
+        + str(ks[-1])
+        + " |",
         "|---|---:|---:|" + "---:|" * (len(ks) + 2),
     ]
     for kind, runs in groups.items():
         wall = np.mean([r["train_seconds"] for r in runs])
         cells = [_fmt(_value(runs, "none", f"z_{k}")) for k in ks]
-        lines.append(f"| {kind} | {runs[0]['parameters']:,} | {wall:.0f} | " + " | ".join(cells) +
-                     f" | {_fmt(_value(runs, 'none', 'position_m_10'))} | {_fmt(_value(runs, 'none', f'position_m_{ks[-1]}'))} |")
-    lines += ["", "## Flow generalisation: 10-step z error under observer flows outside the training range", "",
-              "| model | no flow | " + " | ".join(flows) + " |", "|---|---:|" + "---:|" * len(flows)]
+        lines.append(
+            f"| {kind} | {runs[0]['parameters']:,} | {wall:.0f} | "
+            + " | ".join(cells)
+            + f" | {_fmt(_value(runs, 'none', 'position_m_10'))}"
+            + f" | {_fmt(_value(runs, 'none', f'position_m_{ks[-1]}'))} |"
+        )
+    lines += [
+        "",
+        "## Flow generalisation: 10-step z error under observer flows outside the training range",
+        "",
+        "| model | no flow | " + " | ".join(flows) + " |",
+        "|---|---:|" + "---:|" * len(flows),
+    ]
     for kind, runs in groups.items():
         cells = [_fmt(_value(runs, f, "z_10")) for f in ["none"] + flows]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     compared = [k for k in ("fernn", "fernn_estimated_rate", "static_equivariant") if k in groups]
     if compared and "gru" in groups:
-        lines += ["", "Ratio of the 10-step z error to the GRU's (goal for the FERNN on flows outside the range: "
-                  "<= 0.1):", "", "| model | " + " | ".join(["no flow"] + flows) + " |",
-                  "|---|" + "---:|" * (len(flows) + 1)]
+        lines += [
+            "",
+            "Ratio of the 10-step z error to the GRU's (goal for the FERNN on flows outside the range: <= 0.1):",
+            "",
+            "| model | " + " | ".join(["no flow"] + flows) + " |",
+            "|---|" + "---:|" * (len(flows) + 1),
+        ]
         gru = {f: _value(groups["gru"], f, "z_10").mean() for f in ["none"] + flows}
         for kind in compared:
             cells = [f"{_value(groups[kind], f, 'z_10').mean() / gru[f]:.3g}" for f in ["none"] + flows]
@@ -259,22 +353,30 @@ def write_table(args, results: list[dict], out: Path, data: Path) -> None:
     if eq_runs:
         names = list(eq_runs[0]["report"]["equivariance"])
         seeds = sorted({r["seed"] for r in eq_runs})
-        lines += ["", "## Equivariance errors (relative; open-loop predictions of 10 steps, seed "
-                  f"{', '.join(map(str, seeds))}, equirl.equivariance)", "",
-                  "static_finite: random O_g(3) elements with 1 m shifts; static_lie_*: Lie derivatives along a "
-                  "rotation about z and a translation; flow_<name>: the flowed sequence vs the flowed prediction; "
-                  "flow_lie_*: Lie derivative along a yaw-rate / velocity flow at zero. Goal for exact models: <= 1e-5.",
-                  "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines += [
+            "",
+            "## Equivariance errors (relative; open-loop predictions of 10 steps, seed "
+            f"{', '.join(map(str, seeds))}, equirl.equivariance)",
+            "",
+            "static_finite: random O_g(3) elements with 1 m shifts; static_lie_*: Lie derivatives along a "
+            "rotation about z and a translation; flow_<name>: the flowed sequence vs the flowed prediction; "
+            "flow_lie_*: Lie derivative along a yaw-rate / velocity flow at zero. Goal for exact models: <= 1e-5.",
+            "",
+            "| model | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
         for r in eq_runs:
             errors = r["report"]["equivariance"]
-            lines.append(f"| {r['kind']} | " + " | ".join(f"{errors[n]:.2e}" if n in errors else "-" for n in names)
-                         + " |")
+            lines.append(
+                f"| {r['kind']} | " + " | ".join(f"{errors[n]:.2e}" if n in errors else "-" for n in names) + " |"
+            )
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
 def _sweep_values(runs, rate: float) -> np.ndarray:
-    return np.asarray([row["z_10"] for r in runs for row in r["report"].get("yaw_sweep", [])
-                       if row["yaw_rate"] == rate], np.float64)
+    return np.asarray(
+        [row["z_10"] for r in runs for row in r["report"].get("yaw_sweep", []) if row["yaw_rate"] == rate], np.float64
+    )
 
 
 def _sweep_ratios(groups) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
@@ -283,8 +385,11 @@ def _sweep_ratios(groups) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     if "gru" not in groups or not _sweep_values(groups["gru"], SWEEP_RATES[0]).size:
         return None
     gru = np.array([_sweep_values(groups["gru"], rate).mean() for rate in SWEEP_RATES])
-    return gru, {kind: np.array([_sweep_values(runs, rate).mean() for rate in SWEEP_RATES]) / gru
-                 for kind, runs in groups.items() if kind != "gru" and _sweep_values(runs, SWEEP_RATES[0]).size}
+    return gru, {
+        kind: np.array([_sweep_values(runs, rate).mean() for rate in SWEEP_RATES]) / gru
+        for kind, runs in groups.items()
+        if kind != "gru" and _sweep_values(runs, SWEEP_RATES[0]).size
+    }
 
 
 def _sweep_table(groups) -> list[str]:
@@ -293,13 +398,18 @@ def _sweep_table(groups) -> list[str]:
     if sweep is None:
         return []
     gru, ratios = sweep
-    lines = ["", "## Yaw-rate sweep: 10-step z error relative to the GRU's, by observer yaw rate (rad/step)", "",
-             f"Training flows reach {TRAIN_MAX_YAW_RATE} rad/step; FERNN's V = 2 pi k / {COPIES}, so every rate below "
-             "is off V. Goal for the FERNN: <= 0.1. Where 10 steps turn the frame by nearly whole turns (1.25 and "
-             "2.5 rad/step: 12.5 and 25 rad), the 10-step error of a model that ignores the flow is small again.", "",
-             "| model | " + " | ".join(f"{rate:g}" for rate in SWEEP_RATES) + " |",
-             "|---|" + "---:|" * len(SWEEP_RATES),
-             "| gru (its z@10) | " + " | ".join(f"{value:.3g}" for value in gru) + " |"]
+    lines = [
+        "",
+        "## Yaw-rate sweep: 10-step z error relative to the GRU's, by observer yaw rate (rad/step)",
+        "",
+        f"Training flows reach {TRAIN_MAX_YAW_RATE} rad/step; FERNN's V = 2 pi k / {COPIES}, so every rate below "
+        "is off V. Goal for the FERNN: <= 0.1. Where 10 steps turn the frame by nearly whole turns (1.25 and "
+        "2.5 rad/step: 12.5 and 25 rad), the 10-step error of a model that ignores the flow is small again.",
+        "",
+        "| model | " + " | ".join(f"{rate:g}" for rate in SWEEP_RATES) + " |",
+        "|---|" + "---:|" * len(SWEEP_RATES),
+        "| gru (its z@10) | " + " | ".join(f"{value:.3g}" for value in gru) + " |",
+    ]
     for kind, ratio in ratios.items():
         lines.append(f"| {kind} | " + " | ".join(f"{value:.3g}" for value in ratio) + " |")
     return lines
@@ -370,20 +480,27 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--vector-channels", type=int, default=16)
-    parser.add_argument("--copies", type=int, default=COPIES,
-                        help=f"FERNN's V: yaw rates 2 pi k / COPIES (default {COPIES})")
+    parser.add_argument(
+        "--copies", type=int, default=COPIES, help=f"FERNN's V: yaw rates 2 pi k / COPIES (default {COPIES})"
+    )
     parser.add_argument("--collect-envs", type=int, default=64, help="environments recorded (default 64)")
     parser.add_argument("--collect-steps", type=int, default=4000, help="steps per environment (default 4000)")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the runs of OUT/results.json that this call does not redo (two calls can share the "
-                             "kinds between processes)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs of OUT/results.json that this call does not redo (two calls can share the "
+        "kinds between processes)",
+    )
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--windows", type=int, default=64, help="test windows (default 64)")
     parser.add_argument("--data", help="dataset folder (default: collect one under OUT/runs/)")
     parser.add_argument("--out", default=str(REPO / "results" / "world_models"))
     parser.add_argument("--table-only", action="store_true", help="rewrite table and plots from OUT/results.json")
-    parser.add_argument("--reevaluate", action="store_true",
-                        help="measure the runs of OUT/results.json again from their checkpoints (no training)")
+    parser.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="measure the runs of OUT/results.json again from their checkpoints (no training)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -394,8 +511,11 @@ def main(argv=None) -> int:
             first = {}
             for r in results:
                 first.setdefault(r["kind"], r["seed"])
-            again = [reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"])
-                     for r in results if r["kind"] in args.kinds]
+            again = [
+                reevaluate(args, r, data, out, equivariance=first[r["kind"]] == r["seed"])
+                for r in results
+                if r["kind"] in args.kinds
+            ]
             results = _replaced(_saved(out), again)
             (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
         write_csvs(results, out)
@@ -416,8 +536,11 @@ def main(argv=None) -> int:
         for seed in seeds:
             r = run_one(args, kind, seed, data, out, equivariance=seed == seeds[0])
             results = _replaced(_saved(out) if args.merge else results, [r])
-            print(f"{kind} seed {seed}: z@10 {r['report']['kstep'][0]['z_10']:.4g}, train {r['train_seconds']:.0f} s, "
-                  f"eval {r['eval_seconds']:.0f} s", flush=True)
+            print(
+                f"{kind} seed {seed}: z@10 {r['report']['kstep'][0]['z_10']:.4g}, train {r['train_seconds']:.0f} s, "
+                f"eval {r['eval_seconds']:.0f} s",
+                flush=True,
+            )
             (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
             write_csvs(results, out)
             write_table(args, results, out, data)

@@ -33,8 +33,22 @@ from pathlib import Path
 
 import numpy as np
 
-FIELDS = ["family", "seed", "body", "split", "train_steps", "train_minutes", "episodes", "return_mean",
-          "return_std", "length_mean", "fell", "time_limit", "unstable", "error"]
+FIELDS = [
+    "family",
+    "seed",
+    "body",
+    "split",
+    "train_steps",
+    "train_minutes",
+    "episodes",
+    "return_mean",
+    "return_std",
+    "length_mean",
+    "fell",
+    "time_limit",
+    "unstable",
+    "error",
+]
 
 
 def evaluate_zero_shot(run_dir: Path, family: str, episodes: int, seed: int) -> list[dict]:
@@ -43,9 +57,21 @@ def evaluate_zero_shot(run_dir: Path, family: str, episodes: int, seed: int) -> 
 
     policy = load_policy_for_eval(run_dir)
     results = evaluate(policy, [f"{family}_zero_shot"], episodes=episodes, seeds=(1000 + seed,), log=stderr_log)
-    return [{"split": "zero-shot", "body": r.body, "episodes": r.episodes, "return_mean": r.return_mean,
-             "return_std": r.return_std, "length_mean": r.length_mean, "fell": r.fell, "time_limit": r.time_limit,
-             "unstable": r.unstable, "error": r.error} for r in results]
+    return [
+        {
+            "split": "zero-shot",
+            "body": r.body,
+            "episodes": r.episodes,
+            "return_mean": r.return_mean,
+            "return_std": r.return_std,
+            "length_mean": r.length_mean,
+            "fell": r.fell,
+            "time_limit": r.time_limit,
+            "unstable": r.unstable,
+            "error": r.error,
+        }
+        for r in results
+    ]
 
 
 def training_returns(run_dir: Path, family: str, steps: int) -> list[dict]:
@@ -61,9 +87,20 @@ def training_returns(run_dir: Path, family: str, steps: int) -> list[dict]:
     rows = []
     for body in SUITES[family]:
         values = [float(row[f"return/{body}"]) for row in tail if row.get(f"return/{body}")]
-        rows.append({"split": "train (last 10%)", "body": body, "episodes": "", "return_mean": float(np.mean(values))
-                     if values else math.nan, "return_std": float(np.std(values)) if values else math.nan,
-                     "length_mean": "", "fell": "", "time_limit": "", "unstable": "", "error": ""})
+        rows.append(
+            {
+                "split": "train (last 10%)",
+                "body": body,
+                "episodes": "",
+                "return_mean": float(np.mean(values)) if values else math.nan,
+                "return_std": float(np.std(values)) if values else math.nan,
+                "length_mean": "",
+                "fell": "",
+                "time_limit": "",
+                "unstable": "",
+                "error": "",
+            }
+        )
     return rows
 
 
@@ -92,8 +129,15 @@ def main(argv=None) -> int:
             steps, wall = (history[-1][0], history[-1][1]) if history else (0, 0.0)
             rows_of_run = evaluate_zero_shot(run_dir, family, args.episodes, seed)
             for row in rows_of_run + training_returns(run_dir, family, args.steps):
-                rows.append({"family": family, "seed": seed, "train_steps": int(steps),
-                             "train_minutes": round(wall / 60, 1), **row})
+                rows.append(
+                    {
+                        "family": family,
+                        "seed": seed,
+                        "train_steps": int(steps),
+                        "train_minutes": round(wall / 60, 1),
+                        **row,
+                    }
+                )
 
     with open(out / "zero_shot.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
@@ -101,13 +145,24 @@ def main(argv=None) -> int:
         writer.writerows(rows)
     from equirl.machine import describe as machine
 
-    meta = {"date": str(datetime.date.today()), "machine": machine(), "algorithm": "ppo", "network": "set",
-            "task": "v1", "steps": args.steps, "seeds": seeds, "episodes": args.episodes, "overrides": args.set,
-            "generated_by": "benchmarks/zero_shot.py"}
+    meta = {
+        "date": str(datetime.date.today()),
+        "machine": machine(),
+        "algorithm": "ppo",
+        "network": "set",
+        "task": "v1",
+        "steps": args.steps,
+        "seeds": seeds,
+        "episodes": args.episodes,
+        "overrides": args.set,
+        "generated_by": "benchmarks/zero_shot.py",
+    }
     (out / "zero_shot.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     for row in rows:
-        print(f"{row['family']:9s} seed {row['seed']} {row['split']:16s} {row['body']:34s} "
-              f"{row['return_mean']:8.1f} ± {row['return_std']:6.1f}  length {row['length_mean']}")
+        print(
+            f"{row['family']:9s} seed {row['seed']} {row['split']:16s} {row['body']:34s} "
+            f"{row['return_mean']:8.1f} ± {row['return_std']:6.1f}  length {row['length_mean']}"
+        )
     return 0
 
 

@@ -25,8 +25,9 @@ class _Dumper(yaml.SafeDumper):
     """Block mappings, but short lists on one line: `bodies: [hopper]`."""
 
 
-_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data,
-                                                                            flow_style=True))
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
 
 
 def render(suite: str, algorithm: str, network: str) -> str:

@@ -40,12 +40,16 @@ def _inspect(args) -> None:
 
     morph = load_mjcf(args.file, max_limbs=args.max_limbs)
     graph = morph.graph
-    print(f"{morph.source}: {graph.num_limbs} limbs, {int(graph.action_mask.sum())} driven hinges, "
-          f"timestep {morph.model.opt.timestep} s")
+    print(
+        f"{morph.source}: {graph.num_limbs} limbs, {int(graph.action_mask.sum())} driven hinges, "
+        f"timestep {morph.model.opt.timestep} s"
+    )
     for i, name in enumerate(graph.limb_names):
         parent = graph.limb_names[graph.parent[i]] if graph.parent[i] >= 0 else "-"
         kind = LIMB_TYPES[graph.limb_type[i]] if graph.limb_type[i] >= 0 else "other"
-        hinges = "".join("M" if m else ("h" if j >= 0 else ".") for m, j in zip(graph.action_mask[i], graph.hinge_joint[i]))
+        hinges = "".join(
+            "M" if m else ("h" if j >= 0 else ".") for m, j in zip(graph.action_mask[i], graph.hinge_joint[i])
+        )
         print(f"  {i:2d} {name:24s} parent={parent:20s} type={kind:6s} hinges={hinges}")
     print("hinges: M driven, h passive (no motor or gear 0), . none")
 
@@ -70,12 +74,16 @@ def _demo(args) -> None:
     DEMO_CONFIG = EnvConfig(bodies=("CWHH",), num_envs=46)
 
     config = load_yaml(EnvConfig, args.config) if args.config else DEMO_CONFIG
-    overrides = dict(bodies=args.bodies and tuple(args.bodies), num_envs=args.envs, task=args.task, backend=args.backend)
+    overrides = dict(
+        bodies=args.bodies and tuple(args.bodies), num_envs=args.envs, task=args.task, backend=args.backend
+    )
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     env = BatchedEnv(config)
     n_bodies = len(env.morphologies)
-    print(f"{n_bodies} bodies, {config.num_envs} environments, task {config.task}, "
-          f"{env.backend_name} backend, padded to {env.num_limbs} limbs")
+    print(
+        f"{n_bodies} bodies, {config.num_envs} environments, task {config.task}, "
+        f"{env.backend_name} backend, padded to {env.num_limbs} limbs"
+    )
 
     def rollout(state, key):
         def body(carry, _):
@@ -92,11 +100,16 @@ def _demo(args) -> None:
     compiled = jax.jit(rollout).lower(env.reset(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)).compile()
     print(f"compiled in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
-    (_, _), (done, returns, lengths) = jax.block_until_ready(compiled(env.reset(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)))
+    (_, _), (done, returns, lengths) = jax.block_until_ready(
+        compiled(env.reset(jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    )
     seconds = time.perf_counter() - start
     done, returns, lengths = np.asarray(done), np.asarray(returns), np.asarray(lengths)
-    print(f"{args.steps * env.num_envs:,} environment steps in {seconds:.1f} s "
-          f"({args.steps * env.num_envs / seconds:,.0f} steps/s, {args.steps * env.num_envs * config.frame_skip / seconds:,.0f} physics steps/s)")
+    print(
+        f"{args.steps * env.num_envs:,} environment steps in {seconds:.1f} s "
+        f"({args.steps * env.num_envs / seconds:,.0f} steps/s, "
+        f"{args.steps * env.num_envs * config.frame_skip / seconds:,.0f} physics steps/s)"
+    )
     print(f"\n{'body':36s} {'limbs':>5s} {'episodes':>8s} {'mean return':>12s} {'mean length':>12s}")
     for b, morph in enumerate(env.morphologies):
         cols = env.body_of_env == b
@@ -134,7 +147,7 @@ def _train(args) -> None:
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    """"0,1,2" or "0-4" -> seeds."""
+    """ "0,1,2" or "0-4" -> seeds."""
     try:
         if "-" in text:
             lo, hi = (int(x) for x in text.split("-"))
@@ -150,15 +163,27 @@ def _eval(args) -> None:
 
     policy = load_policy_for_eval(args.run_dir, args.step)
     seeds = _seeds(args.seeds)
-    print(f"{policy.run_dir} at {policy.step:,} environment steps ({policy.config.network.kind} network, "
-          f"trained on {', '.join(policy.config.env.bodies)}); {args.episodes} episodes per body and seed, "
-          f"seeds {', '.join(map(str, seeds))}", flush=True)
-    results = evaluate(policy, args.bodies, episodes=args.episodes, seeds=seeds, batch_size=args.batch_size,
-                       episode_length=args.episode_length, task=args.task, backend=args.backend,
-                       log=None if args.quiet else stderr_log)
+    print(
+        f"{policy.run_dir} at {policy.step:,} environment steps ({policy.config.network.kind} network, "
+        f"trained on {', '.join(policy.config.env.bodies)}); {args.episodes} episodes per body and seed, "
+        f"seeds {', '.join(map(str, seeds))}",
+        flush=True,
+    )
+    results = evaluate(
+        policy,
+        args.bodies,
+        episodes=args.episodes,
+        seeds=seeds,
+        batch_size=args.batch_size,
+        episode_length=args.episode_length,
+        task=args.task,
+        backend=args.backend,
+        log=None if args.quiet else stderr_log,
+    )
     print(format_table(results))
-    csv_path, json_path = write_outputs(results, policy, args.bodies, args.out,
-                                        meta={"episodes": args.episodes, "seeds": list(seeds)})
+    csv_path, json_path = write_outputs(
+        results, policy, args.bodies, args.out, meta={"episodes": args.episodes, "seeds": list(seeds)}
+    )
     print(f"wrote {csv_path} and {json_path}")
     if not any(r.ok for r in results):
         raise EquirlError(f"eval: no body could be evaluated ({results[0].body}: {results[0].error})")
@@ -167,12 +192,25 @@ def _eval(args) -> None:
 def _render(args) -> None:
     from equirl.evaluation.render import render_video
 
-    result = render_video(args.run_dir, args.body, args.out, seed=args.seed, step=args.step,
-                          episode_length=args.episode_length, width=args.width, height=args.height, gif=args.gif,
-                          out_dir=args.dir, distance=args.distance, task=args.task)
+    result = render_video(
+        args.run_dir,
+        args.body,
+        args.out,
+        seed=args.seed,
+        step=args.step,
+        episode_length=args.episode_length,
+        width=args.width,
+        height=args.height,
+        gif=args.gif,
+        out_dir=args.dir,
+        distance=args.distance,
+        task=args.task,
+    )
     extra = f" and {result.gif}" if result.gif else ""
-    print(f"wrote {result.path}{extra}: return {result.episode_return:.1f}, {result.length} steps, "
-          f"{result.frames} frames at {result.fps:.1f} fps")
+    print(
+        f"wrote {result.path}{extra}: return {result.episode_return:.1f}, {result.length} steps, "
+        f"{result.frames} frames at {result.fps:.1f} fps"
+    )
 
 
 def _quickstart(args) -> None:
@@ -184,19 +222,27 @@ def _quickstart(args) -> None:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `equirl train` (shared with agents/train.py)."""
     parser.add_argument("--config", help="a training config (YAML), e.g. configs/train/hopper_ppo_set.yaml")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set ppo.learning_rate=1e-3 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set ppo.learning_rate=1e-3 (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="go on from the newest checkpoint of the run directory")
     parser.add_argument("--out", help="run directory (default: runs/<run.name>)")
     parser.add_argument("--steps", type=int, help="total environment steps (run.total_steps)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="equirl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="equirl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="step a mixed batch of bodies with random actions")
-    demo.add_argument("--config", help="an environment config (YAML), e.g. configs/env/hopper_v1.yaml; default: CWHH, 46 envs")
+    demo.add_argument(
+        "--config", help="an environment config (YAML), e.g. configs/env/hopper_v1.yaml; default: CWHH, 46 envs"
+    )
     demo.add_argument("--bodies", nargs="+", help="body names, suites, MJCF paths or random:COUNT:SEED")
     demo.add_argument("--envs", type=int, help="number of environments")
     demo.add_argument("--steps", type=int, default=250, help="control steps")
@@ -223,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (deterministic policy) on any bodies")
     ev.add_argument("--run", required=True, dest="run_dir", help="run directory (holds checkpoints/)")
-    ev.add_argument("--bodies", nargs="+", default=["zero_shot"],
-                    help="body names, suites (zero_shot, walker_zero_shot, ...), MJCF paths or random:COUNT:SEED "
-                         "(default: zero_shot)")
+    ev.add_argument(
+        "--bodies",
+        nargs="+",
+        default=["zero_shot"],
+        help="body names, suites (zero_shot, walker_zero_shot, ...), MJCF paths or random:COUNT:SEED "
+        "(default: zero_shot)",
+    )
     ev.add_argument("--episodes", type=int, default=10, help="episodes per body and seed (default 10)")
     ev.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
     ev.add_argument("--batch-size", type=int, default=64, help="episodes run at once per body (default 64)")

@@ -43,12 +43,18 @@ PPO_STEPS = {"hopper": 2_000_000, "walker": 5_000_000, "humanoid": 5_000_000, "c
 # Off-policy: one environment per body and one update per collected transition
 # (updates_per_iteration = num_envs), as in every sample-efficient learner
 # checked against its published numbers (benchmarks/reference_gym.py).
-OFF_POLICY_STEPS = {"hopper": 300_000, "walker": 300_000, "humanoid": 1_000_000, "cheetah": 1_000_000,
-                    "CWHH": 2_500_000}
+OFF_POLICY_STEPS = {
+    "hopper": 300_000,
+    "walker": 300_000,
+    "humanoid": 1_000_000,
+    "cheetah": 1_000_000,
+    "CWHH": 2_500_000,
+}
 
 NETWORKS = {
-    "set": NetworkConfig(kind="set", width=64, depth=2, heads=4, vector_channels=16, invariant_channels=8,
-                         vector_key_channels=4),
+    "set": NetworkConfig(
+        kind="set", width=64, depth=2, heads=4, vector_channels=16, invariant_channels=8, vector_key_channels=4
+    ),
     "mlp": NetworkConfig(kind="mlp", mlp_hidden=(256, 256)),
     "mlp_heading": NetworkConfig(kind="mlp_heading", mlp_hidden=(256, 256)),
 }
@@ -87,8 +93,11 @@ def _intervals(iteration_steps: int) -> dict:
 
 def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
     """The shipped config `configs/train/<suite>_<algorithm>_<network>.yaml`."""
-    for what, value, known in (("suite", suite, SUITES), ("algorithm", algorithm, ALGORITHMS),
-                               ("network", network, NETWORKS)):
+    for what, value, known in (
+        ("suite", suite, SUITES),
+        ("algorithm", algorithm, ALGORITHMS),
+        ("network", network, NETWORKS),
+    ):
         if value not in known:
             raise ConfigError(f"no training preset for {what}={value!r}; known: {', '.join(known)}")
     task, max_limbs, bodies = SUITES[suite]
@@ -109,6 +118,9 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
         sac=SACConfig(),
         crossq=CrossQConfig(),
         td3=td3,
-        run=RunConfig(name=preset_name(suite, algorithm, network),
-                      total_steps=OFF_POLICY_STEPS[suite] if off else PPO_STEPS[suite], **_intervals(iteration_steps)),
+        run=RunConfig(
+            name=preset_name(suite, algorithm, network),
+            total_steps=OFF_POLICY_STEPS[suite] if off else PPO_STEPS[suite],
+            **_intervals(iteration_steps),
+        ),
     )

@@ -59,7 +59,8 @@ def test_reset_step_shapes(env):
     assert batch_after.done.shape == (4,)
 
 
-@pytest.mark.benchmark  # about a minute of compiles; benchmarks/train_throughput.py runs brax's PPO through the adapter too
+# About a minute of compiles; benchmarks/train_throughput.py runs brax's PPO through the adapter too.
+@pytest.mark.benchmark
 def test_brax_ppo_trains(env):
     progress = []
     make_policy, params, metrics = ppo.train(

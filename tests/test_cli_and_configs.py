@@ -36,7 +36,9 @@ def test_config_errors_name_the_file_and_field(tmp_path):
 
 @pytest.mark.benchmark  # ~25 s of compiles over 23 bodies; kept out of the default suite's 10 minutes
 def test_demo_runs_a_mixed_batch(capsys):
-    assert main(["demo", "--bodies", "hopper_3_shin", "walker_2_right_leg_left_knee", "--envs", "4", "--steps", "30"]) == 0
+    assert (
+        main(["demo", "--bodies", "hopper_3_shin", "walker_2_right_leg_left_knee", "--envs", "4", "--steps", "30"]) == 0
+    )
     out = capsys.readouterr().out
     assert "2 bodies, 4 environments" in out and "hopper_3_shin" in out and "walker_2_right_leg_left_knee" in out
 

@@ -63,8 +63,13 @@ def launch_two_devices(job: str, out: Path) -> subprocess.Popen:
     """`python tests/test_distributed.py JOB OUT` on 2 CPU devices; it writes OUT/result.json."""
     out.mkdir(parents=True, exist_ok=True)
     env = _subprocess_env(XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_XLA_FLAGS}")
-    return subprocess.Popen([sys.executable, str(Path(__file__)), job, str(out)], cwd=out, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__)), job, str(out)],
+        cwd=out,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def free_port() -> int:
@@ -78,11 +83,21 @@ def launch_two_processes(config_path: Path, cwd: Path, *extra: str) -> list[subp
     port = free_port()
     processes = []
     for index in range(2):
-        env = _subprocess_env(EQUIRL_COORDINATOR=f"localhost:{port}", EQUIRL_NUM_PROCESSES="2",
-                              EQUIRL_PROCESS_ID=str(index), XLA_FLAGS=FAST_XLA_FLAGS)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "equirl", "train", "--config", str(config_path), *extra],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        env = _subprocess_env(
+            EQUIRL_COORDINATOR=f"localhost:{port}",
+            EQUIRL_NUM_PROCESSES="2",
+            EQUIRL_PROCESS_ID=str(index),
+            XLA_FLAGS=FAST_XLA_FLAGS,
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "equirl", "train", "--config", str(config_path), *extra],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     return processes
 
 
@@ -111,14 +126,17 @@ def test_launch_settings_from_equirl_variables():
     assert launch_settings({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}) is None
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"EQUIRL_NUM_PROCESSES": "two"}, "EQUIRL_NUM_PROCESSES='two'"),
-    ({"EQUIRL_NUM_PROCESSES": "0"}, "EQUIRL_NUM_PROCESSES='0'"),
-    ({"EQUIRL_PROCESS_ID": "2"}, "EQUIRL_PROCESS_ID=2: must be below EQUIRL_NUM_PROCESSES=2"),
-    ({"EQUIRL_PROCESS_ID": "-1"}, "EQUIRL_PROCESS_ID='-1'"),
-    ({"EQUIRL_COORDINATOR": "node0"}, "EQUIRL_COORDINATOR='node0'"),
-    ({"EQUIRL_COORDINATOR": None}, "EQUIRL_COORDINATOR=''"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"EQUIRL_NUM_PROCESSES": "two"}, "EQUIRL_NUM_PROCESSES='two'"),
+        ({"EQUIRL_NUM_PROCESSES": "0"}, "EQUIRL_NUM_PROCESSES='0'"),
+        ({"EQUIRL_PROCESS_ID": "2"}, "EQUIRL_PROCESS_ID=2: must be below EQUIRL_NUM_PROCESSES=2"),
+        ({"EQUIRL_PROCESS_ID": "-1"}, "EQUIRL_PROCESS_ID='-1'"),
+        ({"EQUIRL_COORDINATOR": "node0"}, "EQUIRL_COORDINATOR='node0'"),
+        ({"EQUIRL_COORDINATOR": None}, "EQUIRL_COORDINATOR=''"),
+    ],
+)
 def test_bad_launch_variables_are_named(change, named):
     from equirl.agents.distributed import initialize_from_env, launch_settings
     from equirl.errors import ConfigError
@@ -154,11 +172,20 @@ def test_environments_and_replay_rows_are_sharded_the_rest_replicated():
         env.close()
     shardings = distributed.state_shardings(mesh, shapes)
     rows, everywhere = distributed.batch_sharding(mesh).spec, distributed.replicated(mesh).spec
-    for leaf in (jax.tree.leaves(shardings.env_state) + jax.tree.leaves(shardings.buffer.data)
-                 + jax.tree.leaves(shardings.per_env)):
+    for leaf in (
+        jax.tree.leaves(shardings.env_state)
+        + jax.tree.leaves(shardings.buffer.data)
+        + jax.tree.leaves(shardings.per_env)
+    ):
         assert leaf.spec == rows
-    for part in (shardings.learner, shardings.normalizer, shardings.key,
-                 shardings.buffer.position, shardings.buffer.size, shardings.env_steps):
+    for part in (
+        shardings.learner,
+        shardings.normalizer,
+        shardings.key,
+        shardings.buffer.position,
+        shardings.buffer.size,
+        shardings.env_steps,
+    ):
         assert all(leaf.spec == everywhere for leaf in jax.tree.leaves(part))
     # What a checkpoint is restored into: the same shapes, placed as above.
     abstract = distributed.abstract_state(mesh, shapes)
@@ -222,13 +249,16 @@ def _ppo_job(out: Path) -> dict:
     mesh = distributed.global_mesh()
     errors = {}
     bad = {
-        "num_envs": dataclasses.replace(tiny_config(out / "bad"), env=dataclasses.replace(
-            tiny_config(out).env, num_envs=3)),
+        "num_envs": dataclasses.replace(
+            tiny_config(out / "bad"), env=dataclasses.replace(tiny_config(out).env, num_envs=3)
+        ),
         "minibatch": dataclasses.replace(tiny_config(out / "bad"), ppo=PPOConfig(rollout_length=8, minibatches=32)),
-        "batch_size": dataclasses.replace(sac_config(out / "bad"),
-                                          offpolicy=OffPolicyConfig(buffer_size=256, batch_size=15)),
-        "buffer_size": dataclasses.replace(sac_config(out / "bad"),
-                                           offpolicy=OffPolicyConfig(buffer_size=255, batch_size=16)),
+        "batch_size": dataclasses.replace(
+            sac_config(out / "bad"), offpolicy=OffPolicyConfig(buffer_size=256, batch_size=15)
+        ),
+        "buffer_size": dataclasses.replace(
+            sac_config(out / "bad"), offpolicy=OffPolicyConfig(buffer_size=255, batch_size=16)
+        ),
     }
     for name, config in bad.items():
         try:
@@ -280,8 +310,11 @@ def _sac_job(out: Path) -> dict:
         for _ in range(ITERATIONS):
             state, m = iteration(state)
             metrics.append({k: np.asarray(v).tolist() for k, v in jax.device_get(m).items()})
-        return {"metrics": metrics, "buffer_sharding": str(state.buffer.data.reward.sharding.spec),
-                "buffer_size": int(state.buffer.size)}
+        return {
+            "metrics": metrics,
+            "buffer_sharding": str(state.buffer.data.reward.sharding.spec),
+            "buffer_size": int(state.buffer.size),
+        }
     finally:
         env.close()
 

@@ -56,7 +56,11 @@ def test_reward_is_the_published_formula(hopper, make_env):
         action = random_actions(env, 2)
         after = env.step(before, action)
         t = env.tables
-        p0, p1, target = np.asarray(before.qpos[:, :2], np.float64), np.asarray(after.qpos[:, :2], np.float64), np.asarray(before.target, np.float64)
+        p0, p1, target = (
+            np.asarray(before.qpos[:, :2], np.float64),
+            np.asarray(after.qpos[:, :2], np.float64),
+            np.asarray(before.target, np.float64),
+        )
         dt = np.asarray(t.dt)
         rot = np.asarray(jax.vmap(lambda q: task.quat_to_mat(q))(before.qpos[:, 3:7]))
         h = rot[:, :2, 0] / np.linalg.norm(rot[:, :2, 0], axis=-1, keepdims=True)
@@ -106,7 +110,9 @@ def test_family_terminations(mixed):
     qpos = np.array(state.qpos)
     qpos[0, 2] = 0.3  # hopper_3_shin below its 0.45 m minimum
     qpos[1, 3:7] = [np.cos(0.6), np.sin(0.6), 0, 0]  # walker rolled by 1.2 rad
-    after = mixed.step(mixed.env.with_state(state, jnp.asarray(qpos), state.qvel, state.target), jnp.zeros((6,) + mixed.action_shape))
+    after = mixed.step(
+        mixed.env.with_state(state, jnp.asarray(qpos), state.qvel, state.target), jnp.zeros((6,) + mixed.action_shape)
+    )
     assert after.terminated[0] and after.terminated[1]
     assert not after.terminated[3] and not after.terminated[4]  # untouched hopper and walker live on
     # info["end_reasons"] names the broken condition, and is set exactly where an episode terminated.

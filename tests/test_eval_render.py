@@ -30,8 +30,15 @@ def run_dir(tmp_path_factory):
         env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5, episode_length=EPISODE_LENGTH),
         network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16)),
         ppo=PPOConfig(rollout_length=8, epochs=1, minibatches=2),
-        run=RunConfig(name="tiny", out_dir=str(out), total_steps=2 * 32, checkpoint_every=1, keep_checkpoints=1,
-                      equivariance_every=0, progress=False),
+        run=RunConfig(
+            name="tiny",
+            out_dir=str(out),
+            total_steps=2 * 32,
+            checkpoint_every=1,
+            keep_checkpoints=1,
+            equivariance_every=0,
+            progress=False,
+        ),
     )
     train(config)
     return out
@@ -49,8 +56,12 @@ def test_evaluate_two_bodies_and_uncontrollable_ones(policy, tmp_path):
 
     bodies = ["hopper_3_shin", str(MJCF), "walker_7_full", str(tmp_path / "missing.xml")]
     results = evaluate(policy, bodies, episodes=3, seeds=(0, 1), batch_size=2)
-    assert [r.body for r in results] == ["hopper_3_shin", "hopper_4_lower_shin", "walker_7_full",
-                                         str(tmp_path / "missing.xml")]
+    assert [r.body for r in results] == [
+        "hopper_3_shin",
+        "hopper_4_lower_shin",
+        "walker_7_full",
+        str(tmp_path / "missing.xml"),
+    ]
     for r in results[:2]:
         assert r.ok and r.episodes == 6 and len(r.returns) == 6
         assert np.isfinite(r.return_mean) and 1 <= r.length_mean <= EPISODE_LENGTH
@@ -68,8 +79,17 @@ def test_evaluate_two_bodies_and_uncontrollable_ones(policy, tmp_path):
     assert "NOT EVALUATED" in table and "hopper_4_lower_shin" in table
     csv_path, json_path = write_outputs(results, policy, bodies, tmp_path / "out")
     header = csv_path.read_text().splitlines()[0].split(",")
-    assert {"body", "limbs", "return_mean", "return_std", "length_mean", "fell", "time_limit", "unstable",
-            "error"} <= set(header)
+    assert {
+        "body",
+        "limbs",
+        "return_mean",
+        "return_std",
+        "length_mean",
+        "fell",
+        "time_limit",
+        "unstable",
+        "error",
+    } <= set(header)
     data = json.loads(json_path.read_text())
     assert len(data["results"]) == 4 and data["meta"]["max_limbs"] == 5
     assert data["results"][2]["return_mean"] is None  # NaN written as null
@@ -94,10 +114,29 @@ def test_render_writes_a_real_video(policy, tmp_path):
 
 def test_cli_eval_render_and_errors(run_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "--run", str(run_dir), "--bodies", "hopper_3_shin", "--episodes", "2",
-                 "--episode-length", "10", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--run",
+                str(run_dir),
+                "--bodies",
+                "hopper_3_shin",
+                "--episodes",
+                "2",
+                "--episode-length",
+                "10",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "hopper_3_shin" in printed and (out / "hopper_3_shin.csv").is_file() and (out / "hopper_3_shin.json").is_file()
+    assert (
+        "hopper_3_shin" in printed and (out / "hopper_3_shin.csv").is_file() and (out / "hopper_3_shin.json").is_file()
+    )
 
     # A missing checkpoint: one line, exit code 2.
     assert main(["eval", "--run", str(tmp_path / "nothing")]) == 2

@@ -23,7 +23,9 @@ def _hinge_axes(model, data, tree):
     return axes
 
 
-@pytest.mark.parametrize("entry", ["hopper_5_full", "humanoid_9_full", "cheetah_14_full", "walker_4_right_knee_left_foot", "ant"])
+@pytest.mark.parametrize(
+    "entry", ["hopper_5_full", "humanoid_9_full", "cheetah_14_full", "walker_4_right_knee_left_foot", "ant"]
+)
 def test_matches_mujoco_on_random_states(entry):
     entry = str(gymnasium_ant()) if entry == "ant" else entry
     morph, params = resolve(entry, max_limbs=16)[0]

@@ -44,7 +44,11 @@ def _write(tmp_path, text, name="body.xml"):
     return path
 
 
-def _robot(root_joint='<freejoint name="root"/>', joints='<joint name="h" type="hinge" axis="0 1 0"/>', actuators='<motor joint="h" gear="50"/>'):
+def _robot(
+    root_joint='<freejoint name="root"/>',
+    joints='<joint name="h" type="hinge" axis="0 1 0"/>',
+    actuators='<motor joint="h" gear="50"/>',
+):
     return ROBOT.format(root_joint=root_joint, joints=joints, actuators=actuators)
 
 
@@ -63,7 +67,10 @@ def test_a_minimal_valid_robot_loads(tmp_path):
         (_robot(joints='<joint name="h" type="ball"/>', actuators=""), "ball joint"),
         (_robot(joints='<joint name="h" type="slide" axis="0 0 1"/>', actuators=""), "slide joint"),
         (
-            _robot(joints="".join(f'<joint name="h{i}" type="hinge" axis="0 1 0"/>' for i in range(4)), actuators='<motor joint="h0" gear="1"/>'),
+            _robot(
+                joints="".join(f'<joint name="h{i}" type="hinge" axis="0 1 0"/>' for i in range(4)),
+                actuators='<motor joint="h0" gear="1"/>',
+            ),
             "4 hinges",
         ),
     ],

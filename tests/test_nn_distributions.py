@@ -103,7 +103,7 @@ def test_log_one_minus_tanh_sq_is_stable():
     x = np.array([-30.0, -3.0, 0.0, 2.0, 40.0], np.float32)
     got = np.asarray(log_one_minus_tanh_sq(jnp.asarray(x)))
     assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got[1:4], np.log1p(-np.tanh(x[1:4].astype(np.float64)) ** 2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1:4], np.log1p(-(np.tanh(x[1:4].astype(np.float64)) ** 2)), rtol=1e-5, atol=1e-6)
     far = np.array([0, 4])
     np.testing.assert_allclose(got[far], 2.0 * (np.log(2.0) - np.abs(x[far])), rtol=1e-6)
 

@@ -47,7 +47,9 @@ def test_normalising_commutes_with_the_group(observations):
     a = normalization.normalize(stats, moved).vectors
     b = jnp.einsum("bij,blcj->blci", g, normalization.normalize(stats, obs).vectors)
     np.testing.assert_allclose(a, b, atol=1e-5)
-    np.testing.assert_array_equal(normalization.normalize(stats, moved).scalars, normalization.normalize(stats, obs).scalars)
+    np.testing.assert_array_equal(
+        normalization.normalize(stats, moved).scalars, normalization.normalize(stats, obs).scalars
+    )
 
 
 def test_a_per_coordinate_normaliser_would_not(observations):

@@ -11,21 +11,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import compile_fast
 from equirl.agents import crossq, offpolicy, replay, sac, td3
 from equirl.agents.config import CrossQConfig, OffPolicyConfig, SACConfig, TD3Config
 from equirl.agents.normalization import normalize
 from equirl.agents.sac import target_entropy
 from equirl.errors import ConfigError
 from equirl.nn import NetworkConfig, make_networks
-
-from conftest import compile_fast
 from test_distributed import assert_same_losses, finish, launch_two_devices
 
 ENV = dict(bodies=("hopper_3_shin", "walker_7_full"), num_envs=4, max_limbs=7)
 NETWORKS = {
     "mlp": NetworkConfig(kind="mlp", mlp_hidden=(32, 32), squash=True),
     "set": NetworkConfig(
-        kind="set", width=32, depth=1, heads=2, vector_channels=8, invariant_channels=4, vector_key_channels=2,
+        kind="set",
+        width=32,
+        depth=1,
+        heads=2,
+        vector_channels=8,
+        invariant_channels=4,
+        vector_key_channels=2,
         squash=True,
     ),
     "mlp_heading": NetworkConfig(kind="mlp_heading", mlp_hidden=(16, 16), squash=True),
@@ -128,9 +133,11 @@ SLOW_KINDS = ("set", "transformer", "mlp_heading")
 CASES = [("sac", k) for k in sorted(NETWORKS)] + [("crossq", "mlp"), ("td3", "mlp"), ("crossq", "set")]
 
 
-@pytest.fixture(scope="module", params=[
-    pytest.param(c, marks=pytest.mark.benchmark) if c[1] in SLOW_KINDS else c for c in CASES
-], ids=lambda c: "-".join(c))
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(c, marks=pytest.mark.benchmark) if c[1] in SLOW_KINDS else c for c in CASES],
+    ids=lambda c: "-".join(c),
+)
 def run(request, env):
     """(agent, networks, compiled iteration, [initial state, then after each iteration], [metrics]),
     for one algorithm and network kind."""
@@ -222,7 +229,9 @@ def test_td3_explores_around_its_deterministic_action(env):
     obs = env.reset(jax.random.key(0)).obs
     learner = rule.init(jax.random.key(1), obs, jnp.zeros(obs.action_mask.shape))
     mean = np.asarray(networks.actor.apply(learner.params.actor, obs).mode())
-    noisy = np.asarray(jax.jit(jax.vmap(lambda k: rule.explore(learner, obs, k)))(jax.random.split(jax.random.key(2), 64)))
+    noisy = np.asarray(
+        jax.jit(jax.vmap(lambda k: rule.explore(learner, obs, k)))(jax.random.split(jax.random.key(2), 64))
+    )
     mask = np.asarray(obs.action_mask)
     assert np.all(noisy[:, ~mask] == 0.0) and np.all(np.abs(noisy) <= 1.0)
     spread = (noisy - mean)[:, mask]
@@ -294,6 +303,9 @@ def test_two_devices_give_the_losses_of_one(run, two_device_sac, request):
     mine = {key: [m[key] for m in result["metrics"]] for key in result["metrics"][0]}
     reference = {key: [float(m[key]) for m in metrics] for key in metrics[0] if np.ndim(metrics[0][key]) == 0}
     assert mine["optim/learning"] == [0.0, 1.0, 1.0]
-    worst = assert_same_losses(mine, reference, ("loss/critic", "loss/actor", "loss/alpha", "alpha", "policy/entropy",
-                                                 "q/mean", "reward/mean", "buffer/size"))
+    worst = assert_same_losses(
+        mine,
+        reference,
+        ("loss/critic", "loss/actor", "loss/alpha", "alpha", "policy/entropy", "q/mean", "reward/mean", "buffer/size"),
+    )
     print("SAC, 2 devices vs 1, largest (absolute, relative) difference:", worst)

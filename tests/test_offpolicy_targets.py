@@ -35,12 +35,16 @@ def filled_buffer(capacity: int = 12) -> replay.ReplayBuffer:
     term = np.array([(a, b) in TERMINATED for a, b in zip(t, env)])
     done = term | np.array([(a, b) in TRUNCATED for a, b in zip(t, env)])
     data = offpolicy.Transition(
-        obs=index, action=index, reward=1.0 + index, next_obs=index + 0.5,  # next_obs names its row
-        terminated=jnp.asarray(term), done=jnp.asarray(done),
+        obs=index,
+        action=index,
+        reward=1.0 + index,
+        next_obs=index + 0.5,  # next_obs names its row
+        terminated=jnp.asarray(term),
+        done=jnp.asarray(done),
     )
     buffer = replay.init(jax.tree.map(lambda x: x[0], data), capacity)
     for t in range(T_STEPS):  # one time step of both environments at a time, as the agent writes them
-        buffer = replay.insert(buffer, jax.tree.map(lambda x: x[ENVS * t: ENVS * (t + 1)], data))
+        buffer = replay.insert(buffer, jax.tree.map(lambda x: x[ENVS * t : ENVS * (t + 1)], data))
     return buffer
 
 
@@ -104,8 +108,13 @@ def tiny():
     next_obs = random_observation(1, 6, LIMBS)
     action = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, obs.action_mask.shape), jnp.float32)
     action = jnp.where(obs.action_mask, action, 0.0)
-    batch = offpolicy.Batch(obs, action, jnp.asarray([1.0, -0.5, 2.0, 0.0, 0.3, 1.5]), next_obs,
-                            jnp.asarray([0.99, 0.0, 0.99**3, 0.99, 0.0, 0.99]))
+    batch = offpolicy.Batch(
+        obs,
+        action,
+        jnp.asarray([1.0, -0.5, 2.0, 0.0, 0.3, 1.5]),
+        next_obs,
+        jnp.asarray([0.99, 0.0, 0.99**3, 0.99, 0.0, 0.99]),
+    )
     return batch
 
 
@@ -162,8 +171,9 @@ def test_crossq_critic_loss_by_hand_with_one_joint_pass(tiny):
     k_critic = jax.random.split(key)[0]
     a2, logp2 = nets.actor.apply(learner.params.actor, tiny.next_obs).sample_and_log_prob(seed=k_critic)
     cat = lambda a, b: jnp.concatenate([a, b], 0)  # noqa: E731
-    joint, updated = nets.q.apply(learner.params.q, jax.tree.map(cat, tiny.obs, tiny.next_obs),
-                                  cat(tiny.action, a2), mutable=["batch_stats"])
+    joint, updated = nets.q.apply(
+        learner.params.q, jax.tree.map(cat, tiny.obs, tiny.next_obs), cat(tiny.action, a2), mutable=["batch_stats"]
+    )
     q, next_q = np.split(np.asarray(joint), 2)
     target = np.asarray(tiny.reward) + np.asarray(tiny.discount) * (next_q.min(-1) - 0.3 * np.asarray(logp2))
     assert float(stats["loss/critic"]) == pytest.approx(twin_loss(q, target), rel=1e-5)
@@ -199,7 +209,9 @@ def test_guard_stops_on_non_finite_losses_and_on_a_sustained_bias():
     guard = DivergenceGuard(max_q_bias=100.0, window=3000)
     guard.check(row(150.0), 1000)
     guard.check(row(150.0), 2000)
+    assert guard.suspect  # the driver writes no checkpoint now
     guard.check(row(50.0), 3000)  # back under the bound: the window starts again
+    assert not guard.suspect
     guard.check(row(150.0), 4000)
     guard.check(row(150.0), 6000)
     with pytest.raises(TrainingDiverged, match=r"Q bias is 150.0 .* above run.max_q_bias=100 since 4000 steps"):

@@ -1,21 +1,21 @@
 """PPO: advantages, truncation, symmetry of the normalised policy, and training with every network."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import compile_fast
 from equirl.agents import normalization
 from equirl.agents.config import PPOConfig
 from equirl.agents.ppo import Transition, gae, make_ppo
 from equirl.envs.task import END_REASONS
 from equirl.equivariance import distribution_summary, finite_group_error
 from equirl.nn import NetworkConfig, make_networks
-from conftest import compile_fast
 
-TINY = dict(width=16, depth=1, heads=2, vector_channels=8, invariant_channels=4, vector_key_channels=2,
-            mlp_hidden=(16, 16))
+TINY = dict(
+    width=16, depth=1, heads=2, vector_channels=8, invariant_channels=4, vector_key_channels=2, mlp_hidden=(16, 16)
+)
 
 
 def _reference_gae(reward, value, last_value, terminated, truncated, final_value, gamma, lam):
@@ -47,9 +47,13 @@ def test_gae_handles_termination_apart_from_truncation():
     done = terminated | truncated
     config = PPOConfig(gamma=0.97, gae_lambda=0.9)
     tr = Transition(
-        obs=None, action=None, log_prob=None,
-        value=jnp.asarray(value, jnp.float32), reward=jnp.asarray(reward, jnp.float32),
-        terminated=jnp.asarray(terminated), done=jnp.asarray(done),
+        obs=None,
+        action=None,
+        log_prob=None,
+        value=jnp.asarray(value, jnp.float32),
+        reward=jnp.asarray(reward, jnp.float32),
+        terminated=jnp.asarray(terminated),
+        done=jnp.asarray(done),
         next_value=jnp.asarray(np.where(truncated, final_value, 0.0), jnp.float32),
     )
     advantages, targets = gae(config, tr, jnp.asarray(last_value, jnp.float32))
@@ -74,7 +78,9 @@ def ppo_runs(mixed_env):
     def run(kind):
         if kind not in runs:
             nets = make_networks(NetworkConfig(kind=kind, **TINY), max_limbs=7)
-            agent = make_ppo(mixed_env.env, nets, PPOConfig(rollout_length=8, minibatches=2, epochs=2), total_iterations=3)
+            agent = make_ppo(
+                mixed_env.env, nets, PPOConfig(rollout_length=8, minibatches=2, epochs=2), total_iterations=3
+            )
             state = compile_fast(agent.init, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
             iteration = compile_fast(agent.iteration, state)
             after = state
@@ -88,8 +94,9 @@ def ppo_runs(mixed_env):
 
 # The baselines' runs are `benchmark`-marked (pytest -m benchmark) to keep the default suite
 # within its 10 minutes; SET stays (SAC trains the plain MLP in the default suite).
-@pytest.mark.parametrize("kind", ["set"] + [pytest.param(k, marks=pytest.mark.benchmark)
-                                            for k in ("mlp", "mlp_heading", "transformer")])
+@pytest.mark.parametrize(
+    "kind", ["set"] + [pytest.param(k, marks=pytest.mark.benchmark) for k in ("mlp", "mlp_heading", "transformer")]
+)
 def test_ppo_trains_every_network_on_mixed_bodies(ppo_runs, kind):
     agent, _, before, state, metrics = ppo_runs(kind)
     assert int(state.env_steps) == 3 * 8 * 4 == 3 * agent.steps_per_iteration

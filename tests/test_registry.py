@@ -10,7 +10,6 @@ import pytest
 from equirl.agents import registry
 from equirl.agents import train as T
 from equirl.errors import ConfigError, TrainingDiverged
-
 from test_train import read_csv, sac_config
 
 

@@ -52,8 +52,9 @@ def _run(mujoco_gl: str, broken: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-needs_osmesa = pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None,
-                                  reason="libOSMesa not installed (apt-get install libosmesa6)")
+needs_osmesa = pytest.mark.skipif(
+    ctypes.util.find_library("OSMesa") is None, reason="libOSMesa not installed (apt-get install libosmesa6)"
+)
 
 
 @needs_osmesa

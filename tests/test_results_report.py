@@ -29,12 +29,28 @@ def test_published_zero_shot_numbers_match_the_spec():
 
 
 def _zero_shot_rows():
-    common = dict(family="walker", seed=0, train_steps=300000, train_minutes=12.5, episodes=10, fell=10,
-                  time_limit=0, unstable=0, error="", length_mean=80.0)
+    common = dict(
+        family="walker",
+        seed=0,
+        train_steps=300000,
+        train_minutes=12.5,
+        episodes=10,
+        fell=10,
+        time_limit=0,
+        unstable=0,
+        error="",
+        length_mean=80.0,
+    )
     return [
         dict(common, split="zero-shot", body="walker_6_right_foot", return_mean=123.45, return_std=6.78),
-        dict(common, split="zero-shot", body="walker_3_left_knee_right_knee", return_mean=float("nan"),
-             return_std=float("nan"), error="cannot be controlled: too many limbs"),
+        dict(
+            common,
+            split="zero-shot",
+            body="walker_3_left_knee_right_knee",
+            return_mean=float("nan"),
+            return_std=float("nan"),
+            error="cannot be controlled: too many limbs",
+        ),
         dict(common, split="train (last 10%)", body="walker_7_full", return_mean=222.2, return_std=3.3),
     ]
 
@@ -45,8 +61,14 @@ def test_report_puts_measured_rows_beside_published_ones(tmp_path):
     (tmp_path / "learning" / "table.md").write_text("| hopper | set | 284 ± 18 |\n")
     (tmp_path / "learning" / "hopper.png").write_bytes(b"\x89PNG")
     (tmp_path / "zero_shot").mkdir()
-    meta = dict(date="2026-12-01", machine="test machine", task="v1", steps=300000, episodes=10,
-                generated_by="benchmarks/zero_shot.py")
+    meta = dict(
+        date="2026-12-01",
+        machine="test machine",
+        task="v1",
+        steps=300000,
+        episodes=10,
+        generated_by="benchmarks/zero_shot.py",
+    )
     (tmp_path / "zero_shot" / "zero_shot.json").write_text(json.dumps({"meta": meta, "rows": _zero_shot_rows()}))
 
     assert report.main(["--results", str(tmp_path)]) == 0

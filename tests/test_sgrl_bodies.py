@@ -76,7 +76,9 @@ def test_body_matches_reference(name):
         assert ours.jnt_limited[j] and ref.jnt_limited[r], joint
         d, rd = ours.jnt_dofadr[j], ref.jnt_dofadr[r]
         got = (ours.dof_damping[d], ours.jnt_stiffness[j], ours.dof_armature[d])
-        np.testing.assert_allclose(got, (ref.dof_damping[rd], ref.jnt_stiffness[r], ref.dof_armature[rd]), err_msg=joint)
+        np.testing.assert_allclose(
+            got, (ref.dof_damping[rd], ref.jnt_stiffness[r], ref.dof_armature[rd]), err_msg=joint
+        )
 
     # one motor per hinge, same gear (matched by joint), ctrl in [-1, 1]
     assert ours.nu == len(ours_h)

@@ -16,9 +16,9 @@ import pytest
 
 from conftest import float64
 from equirl.envs import symmetry
+from equirl.errors import MorphologyError
 from equirl.geometry import reflection_matrix, yaw_matrix
 from equirl.morphology.mirror import mirror_map
-from equirl.errors import MorphologyError
 
 STEPS = 60
 B = 3
@@ -82,7 +82,11 @@ def test_reflection_through_a_vertical_plane(make_env, body):
     # Heights and limb types are invariant; they move with the limb permutation.
     for a, b in pairs:
         perm = mirror.limb_perm
-        np.testing.assert_allclose(np.asarray(a.obs.scalars)[:, : len(perm), 12:][:, np.argsort(perm)], np.asarray(b.obs.scalars)[:, : len(perm), 12:], atol=1e-8)
+        np.testing.assert_allclose(
+            np.asarray(a.obs.scalars)[:, : len(perm), 12:][:, np.argsort(perm)],
+            np.asarray(b.obs.scalars)[:, : len(perm), 12:],
+            atol=1e-8,
+        )
 
 
 def test_symmetry_is_measured_not_assumed(make_env):

@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_distributed import assert_same_losses, finish, launch_two_devices, launch_two_processes
 from equirl.agents import train as T
 from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
 from equirl.cli import main
@@ -35,14 +34,25 @@ from equirl.envs.config import EnvConfig
 from equirl.envs.task import END_REASONS
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
+from test_distributed import assert_same_losses, finish, launch_two_devices, launch_two_processes
 
 STEPS_PER_ITERATION = 4 * 8
 ITERATIONS = 4
 
 
 def tiny_config(out_dir, **run) -> TrainConfig:
-    run = dict(dict(name="tiny", out_dir=str(out_dir), total_steps=ITERATIONS * STEPS_PER_ITERATION,
-                    checkpoint_every=1, keep_checkpoints=2, equivariance_every=2, progress=False), **run)
+    run = dict(
+        dict(
+            name="tiny",
+            out_dir=str(out_dir),
+            total_steps=ITERATIONS * STEPS_PER_ITERATION,
+            checkpoint_every=1,
+            keep_checkpoints=2,
+            equivariance_every=2,
+            progress=False,
+        ),
+        **run,
+    )
     return TrainConfig(
         algorithm="ppo",
         env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
@@ -102,7 +112,7 @@ def event_tags(run_dir) -> dict[str, list[int]]:
         offset = 0
         while offset < len(data):
             (length,) = struct.unpack_from("<Q", data, offset)
-            event = Event.FromString(data[offset + 12: offset + 12 + length])
+            event = Event.FromString(data[offset + 12 : offset + 12 + length])
             offset += 12 + length + 4
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
@@ -114,8 +124,11 @@ def straight_run(request, tmp_path_factory):
     """ITERATIONS iterations without interruption: the reference the other tests compare with."""
     selected = " ".join(item.name for item in request.session.items)
     # Start the subprocesses now: their compiles overlap this one.
-    for test, fixture in (("test_resume_after_sigkill", "killed_run"), ("test_two_devices", "two_device_job"),
-                          ("test_two_processes", "two_process_job")):
+    for test, fixture in (
+        ("test_resume_after_sigkill", "killed_run"),
+        ("test_two_devices", "two_device_job"),
+        ("test_two_processes", "two_process_job"),
+    ):
         if test in selected:
             request.getfixturevalue(fixture)
     out = tmp_path_factory.mktemp("straight")
@@ -132,8 +145,17 @@ def test_a_short_run_writes_config_logs_and_checkpoints(straight_run):
 
     rows = read_csv(run_dir)
     assert [int(r["env_steps"]) for r in rows] == [STEPS_PER_ITERATION * (i + 1) for i in range(ITERATIONS)]
-    assert {"wall_seconds", "steps_per_second", "return/mean", "loss/policy", "loss/value", "policy/entropy",
-            "policy/approx_kl", "return/hopper_3_shin", "equivariance/policy"} <= set(rows[0])
+    assert {
+        "wall_seconds",
+        "steps_per_second",
+        "return/mean",
+        "loss/policy",
+        "loss/value",
+        "policy/entropy",
+        "policy/approx_kl",
+        "return/hopper_3_shin",
+        "equivariance/policy",
+    } <= set(rows[0])
     assert len(result.history) == ITERATIONS and result.history[-1]["env_steps"] == ITERATIONS * STEPS_PER_ITERATION
     # The probe ran every 2 iterations and gave a number.
     # Why episodes ended: one share per reason (an episode may have several) or the time limit.
@@ -261,12 +283,18 @@ def killed_run(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("killed")
     config_path, run_dir = root / "tiny.yaml", root / "run"
-    config = tiny_config(run_dir, total_steps=SIGKILL_ITERATIONS * STEPS_PER_ITERATION, equivariance_every=0,
-                         keep_checkpoints=3)
+    config = tiny_config(
+        run_dir, total_steps=SIGKILL_ITERATIONS * STEPS_PER_ITERATION, equivariance_every=0, keep_checkpoints=3
+    )
     config_path.write_text(yaml.safe_dump(to_dict(config)))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    process = subprocess.Popen([sys.executable, "-m", "equirl", "train", "--config", str(config_path)],
-                               cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "equirl", "train", "--config", str(config_path)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     outcome = {}
 
     def watch():
@@ -330,8 +358,15 @@ def sac_config(out_dir, algorithm: str = "sac", **network) -> TrainConfig:
         env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
         network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16), squash=True, **network),
         offpolicy=OffPolicyConfig(buffer_size=256, batch_size=16, learning_starts=16, updates_per_iteration=2),
-        run=RunConfig(name="sac", out_dir=str(out_dir), total_steps=4 * 8, checkpoint_every=4, log_every=4,
-                      equivariance_every=8, progress=False),
+        run=RunConfig(
+            name="sac",
+            out_dir=str(out_dir),
+            total_steps=4 * 8,
+            checkpoint_every=4,
+            log_every=4,
+            equivariance_every=8,
+            progress=False,
+        ),
     )
 
 
@@ -362,8 +397,15 @@ def test_sac_trains_and_resumes(tmp_path):
 
 # Per-iteration figures that must not depend on the device count (clip_fraction, a
 # count of ratios past a threshold, could flip on a rounding difference).
-PPO_LOSSES = ("loss/policy", "loss/value", "policy/entropy", "policy/approx_kl", "optim/grad_norm", "value/mean",
-              "reward/mean")
+PPO_LOSSES = (
+    "loss/policy",
+    "loss/value",
+    "policy/entropy",
+    "policy/approx_kl",
+    "optim/grad_norm",
+    "value/mean",
+    "reward/mean",
+)
 
 
 def columns(rows, keys=PPO_LOSSES) -> dict[str, list[float]]:

@@ -12,8 +12,8 @@ from equirl.agents.train import command_line_config, load_train_config
 from equirl.cli import main
 from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
 from equirl.envs.config import EnvConfig
-from equirl.nn.config import NetworkConfig
 from equirl.errors import ConfigError
+from equirl.nn.config import NetworkConfig
 
 TRAIN_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 
@@ -70,19 +70,26 @@ def test_generated_configs_are_up_to_date():
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(override, field):
-    base = TrainConfig(env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
-                       ppo=PPOConfig(rollout_length=8, minibatches=4))
+    base = TrainConfig(
+        env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
+        ppo=PPOConfig(rollout_length=8, minibatches=4),
+    )
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")):
         apply_overrides(base, [override])
 
 
 def test_minibatches_must_divide_the_batch():
     with pytest.raises(ConfigError, match=r"must divide env.num_envs \* ppo.rollout_length = 24"):
-        TrainConfig(env=EnvConfig(bodies=("hopper_3_shin",), num_envs=3),
-                    ppo=PPOConfig(rollout_length=8, minibatches=5))
+        TrainConfig(
+            env=EnvConfig(bodies=("hopper_3_shin",), num_envs=3), ppo=PPOConfig(rollout_length=8, minibatches=5)
+        )
     # SAC does not use the PPO block's minibatches.
-    TrainConfig(algorithm="sac", env=EnvConfig(num_envs=3), ppo=PPOConfig(rollout_length=8, minibatches=5),
-                network=NetworkConfig(squash=True))
+    TrainConfig(
+        algorithm="sac",
+        env=EnvConfig(num_envs=3),
+        ppo=PPOConfig(rollout_length=8, minibatches=5),
+        network=NetworkConfig(squash=True),
+    )
 
 
 def test_yaml_errors_name_the_file(tmp_path):
@@ -100,8 +107,15 @@ def test_yaml_errors_name_the_file(tmp_path):
 
 def test_overrides_parse_and_nest(tmp_path):
     path = REPO / "configs" / "train" / "hopper_ppo_set.yaml"
-    config = load_train_config(path, ["ppo.learning_rate=1e-3", "env.bodies=[hopper_3_shin, hopper_4_thigh]",
-                                      "network.mlp_hidden=[32, 32]", "run.progress=false"])
+    config = load_train_config(
+        path,
+        [
+            "ppo.learning_rate=1e-3",
+            "env.bodies=[hopper_3_shin, hopper_4_thigh]",
+            "network.mlp_hidden=[32, 32]",
+            "run.progress=false",
+        ],
+    )
     assert config.ppo.learning_rate == 1e-3
     assert config.env.bodies == ("hopper_3_shin", "hopper_4_thigh")
     assert config.network.mlp_hidden == (32, 32)

@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_wm_helpers import TINY_BODIES, TINY_STEPS, tiny_batch, tiny_data, tiny_dataset
 
 from equirl.errors import ConfigError
-from equirl.geometry import compose_isometries, isometry_along, ROTATION_GENERATOR_Z
+from equirl.geometry import ROTATION_GENERATOR_Z, compose_isometries, isometry_along
 from equirl.worldmodels.data import CollectConfig, FlowRange, WindowDataset, flowed
 from equirl.worldmodels.interface import ObserverFlow, apply_flow, flow_element
+from test_wm_helpers import TINY_BODIES, TINY_STEPS, tiny_batch, tiny_data, tiny_dataset
 
 
 def test_collected_dataset_on_disk():
@@ -60,10 +60,12 @@ def test_flows_act_frame_by_frame():
     elements = jax.jit(jax.vmap(flow_element, (None, 0, None)))(flow, jnp.arange(6.0), center[0])
     for t in range(6):
         g = jax.tree.map(lambda x: x[t], elements)
-        np.testing.assert_allclose(moved.obs.vectors[0, t], jnp.einsum("ij,lcj->lci", g.rotation, batch.obs.vectors[0, t]),
-                                   atol=1e-5)
-        np.testing.assert_allclose(moved.torso_position[0, t], g.rotation @ batch.torso_position[0, t] + g.translation,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            moved.obs.vectors[0, t], jnp.einsum("ij,lcj->lci", g.rotation, batch.obs.vectors[0, t]), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            moved.torso_position[0, t], g.rotation @ batch.torso_position[0, t] + g.translation, atol=1e-5
+        )
     # gravity and scalars are untouched; the first frame is not moved
     np.testing.assert_allclose(moved.obs.vectors[..., 1, :], batch.obs.vectors[..., 1, :], atol=1e-6)
     assert jnp.array_equal(moved.obs.scalars, batch.obs.scalars)
@@ -80,8 +82,9 @@ def test_flow_elements_form_a_one_parameter_group():
         np.testing.assert_allclose(a.translation, b.translation, atol=1e-5)
     # a pure yaw rate about the origin is the geometry module's subgroup
     pure = flow_element(ObserverFlow.make(0.4), 3.0)
-    np.testing.assert_allclose(pure.rotation, isometry_along(0.4 * ROTATION_GENERATOR_Z, jnp.zeros(3), 3.0).rotation,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        pure.rotation, isometry_along(0.4 * ROTATION_GENERATOR_Z, jnp.zeros(3), 3.0).rotation, atol=1e-6
+    )
 
 
 def test_random_flows_stay_in_range():

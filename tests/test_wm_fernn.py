@@ -7,13 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compile_fast
-from test_wm_helpers import tiny_batch, tiny_data
 
+from conftest import compile_fast
 from equirl.equivariance import errors_for_elements, finite_group_errors
 from equirl.worldmodels.common import frame_arrays
 from equirl.worldmodels.interface import FERNNOptions, ObserverFlow, WorldModelConfig, make_world_model, rollout
 from equirl.worldmodels.metrics import _static_in, _static_out, flow_actions
+from test_wm_helpers import tiny_batch, tiny_data
 
 CONTEXT, HORIZON, COPIES = 3, 3, 4
 TOLERANCE = 1e-5
@@ -26,15 +26,18 @@ class Compiled:
     def __init__(self, kind: str):
         batch = tiny_batch(CONTEXT + HORIZON, 6)
         self.stats = tiny_data(CONTEXT + HORIZON).stats()
-        config = WorldModelConfig(kind=kind, context=CONTEXT, width=8, vector_channels=4,
-                                  fernn=FERNNOptions(COPIES))
+        config = WorldModelConfig(kind=kind, context=CONTEXT, width=8, vector_channels=4, fernn=FERNNOptions(COPIES))
         self.model = make_world_model(config, self.stats)
         # Random parameters of the model's shapes (no init program to compile): any values must do.
         shapes, tree = jax.tree.flatten(jax.eval_shape(self.model.init, jax.random.PRNGKey(0), batch))
         rng = np.random.default_rng(1)
         self.params = jax.tree.unflatten(
-            tree, [jnp.asarray(rng.normal(0.0, 0.3 if len(x.shape) < 2 else x.shape[-2] ** -0.5, x.shape), x.dtype)
-                   for x in shapes])
+            tree,
+            [
+                jnp.asarray(rng.normal(0.0, 0.3 if len(x.shape) < 2 else x.shape[-2] ** -0.5, x.shape), x.dtype)
+                for x in shapes
+            ],
+        )
         self.x = (batch.frames(0, CONTEXT), batch.actions[:, CONTEXT - 1 : CONTEXT - 1 + HORIZON])
         self.batch = batch
         self.fn = compile_fast(lambda x: frame_arrays(rollout(self.model, self.params, *x)), self.x)
@@ -134,9 +137,12 @@ def test_shapes_and_padding_across_bodies(name, request):
     # whatever sits in the padding of the inputs does not matter
     context, actions = model.x
     pad = ~context.obs.limb_mask
-    noisy = context.replace(obs=context.obs.replace(
-        vectors=jnp.where(pad[..., None, None], 7.0, context.obs.vectors),
-        scalars=jnp.where(pad[..., None], -3.0, context.obs.scalars)))
+    noisy = context.replace(
+        obs=context.obs.replace(
+            vectors=jnp.where(pad[..., None, None], 7.0, context.obs.vectors),
+            scalars=jnp.where(pad[..., None], -3.0, context.obs.scalars),
+        )
+    )
     noisy_actions = jnp.where(~model.batch.obs.limb_mask[:, :1, :, None], 0.9, actions)
     again = model.fn((noisy, noisy_actions))
     for a, b_ in zip(again, (vectors, scalars, position)):

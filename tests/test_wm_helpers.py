@@ -28,8 +28,24 @@ def tiny_dataset() -> Path:
     from equirl.cli import main
 
     out = Path(tempfile.mkdtemp(prefix="equirl_wm_")) / "data"
-    code = main(["wm", "collect", "--out", str(out), "--bodies", *TINY_BODIES, "--envs", "2",
-                 "--steps", str(TINY_STEPS), "--set", f"shard_steps={TINY_SHARD_STEPS}", "--set", "action_repeat=2"])
+    code = main(
+        [
+            "wm",
+            "collect",
+            "--out",
+            str(out),
+            "--bodies",
+            *TINY_BODIES,
+            "--envs",
+            "2",
+            "--steps",
+            str(TINY_STEPS),
+            "--set",
+            f"shard_steps={TINY_SHARD_STEPS}",
+            "--set",
+            "action_repeat=2",
+        ]
+    )
     assert code == 0
     return out
 
@@ -56,22 +72,31 @@ def recorded_windows(env, window: int, steps: int = 24, seed: int = 0):
         state = env.step(state, action * state.obs.action_mask)
         assert not bool(jnp.any(state.terminated | state.truncated)), "an episode ended inside the recording"
     obs = jax.tree.map(lambda *x: jnp.stack(x, 1), *[f[0] for f in frames])
-    seq = Sequence(obs, jnp.swapaxes(actions, 0, 1) * obs.action_mask, jnp.stack([f[1] for f in frames], 1),
-                   jnp.asarray(env.body_of_env, jnp.int32))
+    seq = Sequence(
+        obs,
+        jnp.swapaxes(actions, 0, 1) * obs.action_mask,
+        jnp.stack([f[1] for f in frames], 1),
+        jnp.asarray(env.body_of_env, jnp.int32),
+    )
     cut = lambda x: x.reshape((x.shape[0] * (steps // window), window) + x.shape[2:])  # noqa: E731
-    return Sequence(jax.tree.map(cut, seq.obs), cut(seq.actions), cut(seq.torso_position),
-                    jnp.repeat(seq.body, steps // window))
+    return Sequence(
+        jax.tree.map(cut, seq.obs), cut(seq.actions), cut(seq.torso_position), jnp.repeat(seq.body, steps // window)
+    )
 
 
 def pad_limbs(seq: Sequence, extra: int) -> Sequence:
     """The same windows with `extra` more (padding) limb slots."""
+
     def pad(x, value=0):
         width = [(0, 0)] * x.ndim
         width[2] = (0, extra)
         return jnp.pad(x, width, constant_values=value)
 
     obs = seq.obs.replace(
-        vectors=pad(seq.obs.vectors), scalars=pad(seq.obs.scalars), limb_mask=pad(seq.obs.limb_mask, False),
-        parent=pad(seq.obs.parent, -1), action_mask=pad(seq.obs.action_mask, False),
+        vectors=pad(seq.obs.vectors),
+        scalars=pad(seq.obs.scalars),
+        limb_mask=pad(seq.obs.limb_mask, False),
+        parent=pad(seq.obs.parent, -1),
+        action_mask=pad(seq.obs.action_mask, False),
     )
     return seq.replace(obs=obs, actions=pad(seq.actions))

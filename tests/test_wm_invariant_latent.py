@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import compile_fast
 from equirl.errors import ConfigError
 from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.interface import (
@@ -14,7 +15,6 @@ from equirl.worldmodels.interface import (
     rollout,
 )
 from equirl.worldmodels.invariant_latent import invariant_latent_parts, invariant_loss, shared_transform
-from conftest import compile_fast
 from test_wm_helpers import pad_limbs, recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
@@ -22,7 +22,11 @@ LIMBS = 5
 WINDOW = 8
 CONTEXT = 4
 CONFIG = WorldModelConfig(
-    kind="invariant_latent", context=CONTEXT, width=16, depth=1, heads=2,
+    kind="invariant_latent",
+    context=CONTEXT,
+    width=16,
+    depth=1,
+    heads=2,
     invariant_latent=InvariantLatentOptions(latent_dim=4),
 )
 
@@ -99,6 +103,7 @@ def test_registry_and_loss_terms(data):
 def test_rollout_shapes_and_masks_across_bodies(data, parts, params):
     model = parts.model
     k = WINDOW - CONTEXT
+
     def run(p, s):
         return rollout(model, p, s.frames(0, CONTEXT), s.actions[:, CONTEXT - 1 : CONTEXT - 1 + k])
 

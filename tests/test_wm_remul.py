@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import compile_fast
 from equirl.envs.task import Observation
 from equirl.equivariance import finite_group_error
 from equirl.worldmodels.common import frame_arrays
@@ -20,7 +21,6 @@ from equirl.worldmodels.interface import (
     rollout,
 )
 from equirl.worldmodels.remul import remul_parts
-from conftest import compile_fast
 from test_wm_helpers import pad_limbs, recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")

@@ -9,18 +9,37 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
-from test_wm_helpers import tiny_dataset
 
 from equirl.cli import main
 from equirl.config_io import load_yaml
 from equirl.worldmodels.config import WMTrainConfig, load_wm_config
 from equirl.worldmodels.data import CollectConfig
 from equirl.worldmodels.interface import KINDS
+from test_wm_helpers import tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--set", "data.window=6", "--set", "data.batch_size=4", "--set", "model.context=3", "--set", "model.width=8",
-        "--set", "model.vector_channels=4", "--set", "run.eval_windows=4", "--set", "run.log_every=1",
-        "--set", "run.checkpoint_every=2", "--set", "run.progress=false", "--set", "optim.warmup_steps=1"]
+TINY = [
+    "--set",
+    "data.window=6",
+    "--set",
+    "data.batch_size=4",
+    "--set",
+    "model.context=3",
+    "--set",
+    "model.width=8",
+    "--set",
+    "model.vector_channels=4",
+    "--set",
+    "run.eval_windows=4",
+    "--set",
+    "run.log_every=1",
+    "--set",
+    "run.checkpoint_every=2",
+    "--set",
+    "run.progress=false",
+    "--set",
+    "optim.warmup_steps=1",
+]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -31,8 +50,21 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def gru_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("wm") / "gru"
-    code = main(["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--data", str(tiny_dataset()),
-                 "--out", str(out), "--steps", "4", *TINY])
+    code = main(
+        [
+            "wm",
+            "train",
+            "--config",
+            str(REPO / "configs/wm/gru.yaml"),
+            "--data",
+            str(tiny_dataset()),
+            "--out",
+            str(out),
+            "--steps",
+            "4",
+            *TINY,
+        ]
+    )
     assert code == 0
     return out
 
@@ -56,14 +88,47 @@ def test_resume_repeats_the_uninterrupted_run(gru_run, capsys):
     for a, b in zip(before[2:], after[2:]):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5)
         assert float(a["test/total"]) == pytest.approx(float(b["test/total"]), rel=1e-5)
-    assert main(["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--data", str(tiny_dataset()),
-                 "--out", str(gru_run), "--steps", "4", *TINY]) == 2
+    assert (
+        main(
+            [
+                "wm",
+                "train",
+                "--config",
+                str(REPO / "configs/wm/gru.yaml"),
+                "--data",
+                str(tiny_dataset()),
+                "--out",
+                str(gru_run),
+                "--steps",
+                "4",
+                *TINY,
+            ]
+        )
+        == 2
+    )
     assert "already holds checkpoints" in capsys.readouterr().err
 
 
 def test_eval_writes_kstep_and_equivariance(gru_run, tmp_path, capsys):
-    assert main(["wm", "eval", "--run", str(gru_run), "--ks", "1,2", "--flows", "yaw:0.785",
-                 "--windows", "4", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "wm",
+                "eval",
+                "--run",
+                str(gru_run),
+                "--ks",
+                "1,2",
+                "--flows",
+                "yaw:0.785",
+                "--windows",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "wm_eval.json").read_text())
     assert report["kind"] == "gru" and report["ks"] == [1, 2]
     assert [row["flow"] for row in report["kstep"]] == ["none", "yaw_0.785"]
@@ -102,10 +167,27 @@ def test_every_config_in_configs_wm_is_valid():
 def test_bad_input_is_one_line(tmp_path, capsys):
     cases = [
         (["wm", "train", "--config", str(tmp_path / "missing.yaml")], "no such config file"),
-        (["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--set", "model.kind=lstm"], "model.kind='lstm'"),
-        (["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--set", "model.context=16"], "model.context=16"),
-        (["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--data", str(tmp_path / "nodata"),
-          "--out", str(tmp_path / "run")], "not a world-model dataset"),
+        (
+            ["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--set", "model.kind=lstm"],
+            "model.kind='lstm'",
+        ),
+        (
+            ["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--set", "model.context=16"],
+            "model.context=16",
+        ),
+        (
+            [
+                "wm",
+                "train",
+                "--config",
+                str(REPO / "configs/wm/gru.yaml"),
+                "--data",
+                str(tmp_path / "nodata"),
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            "not a world-model dataset",
+        ),
         (["wm", "eval", "--run", str(tmp_path)], "not a world-model run directory"),
         (["wm", "collect", "--steps", "0", "--out", str(tmp_path / "d")], "collect.steps=0"),
         (["wm", "eval", "--run", str(tmp_path), "--flows", "spin:3"], "spin:3"),

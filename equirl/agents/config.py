@@ -17,6 +17,7 @@ from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
 
+
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
     """Proximal policy optimisation (clipped surrogate, GAE).
@@ -109,8 +110,13 @@ class SACConfig:
     adam_beta1: float = 0.9
 
     def __post_init__(self):
-        for name in ("actor_learning_rate", "critic_learning_rate", "alpha_learning_rate", "initial_alpha",
-                     "max_grad_norm"):
+        for name in (
+            "actor_learning_rate",
+            "critic_learning_rate",
+            "alpha_learning_rate",
+            "initial_alpha",
+            "max_grad_norm",
+        ):
             check_float(name, getattr(self, name), 0.0, open_low=True)
         check_float("target_entropy_per_dim", self.target_entropy_per_dim)
         check_float("tau", self.tau, 0.0, 1.0, open_low=True)
@@ -225,9 +231,16 @@ class TrainConfig:
 
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm={self.algorithm!r}: must be one of {tuple(ALGORITHMS)}")
-        for name, cls in (("env", EnvConfig), ("network", NetworkConfig), ("ppo", PPOConfig),
-                          ("offpolicy", OffPolicyConfig), ("sac", SACConfig), ("crossq", CrossQConfig),
-                          ("td3", TD3Config), ("run", RunConfig)):
+        for name, cls in (
+            ("env", EnvConfig),
+            ("network", NetworkConfig),
+            ("ppo", PPOConfig),
+            ("offpolicy", OffPolicyConfig),
+            ("sac", SACConfig),
+            ("crossq", CrossQConfig),
+            ("td3", TD3Config),
+            ("run", RunConfig),
+        ):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         spec(self.algorithm).check(self)

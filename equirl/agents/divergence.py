@@ -29,13 +29,22 @@ def add_q_bias(row: dict[str, float]) -> None:
         row["q/bias"] = row["q/mean"] - row["q/mc_return"]
 
 
+# Log columns the off-policy learners add (the first log row may lack them: no learning yet).
+Q_BIAS_COLUMNS = ("q/mc_return", "q/bias")
+
+
 class DivergenceGuard:
-    """check(row, env_steps) raises TrainingDiverged naming the step and the figure."""
+    """check(row, env_steps) raises TrainingDiverged naming the step and the figure;
+    `suspect` is true while the Q bias is over its bound (the driver saves no checkpoint then)."""
 
     def __init__(self, max_q_bias: float, window: int):
         self.max_q_bias = max_q_bias
         self.window = window
         self.over_since: int | None = None  # first step of the current run of rows over the bound
+
+    @property
+    def suspect(self) -> bool:
+        return self.over_since is not None
 
     def check(self, row: dict[str, float], env_steps: int) -> None:
         for key, value in row.items():

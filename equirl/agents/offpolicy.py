@@ -160,9 +160,7 @@ def discounted_weight(step_index: jax.Array, gamma: float) -> jax.Array:
 def make_offpolicy(env, networks, config: OffPolicyConfig, rule: UpdateRule) -> Agent:
     """An `Agent` running `rule` in the shared collect/replay/update loop on `env`."""
     if not getattr(networks.actor.config, "squash", False):
-        raise ConfigError(
-            "off-policy learners need a tanh-squashed actor: build the networks with network.squash=true"
-        )
+        raise ConfigError("off-policy learners need a tanh-squashed actor: build the networks with network.squash=true")
     batch = config.steps_per_iteration * env.num_envs
     if batch > config.buffer_size:
         raise ConfigError(
@@ -226,7 +224,9 @@ def make_offpolicy(env, networks, config: OffPolicyConfig, rule: UpdateRule) -> 
             return (distributed.constrain(after, mesh), per_env, key, env_steps + env.num_envs), (tr, ep)
 
         (env_state, per_env, key, _), (transitions, ep) = jax.lax.scan(
-            step, (state.env_state, state.per_env, state.key, state.env_steps), None,
+            step,
+            (state.env_state, state.per_env, state.key, state.env_steps),
+            None,
             length=config.steps_per_iteration,
         )
         # [T, B] leaves: split along the environments.

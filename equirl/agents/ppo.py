@@ -36,8 +36,8 @@ from equirl.agents.policy import (
     make_act,
     maybe_normalize,
 )
-from equirl.envs.batched import BatchedEnv, EnvState
 from equirl.agents.registry import AlgorithmSpec
+from equirl.envs.batched import BatchedEnv, EnvState
 from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 from equirl.nn import Networks
@@ -103,7 +103,11 @@ def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_itera
         "minibatch size (env.num_envs * ppo.rollout_length / ppo.minibatches)", minibatch, mesh.size
     )
     updates = max(1, total_iterations) * config.epochs * config.minibatches
-    rate = optax.linear_schedule(config.learning_rate, 0.0, updates) if config.anneal_learning_rate else config.learning_rate
+    rate = (
+        optax.linear_schedule(config.learning_rate, 0.0, updates)
+        if config.anneal_learning_rate
+        else config.learning_rate
+    )
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(rate))
     norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
 

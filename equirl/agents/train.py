@@ -46,7 +46,7 @@ import yaml
 
 from equirl.agents import distributed, registry
 from equirl.agents.config import TrainConfig
-from equirl.agents.divergence import DivergenceGuard, add_q_bias
+from equirl.agents.divergence import Q_BIAS_COLUMNS, DivergenceGuard, add_q_bias
 from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
 from equirl.envs.task import END_REASONS
 from equirl.errors import ConfigError, EquirlError, TrainingDiverged
@@ -179,8 +179,15 @@ def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
 class MetricsCSV:
     """metrics.csv: a fixed header, one row per log; a resumed run cuts rows past its step."""
 
-    FIRST = ("iteration", "env_steps", "wall_seconds", "steps_per_second", "return/mean", "episode_length/mean",
-             "episodes")
+    FIRST = (
+        "iteration",
+        "env_steps",
+        "wall_seconds",
+        "steps_per_second",
+        "return/mean",
+        "episode_length/mean",
+        "episodes",
+    )
 
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
@@ -452,8 +459,16 @@ class _Progress:
         if config.run.progress and show:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True, file=sys.stderr,
-                            desc=config.run.name, dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                unit="step",
+                unit_scale=True,
+                file=sys.stderr,
+                desc=config.run.name,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
 
     def update(self, env_steps: int, row: dict) -> None:
         if self.bar is None:
@@ -514,8 +529,17 @@ class _Logger:
     only process 0 (`write`) writes files, shows progress and probes.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path, env, networks, state, resume_step: int | None,
-                 total_steps: int, write: bool = True):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        env,
+        networks,
+        state,
+        resume_step: int | None,
+        total_steps: int,
+        write: bool = True,
+    ):
         self.config = config
         self.write = write
         self.body_names = [m.name for m in env.morphologies]
@@ -547,8 +571,12 @@ class _Logger:
         """Pull the window's metrics to the host and write one row everywhere."""
         now = time.perf_counter()
         row = summarize(self.window, self.body_names)
-        row.update(iteration=iteration, env_steps=env_steps, wall_seconds=wall_seconds,
-                   steps_per_second=(env_steps - self.window_steps) / max(now - self.window_start, 1e-9))
+        row.update(
+            iteration=iteration,
+            env_steps=env_steps,
+            wall_seconds=wall_seconds,
+            steps_per_second=(env_steps - self.window_steps) / max(now - self.window_start, 1e-9),
+        )
         every = self.config.run.equivariance_every
         if self.probe is not None and (iteration // every > self.probed_at // every or last):
             self.probed_at = iteration
@@ -557,7 +585,8 @@ class _Logger:
                 self.probe = None  # it failed (and said so): do not try again every time
         if self.write:
             _log_row(self.writer, row, env_steps)
-            self.csv.write(row, self.body_names, (("equivariance/policy",) if every else ()) + END_COLUMNS)
+            occasional = (("equivariance/policy",) if every else ()) + END_COLUMNS
+            self.csv.write(row, self.body_names, occasional + (Q_BIAS_COLUMNS if "q/mean" in row else ()))
         self.history.append(row)
         self.progress.update(env_steps, row)
         self.window, self.window_start, self.window_steps = [], time.perf_counter(), env_steps
@@ -583,8 +612,9 @@ def _starting_state(agent, mesh, manager, run_dir: Path, config: TrainConfig, re
     target = distributed.abstract_state(mesh, jax.eval_shape(agent.init, key))
     state, meta, step = restore_latest(manager, target, run_dir)
     if distributed.is_primary():
-        print(f"equirl: resuming {run_dir} from its checkpoint at {step} environment steps", file=sys.stderr,
-              flush=True)
+        print(
+            f"equirl: resuming {run_dir} from its checkpoint at {step} environment steps", file=sys.stderr, flush=True
+        )
     for newer in [s for s in manager.all_steps() if s > step]:
         manager.delete(newer)  # unreadable ones: their steps get saved again
     return state, meta, step
@@ -615,8 +645,12 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
     logger = None
     try:
         if primary and mesh.size > 1:
-            print(f"equirl: training on {distributed.describe(mesh)}, {config.env.num_envs // mesh.size} "
-                  "environments per device", file=sys.stderr, flush=True)
+            print(
+                f"equirl: training on {distributed.describe(mesh)}, {config.env.num_envs // mesh.size} "
+                "environments per device",
+                file=sys.stderr,
+                flush=True,
+            )
         state, meta, resume_step = _starting_state(agent, mesh, manager, run_dir, config, resume)
         if primary:
             with open(run_dir / CONFIG_YAML, "w") as handle:
@@ -625,8 +659,9 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
         step_fn = _compiled_iteration(agent, state)  # before the clock (and the progress bar) starts
         compile_seconds = time.perf_counter() - compile_start
         last = total_iterations(config)
-        logger = _Logger(config, run_dir, env, networks, state, resume_step, last * agent.steps_per_iteration,
-                         write=primary)
+        logger = _Logger(
+            config, run_dir, env, networks, state, resume_step, last * agent.steps_per_iteration, write=primary
+        )
         logger.add_scalar("time/compile_seconds", compile_seconds, int(state.env_steps))
 
         iteration, env_steps = int(state.iteration), int(state.env_steps)
@@ -659,7 +694,9 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
                         where = f"its last checkpoint ({saved_at} environment steps)" if saved_at else "no checkpoint"
                         raise TrainingDiverged(f"{run_dir}: {err}; the run stopped, {where} stands") from None
                     stop = bool(callback is not None and callback(state, row))
-                if checkpoint_due or stop:
+                # While the critic runs away (not yet for a whole window) no checkpoint is written:
+                # the last one on disk stays one from before.
+                if (checkpoint_due and not guard.suspect) or stop:
                     save()
         except KeyboardInterrupt:
             if _deleted(state):  # interrupted inside an iteration: its input was donated

@@ -224,7 +224,16 @@ class BatchedEnv:
             pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
             return jax.tree.map(
                 pick,
-                (fresh.qpos, fresh.qvel, fresh.time, fresh.target, fresh.key, fresh.steps, fresh.episode_return, fresh.obs),
+                (
+                    fresh.qpos,
+                    fresh.qvel,
+                    fresh.time,
+                    fresh.target,
+                    fresh.key,
+                    fresh.steps,
+                    fresh.episode_return,
+                    fresh.obs,
+                ),
                 (qpos, qvel, time, target, keys, steps, episode_return, obs),
             )
 
@@ -234,7 +243,14 @@ class BatchedEnv:
             jnp.any(done), reset_done, lambda _: carried, None
         )
         return after.replace(
-            qpos=qpos, qvel=qvel, time=time, target=target, key=keys, steps=steps, episode_return=episode_return, obs=obs
+            qpos=qpos,
+            qvel=qvel,
+            time=time,
+            target=target,
+            key=keys,
+            steps=steps,
+            episode_return=episode_return,
+            obs=obs,
         )
 
 

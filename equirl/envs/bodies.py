@@ -17,7 +17,11 @@ RANDOM_PREFIX = "random:"
 def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> list[tuple[Morphology, TaskParams]]:
     """One entry -> one or more bodies (a suite or random:COUNT:SEED gives several)."""
     if entry in sgrl.SUITES:
-        return [pair for name in sgrl.SUITES[entry] for pair in resolve(name, max_limbs=max_limbs, isotropic_friction=isotropic_friction)]
+        return [
+            pair
+            for name in sgrl.SUITES[entry]
+            for pair in resolve(name, max_limbs=max_limbs, isotropic_friction=isotropic_friction)
+        ]
     if entry in sgrl.BODY_NAMES:
         body = sgrl.sgrl_body(entry)
         morph = morphology_from_model(

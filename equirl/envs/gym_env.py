@@ -21,11 +21,13 @@ import numpy as np
 from gymnasium import spaces
 
 from equirl.envs.batched import EnvState, single_env
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, reason_names
 from equirl.envs.registration import register_envs
+from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, reason_names
 from equirl.errors import ConfigError, EquirlError
 
 RENDER_MODES = ("rgb_array",)
+
+
 def observation_space(num_limbs: int) -> spaces.Dict:
     """Per-limb observation space; dtypes match what `EquirlGymEnv` returns exactly."""
     inf = np.float32(np.inf)

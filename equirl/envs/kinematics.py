@@ -84,7 +84,5 @@ def forward_kinematics(tables: TreeTables, qpos: jax.Array, qvel: jax.Array) -> 
         return carry, None
 
     if nb > 1:
-        (xpos, xmat, lin, ang, axes), _ = jax.lax.scan(
-            body_step, (xpos, xmat, lin, ang, axes), jnp.arange(1, nb)
-        )
+        (xpos, xmat, lin, ang, axes), _ = jax.lax.scan(body_step, (xpos, xmat, lin, ang, axes), jnp.arange(1, nb))
     return Kinematics(xpos=xpos, xmat=xmat, linvel=lin, angvel=ang, joint_axis=axes)

@@ -51,7 +51,7 @@ def transform_vectors(vectors, g, mirror: MirrorMap | None = None):
     """The observation vectors [B, L, 8, 3] that g applied to the scene produces."""
     det = jnp.linalg.det(g)[:, None, None, None]
     moved = jnp.einsum("bij,blcj->blci", g, vectors)
-    polar, spin, axes = moved[:, :, :_POLAR], det * moved[:, :, _POLAR:_POLAR + 1], det * moved[:, :, _POLAR + 1:]
+    polar, spin, axes = moved[:, :, :_POLAR], det * moved[:, :, _POLAR : _POLAR + 1], det * moved[:, :, _POLAR + 1 :]
     if mirror is not None:
         axes = _permute_hinges(axes, mirror, channel_axis=2)
     out = jnp.concatenate([polar, spin, axes], axis=2)

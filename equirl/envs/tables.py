@@ -113,11 +113,7 @@ def _body_row(m: Morphology, p: TaskParams, sizes: Sizes, frame_skip: int) -> di
         qpos_valid=_pad(np.ones(m.model.nq, bool), sizes.nq, False),
         qvel_valid=_pad(np.ones(m.model.nv, bool), sizes.nv, False),
         dt=np.array(m.model.opt.timestep * frame_skip),
-        **{
-            f.name: np.array(getattr(p, f.name))
-            for f in dataclasses.fields(TaskParams)
-            if f.name != "height_limbs"
-        },
+        **{f.name: np.array(getattr(p, f.name)) for f in dataclasses.fields(TaskParams) if f.name != "height_limbs"},
     )
 
 
@@ -149,4 +145,3 @@ def build_tables(
         joint_valid=arr(stacked.pop("tree_joint_valid")),
     )
     return EnvTables(tree=tree, **{key: arr(value) for key, value in stacked.items()})
-

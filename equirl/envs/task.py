@@ -29,14 +29,33 @@ CONTROL_COST = 1.0e-3
 
 # Names of the observation's vector and scalar channels, in order.
 VECTOR_NAMES = (
-    "position_from_torso", "gravity", "target_direction", "linear_velocity",
-    "angular_velocity", "hinge_axis_x", "hinge_axis_y", "hinge_axis_z",
+    "position_from_torso",
+    "gravity",
+    "target_direction",
+    "linear_velocity",
+    "angular_velocity",
+    "hinge_axis_x",
+    "hinge_axis_y",
+    "hinge_axis_z",
 )
 SCALAR_NAMES = (
-    "angle_x", "angle_y", "angle_z",
-    "normalised_angle_x", "normalised_angle_y", "normalised_angle_z",
-    "range_lo_x", "range_hi_x", "range_lo_y", "range_hi_y", "range_lo_z", "range_hi_z",
-    "is_torso", "is_thigh", "is_shin", "is_foot", "height",
+    "angle_x",
+    "angle_y",
+    "angle_z",
+    "normalised_angle_x",
+    "normalised_angle_y",
+    "normalised_angle_z",
+    "range_lo_x",
+    "range_hi_x",
+    "range_lo_y",
+    "range_hi_y",
+    "range_lo_z",
+    "range_hi_z",
+    "is_torso",
+    "is_thigh",
+    "is_shin",
+    "is_foot",
+    "height",
 )
 
 
@@ -151,7 +170,15 @@ def reward(
 # A tilt beyond the hopper's limit is split by its direction in the torso's
 # frame: forward/back (about the torso's y axis) or sideways (about its x axis).
 END_REASONS = (
-    "too_low", "too_high", "tilt_forward", "tilt_sideways", "pitch", "roll", "stopped", "out_of_bounds", "unstable",
+    "too_low",
+    "too_high",
+    "tilt_forward",
+    "tilt_sideways",
+    "pitch",
+    "roll",
+    "stopped",
+    "out_of_bounds",
+    "unstable",
 )
 
 

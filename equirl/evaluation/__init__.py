@@ -12,8 +12,15 @@ from equirl.evaluation.evaluate import (
 )
 
 __all__ = [
-    "BodyResult", "Policy", "evaluate", "format_table", "load_policy_for_eval", "render_video", "write_csv",
-    "write_json", "write_outputs",
+    "BodyResult",
+    "Policy",
+    "evaluate",
+    "format_table",
+    "load_policy_for_eval",
+    "render_video",
+    "write_csv",
+    "write_json",
+    "write_outputs",
 ]
 
 

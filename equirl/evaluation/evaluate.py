@@ -141,20 +141,28 @@ def fell_by_text(counts: dict) -> str:
 
 def format_table(results: Sequence[BodyResult]) -> str:
     """The evaluation table as text (one line per body)."""
-    lines = [f"{'body':36s} {'limbs':>5s} {'episodes':>8s} {'return (mean ± std)':>20s} {'length':>7s}  "
-             f"{'fell':>4s} {'time':>4s} {'unst':>4s}  {'fell by':28s}  note"]
+    lines = [
+        f"{'body':36s} {'limbs':>5s} {'episodes':>8s} {'return (mean ± std)':>20s} {'length':>7s}  "
+        f"{'fell':>4s} {'time':>4s} {'unst':>4s}  {'fell by':28s}  note"
+    ]
     for r in results:
         limbs = f"{r.limbs:5d}" if r.limbs is not None else f"{'-':>5s}"
         if r.error:
-            lines.append(f"{r.body:36s} {limbs} {'-':>8s} {'-':>20s} {'-':>7s}  {'-':>4s} {'-':>4s} {'-':>4s}  "
-                         f"{'-':28s}  NOT EVALUATED: {r.error}")
+            lines.append(
+                f"{r.body:36s} {limbs} {'-':>8s} {'-':>20s} {'-':>7s}  {'-':>4s} {'-':>4s} {'-':>4s}  "
+                f"{'-':28s}  NOT EVALUATED: {r.error}"
+            )
             continue
         ret = f"{r.return_mean:9.1f} ± {r.return_std:7.1f}"
-        lines.append(f"{r.body:36s} {limbs} {r.episodes:8d} {ret:>20s} {r.length_mean:7.1f}  "
-                     f"{r.fell:4d} {r.time_limit:4d} {r.unstable:4d}  {fell_by_text(r.fell_by) or '-':28s}  {r.note}")
-    lines.append("ends: fell = terminated (unhealthy), time = time limit reached, unst = simulation diverged; "
-                 "fell by: the health conditions broken (tilt_forward / tilt_sideways: the torso leaned past its "
-                 "limit to its front or back / to a side)")
+        lines.append(
+            f"{r.body:36s} {limbs} {r.episodes:8d} {ret:>20s} {r.length_mean:7.1f}  "
+            f"{r.fell:4d} {r.time_limit:4d} {r.unstable:4d}  {fell_by_text(r.fell_by) or '-':28s}  {r.note}"
+        )
+    lines.append(
+        "ends: fell = terminated (unhealthy), time = time limit reached, unst = simulation diverged; "
+        "fell by: the health conditions broken (tilt_forward / tilt_sideways: the torso leaned past its "
+        "limit to its front or back / to a side)"
+    )
     return "\n".join(lines)
 
 
@@ -166,7 +174,9 @@ def write_csv(results: Sequence[BodyResult], path: str | os.PathLike) -> Path:
         writer = csv.DictWriter(handle, fields)
         writer.writeheader()
         for r in results:
-            writer.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.row().items()})
+            writer.writerow(
+                {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.row().items()}
+            )
     return path
 
 
@@ -226,13 +236,15 @@ def plan_body(policy: Policy, unit: str) -> tuple[int, list[BodyResult]]:
         # Generated bodies depend on max_limbs: use the training value (they all fit).
         pairs = resolve(unit, max_limbs=policy.max_limbs, isotropic_friction=env_cfg.isotropic_friction)
         return policy.max_limbs, [_row_of(m) for m, _ in pairs]
-    (morph, _), = resolve(unit, max_limbs=UNBOUNDED_LIMBS, isotropic_friction=env_cfg.isotropic_friction)
+    ((morph, _),) = resolve(unit, max_limbs=UNBOUNDED_LIMBS, isotropic_friction=env_cfg.isotropic_friction)
     row = _row_of(morph)
     if morph.num_limbs <= policy.max_limbs:
         return policy.max_limbs, [row]
     if policy.fixed_limbs:
-        row.error = (f"{morph.num_limbs} limbs, but the checkpoint's {policy.config.network.kind} network takes at most "
-                     f"{policy.max_limbs} (env.max_limbs it was trained with)")
+        row.error = (
+            f"{morph.num_limbs} limbs, but the checkpoint's {policy.config.network.kind} network takes at most "
+            f"{policy.max_limbs} (env.max_limbs it was trained with)"
+        )
         return policy.max_limbs, [row]
     row.note = f"padded to {morph.num_limbs} limbs (trained with {policy.max_limbs})"
     return morph.num_limbs, [row]
@@ -242,16 +254,31 @@ def _row_of(morph) -> BodyResult:
     return BodyResult(body=morph.name, family=morph.family, limbs=morph.num_limbs, source=morph.source)
 
 
-def make_env(policy: Policy, body: str, num_envs: int, max_limbs: int, *, episode_length: int | None = None,
-             task: str | None = None, backend: str | None = None, num_threads: int | None = None):
+def make_env(
+    policy: Policy,
+    body: str,
+    num_envs: int,
+    max_limbs: int,
+    *,
+    episode_length: int | None = None,
+    task: str | None = None,
+    backend: str | None = None,
+    num_threads: int | None = None,
+):
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
     config = dataclasses.replace(
-        cfg, bodies=(body,), num_envs=num_envs, max_limbs=max_limbs, autoreset=False,
-        episode_length=episode_length or cfg.episode_length, task=task or cfg.task,
-        backend=backend or cfg.backend, num_threads=num_threads if num_threads is not None else cfg.num_threads,
+        cfg,
+        bodies=(body,),
+        num_envs=num_envs,
+        max_limbs=max_limbs,
+        autoreset=False,
+        episode_length=episode_length or cfg.episode_length,
+        task=task or cfg.task,
+        backend=backend or cfg.backend,
+        num_threads=num_threads if num_threads is not None else cfg.num_threads,
     )
     return BatchedEnv(config)
 
@@ -265,8 +292,15 @@ def episode_runner(env, policy: Policy):
         state = env.reset(key)
         b = env.num_envs
         zeros_f = jnp.zeros(b, state.reward.dtype)
-        carry = (jnp.int32(0), state, jnp.zeros(b, jnp.bool_), zeros_f, jnp.zeros(b, jnp.int32),
-                 jnp.full(b, TIME_LIMIT, jnp.int32), jnp.zeros(b, jnp.int32))
+        carry = (
+            jnp.int32(0),
+            state,
+            jnp.zeros(b, jnp.bool_),
+            zeros_f,
+            jnp.zeros(b, jnp.int32),
+            jnp.full(b, TIME_LIMIT, jnp.int32),
+            jnp.zeros(b, jnp.int32),
+        )
 
         def cond(c):
             t, _, done, *_ = c
@@ -346,15 +380,25 @@ def evaluate(
             continue
         start = time.perf_counter()
         try:
-            _run_unit(policy, unit, rows, max_limbs, episodes, seeds, batch_size,
-                      dict(episode_length=episode_length, task=task, backend=backend, num_threads=num_threads))
+            _run_unit(
+                policy,
+                unit,
+                rows,
+                max_limbs,
+                episodes,
+                seeds,
+                batch_size,
+                dict(episode_length=episode_length, task=task, backend=backend, num_threads=num_threads),
+            )
         except EquirlError as err:
             for r in rows:
                 r.error = r.error or _error_text(err)
         for r in rows:
             if r.ok:
-                log(f"{r.body}: return {r.return_mean:.1f} ± {r.return_std:.1f} over {r.episodes} episodes "
-                    f"({time.perf_counter() - start:.1f} s)")
+                log(
+                    f"{r.body}: return {r.return_mean:.1f} ± {r.return_std:.1f} over {r.episodes} episodes "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
     return results
 
 
@@ -398,14 +442,25 @@ def default_output_dir(policy: Policy) -> Path:
     return (policy.run_dir / "eval") if policy.run_dir is not None else Path("eval")
 
 
-def write_outputs(results: Sequence[BodyResult], policy: Policy, bodies: Sequence[str], out: str | os.PathLike | None,
-                  meta: dict | None = None) -> tuple[Path, Path]:
+def write_outputs(
+    results: Sequence[BodyResult],
+    policy: Policy,
+    bodies: Sequence[str],
+    out: str | os.PathLike | None,
+    meta: dict | None = None,
+) -> tuple[Path, Path]:
     """Write <out>/<stem>.csv and .json (out defaults to RUN_DIR/eval); returns both paths."""
     out_dir = Path(out) if out is not None else default_output_dir(policy)
     stem = output_stem(bodies)
-    meta = dict(meta or {}, run_dir=str(policy.run_dir) if policy.run_dir else None, checkpoint_env_steps=policy.step,
-                network=policy.config.network.kind, trained_on=list(policy.config.env.bodies),
-                max_limbs=policy.max_limbs, bodies=list(bodies))
+    meta = dict(
+        meta or {},
+        run_dir=str(policy.run_dir) if policy.run_dir else None,
+        checkpoint_env_steps=policy.step,
+        network=policy.config.network.kind,
+        trained_on=list(policy.config.env.bodies),
+        max_limbs=policy.max_limbs,
+        bodies=list(bodies),
+    )
     return write_csv(results, out_dir / f"{stem}.csv"), write_json(results, out_dir / f"{stem}.json", meta)
 
 

@@ -34,8 +34,15 @@ def quickstart_config(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS):
 
     config = train_preset("hopper", "ppo", "set")
     # One checkpoint is enough to resume; the equivariance probe is left to real runs.
-    run = dataclasses.replace(config.run, name="quickstart", total_steps=int(total_steps), out_dir=str(run_dir),
-                              keep_checkpoints=1, equivariance_every=0, progress=True)
+    run = dataclasses.replace(
+        config.run,
+        name="quickstart",
+        total_steps=int(total_steps),
+        out_dir=str(run_dir),
+        keep_checkpoints=1,
+        equivariance_every=0,
+        progress=True,
+    )
     return dataclasses.replace(config, run=run)
 
 
@@ -53,16 +60,20 @@ def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir
     config = quickstart_config(run_dir, total_steps)
     ckpt_dir = Path(run_dir) / CHECKPOINTS
     resume = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
-    _say(f"1/3 training SET-PPO on the hopper suite for {total_steps:,} environment steps -> {run_dir}"
-         + (" (resuming)" if resume else ""))
+    _say(
+        f"1/3 training SET-PPO on the hopper suite for {total_steps:,} environment steps -> {run_dir}"
+        + (" (resuming)" if resume else "")
+    )
     result = train(config, resume=resume)
     train_seconds = time.perf_counter() - start
     last = result.history[-1] if result.history else {}
     if "return/mean" in last:
         _say(f"trained in {train_seconds:.0f} s; last training return {last['return/mean']:.1f}")
 
-    _say(f"2/3 evaluating ({EPISODES} deterministic episodes per body) on the training bodies and, zero-shot, "
-         f"on {', '.join(ZERO_SHOT_BODIES)}")
+    _say(
+        f"2/3 evaluating ({EPISODES} deterministic episodes per body) on the training bodies and, zero-shot, "
+        f"on {', '.join(ZERO_SHOT_BODIES)}"
+    )
     policy = load_policy_for_eval(run_dir)
     bodies = TRAIN_BODIES + ZERO_SHOT_BODIES
     results = evaluate(policy, bodies, episodes=EPISODES, seeds=(0,), log=stderr_log)
@@ -77,5 +88,11 @@ def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir
     print(f"  table:      {csv_path}  (and {json_path.name})")
     print(f"  video:      {video.path}  (return {video.episode_return:.1f}, {video.length} steps)")
     print("next: equirl eval --run " + str(run_dir) + " --bodies zero_shot random:4:0 envs/walker/walker_7_full.xml")
-    return {"checkpoint": ckpt_dir, "csv": csv_path, "json": json_path, "video": video.path, "seconds": total,
-            "train_seconds": train_seconds}
+    return {
+        "checkpoint": ckpt_dir,
+        "csv": csv_path,
+        "json": json_path,
+        "video": video.path,
+        "seconds": total,
+        "train_seconds": train_seconds,
+    }

@@ -53,8 +53,10 @@ class RenderResult:
 
 # --- headless OpenGL ----------------------------------------------------------------------
 
-_PACKAGES = ("EGL: apt-get install libegl1 (with a GPU driver, or Mesa's libegl-mesa0 for software rendering); "
-             "OSMesa: apt-get install libosmesa6")
+_PACKAGES = (
+    "EGL: apt-get install libegl1 (with a GPU driver, or Mesa's libegl-mesa0 for software rendering); "
+    "OSMesa: apt-get install libosmesa6"
+)
 
 
 def _context_class(backend: str):
@@ -83,8 +85,10 @@ def make_renderer(model, width: int, height: int):
         try:
             return mujoco.Renderer(model, height=height, width=width)
         except Exception as err:
-            raise RenderError(f"could not start MuJoCo rendering with MUJOCO_GL={requested} "
-                              f"({type(err).__name__}: {err}); for headless rendering set MUJOCO_GL=egl or osmesa") from None
+            raise RenderError(
+                f"could not start MuJoCo rendering with MUJOCO_GL={requested} "
+                f"({type(err).__name__}: {err}); for headless rendering set MUJOCO_GL=egl or osmesa"
+            ) from None
     order = ["osmesa", "egl"] if requested == "osmesa" else ["egl", "osmesa"]
     failures = []
     for backend in order:
@@ -119,15 +123,26 @@ def _add_target_arrow(scene, origin: np.ndarray, target_xy: np.ndarray, length: 
     start = np.array([origin[0], origin[1], origin[2] + 0.6])
     end = start + length * np.array([direction[0], direction[1], 0.0])
     geom = scene.geoms[scene.ngeom]
-    mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_ARROW, np.zeros(3), np.zeros(3), np.eye(3).ravel(),
-                        np.array([0.95, 0.2, 0.1, 0.9], np.float32))
+    mujoco.mjv_initGeom(
+        geom,
+        mujoco.mjtGeom.mjGEOM_ARROW,
+        np.zeros(3),
+        np.zeros(3),
+        np.eye(3).ravel(),
+        np.array([0.95, 0.2, 0.1, 0.9], np.float32),
+    )
     mujoco.mjv_connector(geom, mujoco.mjtGeom.mjGEOM_ARROW, 0.04, start, end)
     scene.ngeom += 1
     if norm < 15.0:  # a nearby target (waypoints): mark it on the floor
         geom = scene.geoms[scene.ngeom]
-        mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_SPHERE, np.array([0.15, 0.15, 0.15]),
-                            np.array([target_xy[0], target_xy[1], 0.15]), np.eye(3).ravel(),
-                            np.array([0.95, 0.2, 0.1, 0.7], np.float32))
+        mujoco.mjv_initGeom(
+            geom,
+            mujoco.mjtGeom.mjGEOM_SPHERE,
+            np.array([0.15, 0.15, 0.15]),
+            np.array([target_xy[0], target_xy[1], 0.15]),
+            np.eye(3).ravel(),
+            np.array([0.95, 0.2, 0.1, 0.7], np.float32),
+        )
         scene.ngeom += 1
 
 
@@ -216,15 +231,17 @@ def render_video(
     if path.suffix.lower() != ".mp4":
         path = path.with_suffix(path.suffix + ".mp4") if path.suffix.lower() != ".gif" else path.with_suffix(".mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = _render_frames(morph, qpos[: length + 1], target[: length + 1], returns, width, height, distance,
-                            overlay, rows[0].body)
+    frames = _render_frames(
+        morph, qpos[: length + 1], target[: length + 1], returns, width, height, distance, overlay, rows[0].body
+    )
     _write_mp4(path, frames, fps)
     gif_path = None
     if gif:
         gif_path = path.with_suffix(".gif")
         _write_gif(gif_path, frames, fps)
-    return RenderResult(path=path, episode_return=episode_return, length=length, frames=len(frames), fps=fps,
-                        gif=gif_path)
+    return RenderResult(
+        path=path, episode_return=episode_return, length=length, frames=len(frames), fps=fps, gif=gif_path
+    )
 
 
 def _render_frames(morph, qpos, target, returns, width, height, distance, overlay, name) -> list[np.ndarray]:
@@ -267,15 +284,18 @@ def _write_mp4(path: Path, frames, fps: float) -> None:
     try:
         import imageio.v2 as imageio
 
-        with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                                ffmpeg_log_level="error") as writer:
+        with imageio.get_writer(
+            str(path), fps=fps, codec="libx264", quality=7, macro_block_size=1, ffmpeg_log_level="error"
+        ) as writer:
             for frame in frames:
                 writer.append_data(frame)
     except EquirlError:
         raise
     except Exception as err:
-        raise RenderError(f"{path}: could not write the video ({type(err).__name__}: "
-                          f"{' '.join(str(err).split())[:200]}); imageio[ffmpeg] is needed") from None
+        raise RenderError(
+            f"{path}: could not write the video ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]}); imageio[ffmpeg] is needed"
+        ) from None
 
 
 def _write_gif(path: Path, frames, fps: float) -> None:

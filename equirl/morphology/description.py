@@ -351,7 +351,9 @@ def _check_geom(g: Geom, where: str, fail) -> None:
         raise fail(f"{where}: sizes must be positive, got {g.size}")
     wanted = {"sphere": (1,), "plane": (3,), "capsule": (1,) if g.fromto is not None else (2,)}[g.type]
     if len(g.size) not in wanted:
-        raise fail(f"{where}: a {g.type}{' with fromto' if g.fromto else ''} takes size of length {wanted[0]}, got {g.size}")
+        raise fail(
+            f"{where}: a {g.type}{' with fromto' if g.fromto else ''} takes size of length {wanted[0]}, got {g.size}"
+        )
     if g.fromto is not None:
         if g.type != "capsule":
             raise fail(f"{where}: only capsules take fromto")

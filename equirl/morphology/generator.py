@@ -148,7 +148,11 @@ def _integer(name: str, value, low: Optional[int], high: Optional[int], owner: s
 
 
 def _number(name: str, value, low: Optional[float], high: Optional[float]) -> None:
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not math.isfinite(value):
+    if (
+        not isinstance(value, (int, float, np.integer, np.floating))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+    ):
         raise ConfigError(f"GeneratorConfig.{name}={value!r}: must be a finite number")
     _bounds("GeneratorConfig." + name, value, low, high)
 
@@ -196,9 +200,7 @@ def random_bodies(
     """
     _integer("count", count, 1, None, owner="")
     seed, config = _seed(seed), _config(config)
-    return [
-        _generate(np.random.default_rng([seed, i]), config, f"random_{seed}_{i}", max_limbs) for i in range(count)
-    ]
+    return [_generate(np.random.default_rng([seed, i]), config, f"random_{seed}_{i}", max_limbs) for i in range(count)]
 
 
 def _seed(seed) -> int:
@@ -336,8 +338,12 @@ def _hinges(rng, cfg: GeneratorConfig, limb: str, axes, direction: np.ndarray) -
             gear = 0.0
         hinges.append(
             Hinge(
-                f"{limb}_joint_{'xyz'[i]}", axes[i], (_r(-below), _r(width - below)), _r(gear),
-                damping=_r(_uniform(rng, cfg.damping)), armature=_r(_uniform(rng, cfg.armature)),
+                f"{limb}_joint_{'xyz'[i]}",
+                axes[i],
+                (_r(-below), _r(width - below)),
+                _r(gear),
+                damping=_r(_uniform(rng, cfg.damping)),
+                armature=_r(_uniform(rng, cfg.armature)),
                 stiffness=_r(_uniform(rng, cfg.stiffness)),
             )  # fmt: skip
         )

@@ -63,7 +63,9 @@ def morphology_from_model(
     for j in joint_ids:
         kind = _JOINT_KIND[mujoco.mjtJoint(model.jnt_type[j])]
         if kind in ("ball", "slide"):
-            raise fail(f"joint '{_name(model, mujoco.mjtObj.mjOBJ_JOINT, j)}' is a {kind} joint; only hinges are supported")
+            raise fail(
+                f"joint '{_name(model, mujoco.mjtObj.mjOBJ_JOINT, j)}' is a {kind} joint; only hinges are supported"
+            )
         if kind == "free" and model.jnt_bodyid[j] != root:
             raise fail("more than one free joint; exactly one free-floating root is supported")
     if model.na:
@@ -83,11 +85,7 @@ def _name(model: mujoco.MjModel, kind: mujoco.mjtObj, index: int) -> str:
 
 
 def _find_root(model: mujoco.MjModel, fail) -> int:
-    free = [
-        int(model.jnt_bodyid[j])
-        for j in range(model.njnt)
-        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE
-    ]
+    free = [int(model.jnt_bodyid[j]) for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
     if not free:
         raise fail("no body with a free joint; the robot needs a free-floating root body")
     if len(free) > 1:

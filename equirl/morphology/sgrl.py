@@ -40,9 +40,7 @@ def _hinges(limb: str, ranges_deg, gears, axes=_RIGHT, **shared) -> tuple[Hinge,
     for i, suffix in enumerate("xyz"):
         kw = {k: (v[i] if isinstance(v, list) else v) for k, v in shared.items()}
         lo, hi = ranges_deg[i]
-        hinges.append(
-            Hinge(f"{limb}_joint_{suffix}", axes[i], (math.radians(lo), math.radians(hi)), gears[i], **kw)
-        )
+        hinges.append(Hinge(f"{limb}_joint_{suffix}", axes[i], (math.radians(lo), math.radians(hi)), gears[i], **kw))
     return tuple(hinges)
 
 
@@ -120,13 +118,15 @@ def _walker_leg(side: str) -> Limb:
     shin = Limb(
         f"{side}_shin", (0.0, 0.0, -0.48),
         _hinges(f"{side}_shin", [(-1, 1), (-160, -2), (-1, 1)], (0.0, 100.0, 0.0), axes, **joint),
-        (Geom(f"{side}_shin" if right else f"{side}_shin_geom", "capsule", (0.0448, 0.192), pos=(0.0, 0.0, -0.192), **geom),),
+        (Geom(f"{side}_shin" if right else f"{side}_shin_geom", "capsule", (0.0448, 0.192), pos=(0.0, 0.0, -0.192),
+              **geom),),
         (foot,),
     )  # fmt: skip
     return Limb(
         f"{side}_thigh", (0.0, 0.0, -0.6),
         _hinges(f"{side}_thigh", [(-25, 5), (-20, 110), (-60, 35)], (100.0, 100.0, 100.0), axes, **joint),
-        (Geom(f"{side}_thigh" if right else f"{side}_thigh_geom", "capsule", (0.056, 0.24), pos=(0.0, 0.0, -0.24), **geom),),
+        (Geom(f"{side}_thigh" if right else f"{side}_thigh_geom", "capsule", (0.056, 0.24), pos=(0.0, 0.0, -0.24),
+              **geom),),
         (shin,),
     )  # fmt: skip
 
@@ -247,17 +247,69 @@ def _cheetah_leg(side: str, end: str) -> Limb:
     y = -1.0 if side == "right" else 1.0
     p = f"{side}_{end}"
     if end == "b":
-        foot = _cheetah_segment(f"{p}foot", (-0.28, 0.0, -0.14), [(-1, 1), (-45, 25), (-15, 5)], (0.0, 60.0, 60.0),
-                                3.0, 120.0, (0.046, 0.094), (0.03, 0.0, -0.097), -15.4698604685, axes)
-        shin = _cheetah_segment(f"{p}shin", (0.16, 0.0, -0.25), [(-1, 1), (-45, 45), (-1, 1)], (0.0, 90.0, 0.0),
-                                4.5, 180.0, (0.046, 0.15), (-0.14, 0.0, -0.07), -116.3104324116, axes, (foot,))
-        return _cheetah_segment(f"{p}thigh", (-0.445, 0.12 * y, 0.0), [(-10, 0), (-60, 30), (-15, 5)],
-                                (120.0, 120.0, 120.0), 6.0, 240.0, (0.06, 0.145), (0.1, 0.0, -0.13),
-                                -217.7239621497, axes, (shin,))
-    foot = _cheetah_segment(f"{p}foot", (0.13, 0.0, -0.18), [(-1, 1), (-30, 30), (-20, 5)], (0.0, 30.0, 30.0),
-                            1.5, 60.0, (0.046, 0.07), (0.045, 0.0, -0.07), -34.3774677078, axes)
-    shin = _cheetah_segment(f"{p}shin", (-0.14, 0.0, -0.24), [(-1, 1), (-50, 70), (-1, 1)], (0.0, 60.0, 0.0),
-                            3.0, 120.0, (0.046, 0.106), (0.065, 0.0, -0.09), -34.3774677078, axes, (foot,))
+        foot = _cheetah_segment(
+            f"{p}foot",
+            (-0.28, 0.0, -0.14),
+            [(-1, 1), (-45, 25), (-15, 5)],
+            (0.0, 60.0, 60.0),
+            3.0,
+            120.0,
+            (0.046, 0.094),
+            (0.03, 0.0, -0.097),
+            -15.4698604685,
+            axes,
+        )
+        shin = _cheetah_segment(
+            f"{p}shin",
+            (0.16, 0.0, -0.25),
+            [(-1, 1), (-45, 45), (-1, 1)],
+            (0.0, 90.0, 0.0),
+            4.5,
+            180.0,
+            (0.046, 0.15),
+            (-0.14, 0.0, -0.07),
+            -116.3104324116,
+            axes,
+            (foot,),
+        )
+        return _cheetah_segment(
+            f"{p}thigh",
+            (-0.445, 0.12 * y, 0.0),
+            [(-10, 0), (-60, 30), (-15, 5)],
+            (120.0, 120.0, 120.0),
+            6.0,
+            240.0,
+            (0.06, 0.145),
+            (0.1, 0.0, -0.13),
+            -217.7239621497,
+            axes,
+            (shin,),
+        )
+    foot = _cheetah_segment(
+        f"{p}foot",
+        (0.13, 0.0, -0.18),
+        [(-1, 1), (-30, 30), (-20, 5)],
+        (0.0, 30.0, 30.0),
+        1.5,
+        60.0,
+        (0.046, 0.07),
+        (0.045, 0.0, -0.07),
+        -34.3774677078,
+        axes,
+    )
+    shin = _cheetah_segment(
+        f"{p}shin",
+        (-0.14, 0.0, -0.24),
+        [(-1, 1), (-50, 70), (-1, 1)],
+        (0.0, 60.0, 0.0),
+        3.0,
+        120.0,
+        (0.046, 0.106),
+        (0.065, 0.0, -0.09),
+        -34.3774677078,
+        axes,
+        (foot,),
+    )
     return _cheetah_segment(f"{p}thigh", (0.4, 0.09 * y, 0.0), [(-15, 5), (-40, 60), (-20, 10)],
                             (120.0, 120.0, 120.0), 4.5, 180.0, (0.055, 0.133), (-0.07, 0.0, -0.12),
                             29.7938053468, axes, (shin,))  # fmt: skip

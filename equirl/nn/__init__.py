@@ -21,9 +21,9 @@ import jax
 
 from equirl.errors import ConfigError
 from equirl.nn.baselines import (
+    MLPQ,
     MLPActor,
     MLPCritic,
-    MLPQ,
     TransformerActor,
     TransformerCritic,
     TransformerQ,

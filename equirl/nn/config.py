@@ -73,16 +73,24 @@ class NetworkConfig:
         if self.kind not in KINDS:
             raise ConfigError(f"kind={self.kind!r}: must be one of {KINDS}")
         for name in (
-            "width", "depth", "heads", "ff_multiplier", "vector_channels",
-            "invariant_channels", "vector_key_channels", "max_tree_distance",
+            "width",
+            "depth",
+            "heads",
+            "ff_multiplier",
+            "vector_channels",
+            "invariant_channels",
+            "vector_key_channels",
+            "max_tree_distance",
         ):
             check_int(name, getattr(self, name), 1)
         if self.width % self.heads:
             raise ConfigError(f"width={self.width}: must be divisible by heads={self.heads}")
         if self.vector_channels % self.heads:
             raise ConfigError(f"vector_channels={self.vector_channels}: must be divisible by heads={self.heads}")
-        if not isinstance(self.mlp_hidden, tuple) or not self.mlp_hidden or any(
-            not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.mlp_hidden
+        if (
+            not isinstance(self.mlp_hidden, tuple)
+            or not self.mlp_hidden
+            or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.mlp_hidden)
         ):
             raise ConfigError(f"mlp_hidden={self.mlp_hidden!r}: must be a non-empty tuple of integers >= 1")
         if not isinstance(self.q_hidden, tuple) or any(

@@ -1,8 +1,8 @@
 """`equirl wm collect | train | eval`: the world-model commands (wired into equirl/cli.py).
 
-    equirl wm collect --config configs/wm/collect_random.yaml --out runs/wm/data/hw
-    equirl wm train --config configs/wm/fernn.yaml --set data.path=runs/wm/data/hw
-    equirl wm eval --run runs/wm/fernn --flows yaw:0.785 yaw:0.1 velocity:0.02
+equirl wm collect --config configs/wm/collect_random.yaml --out runs/wm/data/hw
+equirl wm train --config configs/wm/fernn.yaml --set data.path=runs/wm/data/hw
+equirl wm eval --run runs/wm/fernn --flows yaw:0.785 yaw:0.1 velocity:0.02
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ def add_wm_parser(sub) -> None:
 
     train = wsub.add_parser("train", help="train a world model from a YAML config (configs/wm/*.yaml)")
     train.add_argument("--config", help="a world-model training config (YAML)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set model.kind=gru (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.kind=gru (repeatable)",
+    )
     train.add_argument("--data", help="dataset folder (data.path)")
     train.add_argument("--out", help="run directory (default runs/wm/<run.name>)")
     train.add_argument("--steps", type=int, help="optimiser steps (optim.steps)")
@@ -41,8 +45,12 @@ def add_wm_parser(sub) -> None:
     ev.add_argument("--run", required=True, dest="run_dir", help="world-model run directory")
     ev.add_argument("--data", help="dataset folder (default: the run's data.path); its test split is used")
     ev.add_argument("--ks", default="1,5,10,25,50", help="open-loop horizons (default 1,5,10,25,50)")
-    ev.add_argument("--flows", nargs="*", default=["yaw:0.785", "yaw:0.1", "velocity:0.02"],
-                    help="observer flows to test, yaw:RATE (rad/step) or velocity:SPEED (m/step along x)")
+    ev.add_argument(
+        "--flows",
+        nargs="*",
+        default=["yaw:0.785", "yaw:0.1", "velocity:0.02"],
+        help="observer flows to test, yaw:RATE (rad/step) or velocity:SPEED (m/step along x)",
+    )
     ev.add_argument("--windows", type=int, default=64, help="test windows (default 64)")
     ev.add_argument("--out", help="output folder (default RUN/eval)")
     ev.set_defaults(run=_eval)
@@ -55,8 +63,14 @@ def _collect(args) -> None:
     config = load_yaml(CollectConfig, args.config) if args.config else CollectConfig()
     if args.set:
         config = apply_overrides(config, args.set)
-    fields = dict(out=args.out, bodies=args.bodies and tuple(args.bodies), num_envs=args.envs, steps=args.steps,
-                  policy=args.policy, seed=args.seed)
+    fields = dict(
+        out=args.out,
+        bodies=args.bodies and tuple(args.bodies),
+        num_envs=args.envs,
+        steps=args.steps,
+        policy=args.policy,
+        seed=args.seed,
+    )
     try:
         config = dataclasses.replace(config, **{k: v for k, v in fields.items() if v is not None})
     except TypeError as err:
@@ -118,7 +132,8 @@ def _eval(args) -> None:
     if not ks or min(ks) < 1:
         raise ConfigError(f"--ks {args.ks!r}: horizons must be integers >= 1")
     flows = dict(parse_flow(f) for f in args.flows)
-    report, paths = evaluate_run(args.run_dir, data_path=args.data, ks=ks, flows=flows, windows=args.windows,
-                                 out=args.out)
+    report, paths = evaluate_run(
+        args.run_dir, data_path=args.data, ks=ks, flows=flows, windows=args.windows, out=args.out
+    )
     print(format_report(report))
     print(f"wrote {', '.join(str(p) for p in paths)}")

@@ -44,8 +44,9 @@ def masked_action(obs: Observation, action: jax.Array) -> jax.Array:
     return jnp.where(obs.action_mask & obs.limb_mask[..., None], action, 0.0)
 
 
-def assemble(last: Frame, vectors_delta: jax.Array, scalars_delta: jax.Array, position: jax.Array,
-             stats: FeatureStats) -> Frame:
+def assemble(
+    last: Frame, vectors_delta: jax.Array, scalars_delta: jax.Array, position: jax.Array, stats: FeatureStats
+) -> Frame:
     """The next frame from normalised deltas of the dynamic channels.
 
     vectors_delta [..., L, 7, 3] (units of each channel's RMS), scalars_delta
@@ -54,8 +55,9 @@ def assemble(last: Frame, vectors_delta: jax.Array, scalars_delta: jax.Array, po
     dv = vectors_delta * stats.vector_rms[jnp.asarray(DYNAMIC_VECTORS)][:, None]
     ds = scalars_delta * stats.scalar_std[jnp.asarray(DYNAMIC_SCALARS)]
     obs = last.obs
-    return with_dynamic(last, obs.vectors[..., DYNAMIC_VECTORS, :] + dv, obs.scalars[..., DYNAMIC_SCALARS] + ds,
-                        position)
+    return with_dynamic(
+        last, obs.vectors[..., DYNAMIC_VECTORS, :] + dv, obs.scalars[..., DYNAMIC_SCALARS] + ds, position
+    )
 
 
 def with_dynamic(last: Frame, vectors: jax.Array, scalars: jax.Array, position: jax.Array) -> Frame:
@@ -79,8 +81,12 @@ def rollout_loss(model: WorldModel, params, batch: Sequence, context: int, stats
     """(loss, metrics): the mean z-scored error over every predicted frame of the window."""
     err = window_error(model, params, batch, context, stats)
     loss = jnp.mean(err["total"])
-    return loss, {"loss/total": loss, "loss/position": jnp.mean(err["position"]),
-                  "loss/vectors": jnp.mean(err["vectors"]), "loss/scalars": jnp.mean(err["scalars"])}
+    return loss, {
+        "loss/total": loss,
+        "loss/position": jnp.mean(err["position"]),
+        "loss/vectors": jnp.mean(err["vectors"]),
+        "loss/scalars": jnp.mean(err["scalars"]),
+    }
 
 
 def frame_arrays(frame: Frame) -> tuple[jax.Array, jax.Array, jax.Array]:

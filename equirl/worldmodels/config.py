@@ -89,13 +89,19 @@ class WMTrainConfig:
     run: WMRunConfig = dataclasses.field(default_factory=WMRunConfig)
 
     def __post_init__(self):
-        for name, cls in (("data", WMDataConfig), ("model", WorldModelConfig), ("optim", WMOptimConfig),
-                          ("run", WMRunConfig)):
+        for name, cls in (
+            ("data", WMDataConfig),
+            ("model", WorldModelConfig),
+            ("optim", WMOptimConfig),
+            ("run", WMRunConfig),
+        ):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         if self.model.context >= self.data.window:
-            raise ConfigError(f"model.context={self.model.context}: must be less than data.window="
-                              f"{self.data.window} (at least one frame to predict)")
+            raise ConfigError(
+                f"model.context={self.model.context}: must be less than data.window="
+                f"{self.data.window} (at least one frame to predict)"
+            )
 
 
 def load_wm_config(path: str | os.PathLike, overrides=()) -> WMTrainConfig:

@@ -39,8 +39,17 @@ from equirl.worldmodels.interface import FeatureStats, ObserverFlow, Sequence, a
 
 METADATA = "metadata.json"
 FORMAT_VERSION = 1
-_ARRAYS = ("vectors", "scalars", "actions", "torso_position", "episode_start",
-           "limb_mask", "parent", "action_mask", "body")
+_ARRAYS = (
+    "vectors",
+    "scalars",
+    "actions",
+    "torso_position",
+    "episode_start",
+    "limb_mask",
+    "parent",
+    "action_mask",
+    "body",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +118,17 @@ def collect(config: CollectConfig, log=print) -> Path:
     limbs = max(m.num_limbs for entry in config.bodies for m, _ in resolve(entry, max_limbs=UNBOUNDED_LIMBS))
     act, max_limbs, description = _policy_fn(config, limbs)
     if limbs > max_limbs:
-        raise ConfigError(f"collect.policy={config.policy!r}: its network takes {max_limbs} limbs, "
-                          f"a body has {limbs}")
-    env = BatchedEnv(EnvConfig(bodies=config.bodies, num_envs=config.num_envs, max_limbs=max_limbs,
-                               episode_length=config.episode_length, task=config.task, backend="native"))
+        raise ConfigError(f"collect.policy={config.policy!r}: its network takes {max_limbs} limbs, a body has {limbs}")
+    env = BatchedEnv(
+        EnvConfig(
+            bodies=config.bodies,
+            num_envs=config.num_envs,
+            max_limbs=max_limbs,
+            episode_length=config.episode_length,
+            task=config.task,
+            backend="native",
+        )
+    )
     try:
         out.mkdir(parents=True, exist_ok=True)
         shards = _record(env, act, config, limbs, out, log)
@@ -241,8 +257,9 @@ class WindowDataset:
         return WindowDataset.from_shards(shards, meta, window, split, test_fraction, str(path))
 
     @staticmethod
-    def from_shards(shards, meta: dict, window: int, split: str = "train", test_fraction: float = 0.2,
-                    path: str = "dataset") -> "WindowDataset":
+    def from_shards(
+        shards, meta: dict, window: int, split: str = "train", test_fraction: float = 0.2, path: str = "dataset"
+    ) -> "WindowDataset":
         """The windows of already loaded shards (e.g. `data.shards`, for another window length)."""
         starts = []
         for i, shard in enumerate(shards):
@@ -255,13 +272,14 @@ class WindowDataset:
                 continue
             inner = np.cumsum(starts_episode, axis=1)
             # episode starts among frames s+1 .. s+window-1
-            later = inner[:, window - 1:] - inner[:, : hi - lo - window + 1]
+            later = inner[:, window - 1 :] - inner[:, : hi - lo - window + 1]
             env, s = np.nonzero(later == 0)
             starts.append(np.stack([np.full_like(env, i), env, s + lo], -1))
         starts = np.concatenate(starts) if starts else np.zeros((0, 3), np.int64)
         if not len(starts):
-            raise ConfigError(f"{path}: no window of {window} frames in the {split!r} split "
-                              f"(episodes or shards too short)")
+            raise ConfigError(
+                f"{path}: no window of {window} frames in the {split!r} split (episodes or shards too short)"
+            )
         return WindowDataset(shards, starts, window, meta)
 
     def __len__(self) -> int:
@@ -275,8 +293,10 @@ class WindowDataset:
         """The windows with the given indices, as one Sequence (jax arrays)."""
         picks = self.starts[np.asarray(index)]
         t = np.arange(self.window)
-        parts = {k: [] for k in ("vectors", "scalars", "actions", "torso_position", "limb_mask", "parent",
-                                 "action_mask", "body")}
+        parts = {
+            k: []
+            for k in ("vectors", "scalars", "actions", "torso_position", "limb_mask", "parent", "action_mask", "body")
+        }
         for shard_id in np.unique(picks[:, 0]):
             rows = picks[picks[:, 0] == shard_id]
             shard = self.shards[shard_id]
@@ -295,8 +315,9 @@ class WindowDataset:
             parent=jnp.asarray(per_time(arr["parent"])),
             action_mask=jnp.asarray(per_time(arr["action_mask"])),
         )
-        return Sequence(obs, jnp.asarray(arr["actions"]), jnp.asarray(arr["torso_position"]),
-                        jnp.asarray(arr["body"], jnp.int32))
+        return Sequence(
+            obs, jnp.asarray(arr["actions"]), jnp.asarray(arr["torso_position"]), jnp.asarray(arr["body"], jnp.int32)
+        )
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> Sequence:
         return self.windows(rng.integers(0, len(self), batch_size))
@@ -321,8 +342,12 @@ def feature_stats(seq: Sequence) -> FeatureStats:
     rms = np.where(rms > 1e-6, rms, 1.0)
     step = np.diff(np.asarray(seq.torso_position, np.float64), axis=1)
     disp = np.sqrt(np.mean(np.sum(np.square(step), -1))) if step.size else 1.0
-    return FeatureStats(jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32),
-                        jnp.asarray(rms, jnp.float32), jnp.asarray(max(disp, 1e-6), jnp.float32))
+    return FeatureStats(
+        jnp.asarray(mean, jnp.float32),
+        jnp.asarray(std, jnp.float32),
+        jnp.asarray(rms, jnp.float32),
+        jnp.asarray(max(disp, 1e-6), jnp.float32),
+    )
 
 
 # --- observer flows on the fly --------------------------------------------------------

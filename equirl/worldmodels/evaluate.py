@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from equirl.errors import ConfigError
-from equirl.worldmodels.data import WindowDataset, read_metadata, _load_shard
+from equirl.worldmodels.data import WindowDataset, _load_shard, read_metadata
 from equirl.worldmodels.interface import ObserverFlow
 from equirl.worldmodels.metrics import K_STEPS, equivariance_report, kstep_errors
 
@@ -33,8 +33,18 @@ def test_windows(data_path, context: int, ks, test_fraction: float, windows: int
     raise ConfigError(f"{data_path}: no test window of {context + 1} frames or more")
 
 
-def evaluate_model(model, params, config, stats, data_path, ks=K_STEPS, flows: dict[str, ObserverFlow] | None = None,
-                   windows: int = 64, seed: int = 0, equivariance: bool = True) -> dict:
+def evaluate_model(
+    model,
+    params,
+    config,
+    stats,
+    data_path,
+    ks=K_STEPS,
+    flows: dict[str, ObserverFlow] | None = None,
+    windows: int = 64,
+    seed: int = 0,
+    equivariance: bool = True,
+) -> dict:
     """A report dict: rows of k-step errors per flow ("none" = no flow), equivariance errors
     (if `equivariance`), settings."""
     context = config.model.context
@@ -46,9 +56,14 @@ def evaluate_model(model, params, config, stats, data_path, ks=K_STEPS, flows: d
     if equivariance:
         small = jax.tree.map(lambda x: x[:EQUIVARIANCE_WINDOWS], batch)
         horizon = min(EQUIVARIANCE_HORIZON, max(ks))
-        errors = equivariance_report(model, params, small.frames(0, context),
-                                     small.actions[:, context - 1 : context - 1 + horizon],
-                                     jax.random.PRNGKey(seed), flows)
+        errors = equivariance_report(
+            model,
+            params,
+            small.frames(0, context),
+            small.actions[:, context - 1 : context - 1 + horizon],
+            jax.random.PRNGKey(seed),
+            flows,
+        )
     return {
         "kind": config.model.kind,
         "ks": list(ks),
@@ -66,8 +81,9 @@ def evaluate_run(run_dir, data_path=None, ks=K_STEPS, flows=None, windows: int =
     from equirl.worldmodels.train import load_world_model
 
     model, params, config, stats = load_world_model(run_dir)
-    report = evaluate_model(model, params, config, stats, data_path or config.data.path, ks, flows, windows,
-                            config.run.seed)
+    report = evaluate_model(
+        model, params, config, stats, data_path or config.data.path, ks, flows, windows, config.run.seed
+    )
     out = Path(out) if out else Path(run_dir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / "wm_eval.json", out / "wm_eval.csv"
@@ -81,13 +97,21 @@ def evaluate_run(run_dir, data_path=None, ks=K_STEPS, flows=None, windows: int =
 
 def format_report(report: dict) -> str:
     ks = report["ks"]
-    lines = [f"{report['kind']}: {report['windows']} test windows, context {report['context']}, "
-             f"trained on {report['training_horizon']}-step rollouts",
-             f"{'flow':16s} " + " ".join(f"{'z@' + str(k):>9s}" for k in ks) + " " +
-             " ".join(f"{'m@' + str(k):>9s}" for k in ks)]
+    lines = [
+        f"{report['kind']}: {report['windows']} test windows, context {report['context']}, "
+        f"trained on {report['training_horizon']}-step rollouts",
+        f"{'flow':16s} "
+        + " ".join(f"{'z@' + str(k):>9s}" for k in ks)
+        + " "
+        + " ".join(f"{'m@' + str(k):>9s}" for k in ks),
+    ]
     for row in report["kstep"]:
-        lines.append(f"{row['flow']:16s} " + " ".join(f"{row[f'z_{k}']:9.4g}" for k in ks) + " " +
-                     " ".join(f"{row[f'position_m_{k}']:9.4g}" for k in ks))
+        lines.append(
+            f"{row['flow']:16s} "
+            + " ".join(f"{row[f'z_{k}']:9.4g}" for k in ks)
+            + " "
+            + " ".join(f"{row[f'position_m_{k}']:9.4g}" for k in ks)
+        )
     if report["equivariance"]:
         lines.append("equivariance errors: " + ", ".join(f"{k} {v:.2e}" for k, v in report["equivariance"].items()))
     return "\n".join(lines)

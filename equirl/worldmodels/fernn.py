@@ -124,17 +124,25 @@ class EquivariantCell(nn.Module):
         vec = VectorDense(c, name="vector_embed")(zin, target)
         for i in range(cfg.depth):
             # messages: the body's mean and the parent limb, for scalars and vectors alike
-            s_ctx = jnp.concatenate([s, jnp.broadcast_to(limb_mean(s, mask, 1)[..., None, :], s.shape),
-                                     _parent_features(s, parent, 1)], -1)
-            v_ctx = jnp.concatenate([vec, jnp.broadcast_to(limb_mean(vec, mask, 2)[..., None, :, :], vec.shape),
-                                     _parent_features(vec, parent, 2)], -1)
+            s_ctx = jnp.concatenate(
+                [s, jnp.broadcast_to(limb_mean(s, mask, 1)[..., None, :], s.shape), _parent_features(s, parent, 1)], -1
+            )
+            v_ctx = jnp.concatenate(
+                [
+                    vec,
+                    jnp.broadcast_to(limb_mean(vec, mask, 2)[..., None, :, :], vec.shape),
+                    _parent_features(vec, parent, 2),
+                ],
+                -1,
+            )
             s = s + nn.gelu(nn.Dense(w, name=f"message_{i}")(s_ctx))
             vec = vec + GatedVectorMix(c, c, name=f"vector_message_{i}")(v_ctx, target, s)
         gates = nn.sigmoid(nn.Dense(w + c, name="gates")(s))
         u_h, u_z = gates[..., :w], gates[..., w:]
         h_new = (1.0 - u_h) * h + u_h * jnp.tanh(nn.Dense(w, name="candidate")(s))
-        z_cand = VectorNorm(name="vector_candidate_norm")(GatedVectorMix(c, c, name="vector_candidate")(
-            jnp.concatenate([vec, zin], -1), target, s))
+        z_cand = VectorNorm(name="vector_candidate_norm")(
+            GatedVectorMix(c, c, name="vector_candidate")(jnp.concatenate([vec, zin], -1), target, s)
+        )
         z_new = (1.0 - u_z[..., None, :]) * z + u_z[..., None, :] * z_cand
         return jnp.where(mask[..., None], h_new, 0.0), jnp.where(mask[..., None, None], z_new, 0.0)
 
@@ -208,8 +216,7 @@ def measured_turn(previous: jax.Array, current: jax.Array) -> jax.Array:
     return yaw_matrix(jnp.arctan2(jnp.where(ok, cross, 0.0), jnp.where(ok, dot, 1.0)))
 
 
-def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
-                estimate_rate: bool = False) -> WorldModel:
+def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int, estimate_rate: bool = False) -> WorldModel:
     """The FERNN world model with V = the cyclic group of `copies` yaw rates, or (estimate_rate)
     one copy turned at the rate measured from the reference direction."""
     core = FERNNCore(config)
@@ -245,9 +252,18 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
         center = horizontal(frame.torso_position)
         zero = jnp.zeros((copies, b, 3))
         # "previous": the last torso position (unread until a frame is seen), the same for every copy
-        return batch_first({"h": h, "z": z, "previous": frame.torso_position, "displacement": zero,
-                            "seen": jnp.zeros((b,), jnp.int32), "center": center, "frame": frame,
-                            "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL]})
+        return batch_first(
+            {
+                "h": h,
+                "z": z,
+                "previous": frame.torso_position,
+                "displacement": zero,
+                "seen": jnp.zeros((b,), jnp.int32),
+                "center": center,
+                "frame": frame,
+                "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL],
+            }
+        )
 
     def advance(params, carry, action):
         """Consume carry["frame"] with `action`: new hidden state and every copy's prediction."""
@@ -273,16 +289,24 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
         vectors = jnp.einsum("nbij,nblcj->nblci", rot, vectors)
         dyn_s = jnp.asarray(DYNAMIC_SCALARS)
         scalars = frame.obs.scalars[..., dyn_s] + ds * stats.scalar_std[dyn_s]
-        position = transport_points(rot, frame.torso_position[None] + displacement + disp * stats.displacement_rms,
-                                    center)
+        position = transport_points(
+            rot, frame.torso_position[None] + displacement + disp * stats.displacement_rms, center
+        )
         weights = jax.nn.softmax(score, axis=0)  # [N, B]
         vectors = jnp.einsum("nb,nblcx->blcx", weights, vectors)
         scalars = jnp.einsum("nb,nblc->blc", weights, scalars)
         position = jnp.einsum("nb,nbx->bx", weights, position)
         predicted = with_dynamic(frame, vectors, scalars, position)
-        new_carry = {"h": h, "z": z, "previous": frame.torso_position,
-                     "displacement": displacement, "seen": carry["seen"] + 1, "center": center, "frame": predicted,
-                     "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL]}
+        new_carry = {
+            "h": h,
+            "z": z,
+            "previous": frame.torso_position,
+            "displacement": displacement,
+            "seen": carry["seen"] + 1,
+            "center": center,
+            "frame": predicted,
+            "reference": frame.obs.vectors[:, 0, TARGET_CHANNEL],
+        }
         return predicted, batch_first(new_carry)
 
     def observe(params, context: Sequence):
@@ -303,8 +327,7 @@ def make_lifted(config: WorldModelConfig, stats: FeatureStats, copies: int,
     def init(key, batch: Sequence):
         frame = batch.frame(0)
         carry = copies_first(initial_carry(frame))
-        vin, sin, target = _inputs(frame, batch.actions[:, 0], jnp.zeros((copies,) + frame.torso_position.shape),
-                                   stats)
+        vin, sin, target = _inputs(frame, batch.actions[:, 0], jnp.zeros((copies,) + frame.torso_position.shape), stats)
         return core.init(key, carry["h"], carry["z"], vin, sin, target, frame.obs.limb_mask, frame.obs.parent)
 
     model = WorldModel(init=init, loss=None, observe=observe, step=step)

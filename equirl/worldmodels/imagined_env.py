@@ -112,9 +112,12 @@ def recover_state(tables: EnvTables, obs: Observation, torso_xy: jax.Array) -> t
     joints = _scatter(tables.hinge_qposadr, valid, angles, nq)
     rot = torso_rotation(tables, obs, joints)
     qpos = (
-        joints.at[:, 0:2].set(torso_xy)
-        .at[:, 2].set(obs.scalars[:, TORSO, HEIGHT_SCALAR])
-        .at[:, 3:7].set(mat_to_quat(rot))
+        joints.at[:, 0:2]
+        .set(torso_xy)
+        .at[:, 2]
+        .set(obs.scalars[:, TORSO, HEIGHT_SCALAR])
+        .at[:, 3:7]
+        .set(mat_to_quat(rot))
     )
     qvel = _scatter(tables.hinge_dofadr, valid, hinge_speeds(tables, obs), nv)
     spin = jnp.einsum("bji,bj->bi", rot, obs.vectors[:, TORSO, ANGULAR_VELOCITY])  # body frame, as MuJoCo stores it
@@ -223,8 +226,17 @@ class ImaginedEnv:
         b = self.num_envs
         zeros, ints, false = jnp.zeros(b, qpos.dtype), jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.bool_)
         return ImaginedState(
-            qpos=qpos, qvel=qvel, time=zeros, target=target, key=keys, steps=ints, episode_return=zeros,
-            obs=obs, reward=zeros, terminated=false, truncated=false,
+            qpos=qpos,
+            qvel=qvel,
+            time=zeros,
+            target=target,
+            key=keys,
+            steps=ints,
+            episode_return=zeros,
+            obs=obs,
+            reward=zeros,
+            terminated=false,
+            truncated=false,
             info=step_info(obs, zeros, ints, ints, false, false, ints),
             model=self.dynamics.start(obs, qpos, qvel),
         )
@@ -275,10 +287,20 @@ class ImaginedEnv:
         time = state.time + t.dt
         episode_return = state.episode_return + reward
         after = ImaginedState(
-            qpos=qpos, qvel=qvel, time=time, target=target, key=keys, steps=steps, episode_return=episode_return,
-            obs=obs, reward=reward, terminated=terminated, truncated=truncated,
-            info=step_info(obs, episode_return, steps, nonfinite, unstable, waypoint,
-                           task.end_reasons(violations, unstable)),
+            qpos=qpos,
+            qvel=qvel,
+            time=time,
+            target=target,
+            key=keys,
+            steps=steps,
+            episode_return=episode_return,
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            info=step_info(
+                obs, episode_return, steps, nonfinite, unstable, waypoint, task.end_reasons(violations, unstable)
+            ),
             model=model,
         )
         if not self.config.autoreset:
@@ -289,16 +311,32 @@ class ImaginedEnv:
         def reset_done(_):
             f_qpos, f_qvel, f_target, f_keys, f_obs = self._start(keys)
             b = self.num_envs
-            fresh = (f_qpos, f_qvel, jnp.zeros(b, dtype), f_target, f_keys, jnp.zeros(b, jnp.int32),
-                     jnp.zeros(b, dtype), f_obs, self.dynamics.start(f_obs, f_qpos, f_qvel))
+            fresh = (
+                f_qpos,
+                f_qvel,
+                jnp.zeros(b, dtype),
+                f_target,
+                f_keys,
+                jnp.zeros(b, jnp.int32),
+                jnp.zeros(b, dtype),
+                f_obs,
+                self.dynamics.start(f_obs, f_qpos, f_qvel),
+            )
             return _rows(done, fresh, carried)
 
         qpos, qvel, time, target, keys, steps, episode_return, obs, model = jax.lax.cond(
             jnp.any(done), reset_done, lambda _: carried, None
         )
         return after.replace(
-            qpos=qpos, qvel=qvel, time=time, target=target, key=keys, steps=steps,
-            episode_return=episode_return, obs=obs, model=model,
+            qpos=qpos,
+            qvel=qvel,
+            time=time,
+            target=target,
+            key=keys,
+            steps=steps,
+            episode_return=episode_return,
+            obs=obs,
+            model=model,
         )
 
 

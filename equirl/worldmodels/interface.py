@@ -197,7 +197,9 @@ class ObserverFlow:
 
     @staticmethod
     def make(yaw_rate: float = 0.0, velocity: tuple[float, float] = (0.0, 0.0)) -> "ObserverFlow":
-        return ObserverFlow(jnp.asarray(yaw_rate, jnp.float32), jnp.asarray([velocity[0], velocity[1], 0.0], jnp.float32))
+        return ObserverFlow(
+            jnp.asarray(yaw_rate, jnp.float32), jnp.asarray([velocity[0], velocity[1], 0.0], jnp.float32)
+        )
 
 
 def _sinc(x: jax.Array) -> jax.Array:
@@ -245,8 +247,9 @@ def apply_flow(flow: ObserverFlow, seq: Sequence, start: int = 0, center: jax.Ar
     if center is None:
         center = seq.torso_position[:, 0]
     if flow.yaw_rate.ndim == 0:
-        flow = ObserverFlow(jnp.broadcast_to(flow.yaw_rate, center.shape[:1]),
-                            jnp.broadcast_to(flow.velocity, center.shape))
+        flow = ObserverFlow(
+            jnp.broadcast_to(flow.yaw_rate, center.shape[:1]), jnp.broadcast_to(flow.velocity, center.shape)
+        )
     g = flow_elements(flow, seq.length, start, center)  # [B, T, ...]
     moved = act_on_frame(g, Frame(seq.obs, seq.torso_position))
     return seq.replace(obs=moved.obs, torso_position=moved.torso_position)
@@ -255,8 +258,9 @@ def apply_flow(flow: ObserverFlow, seq: Sequence, start: int = 0, center: jax.Ar
 def apply_flow_to_frames(flow: ObserverFlow, frames: Frame, start: int, center: jax.Array) -> Frame:
     """Frames with leaves [B, K, ...] (e.g. predictions) transformed by g_t, t = start..start+K-1."""
     if flow.yaw_rate.ndim == 0:
-        flow = ObserverFlow(jnp.broadcast_to(flow.yaw_rate, center.shape[:1]),
-                            jnp.broadcast_to(flow.velocity, center.shape))
+        flow = ObserverFlow(
+            jnp.broadcast_to(flow.yaw_rate, center.shape[:1]), jnp.broadcast_to(flow.velocity, center.shape)
+        )
     return act_on_frame(flow_elements(flow, frames.torso_position.shape[1], start, center), frames)
 
 

@@ -241,7 +241,9 @@ def invariant_latent_parts(config: WorldModelConfig, stats: FeatureStats, invari
         transform = shared_transform(key, first.torso_position[:, 0])
         invariance = invariant_loss(lambda obs: encode(params, obs), first, second, transform, invariant)
         total = (
-            options.reconstruction_weight * reconstruction + prediction + consistency
+            options.reconstruction_weight * reconstruction
+            + prediction
+            + consistency
             + options.invariant_weight * invariance
         )
         metrics = {

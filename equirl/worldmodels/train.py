@@ -56,8 +56,9 @@ def optimizer(config: WMTrainConfig) -> optax.GradientTransformation:
     o = config.optim
     # A run shorter than the warmup (a smoke test) warms up over all but its last step.
     warmup = max(min(o.warmup_steps, o.steps - 1), 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, max(o.steps, warmup + 1),
-                                                  end_value=0.1 * o.learning_rate)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, o.learning_rate, warmup, max(o.steps, warmup + 1), end_value=0.1 * o.learning_rate
+    )
     return optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.adam(schedule))
 
 
@@ -77,10 +78,10 @@ def _manager(run_dir: Path, keep: int | None, read_only: bool = False):
     if read_only:
         absl.setLevel(logging.ERROR)  # orbax warns that a read-only manager will not save
     try:
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
-                                               cleanup_tmp_directories=not read_only)
-        return ocp.CheckpointManager((run_dir / CHECKPOINTS).absolute(), options=options,
-                                     item_names=("state", "meta"))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only
+        )
+        return ocp.CheckpointManager((run_dir / CHECKPOINTS).absolute(), options=options, item_names=("state", "meta"))
     finally:
         absl.setLevel(level)
 
@@ -129,7 +130,8 @@ def _compiled(config: WMTrainConfig, stats: FeatureStats):
     from equirl.worldmodels.metrics import test_error
 
     key = json.dumps({k: v for k, v in to_dict(config).items() if k != "run"}, sort_keys=True) + json.dumps(
-        stats_to_json(stats), sort_keys=True)
+        stats_to_json(stats), sort_keys=True
+    )
     if key not in _COMPILED:
         model = make_world_model(config.model, stats)
         update = make_update(model, optimizer(config), FlowRange(config.data.max_yaw_rate, config.data.max_speed))
@@ -155,7 +157,9 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
         raise ConfigError(f"config: expected a WMTrainConfig, got {type(config).__name__}")
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     run_dir = config.run.directory
-    has_checkpoints = (run_dir / CHECKPOINTS).is_dir() and any(p.name.isdigit() for p in (run_dir / CHECKPOINTS).iterdir())
+    has_checkpoints = (run_dir / CHECKPOINTS).is_dir() and any(
+        p.name.isdigit() for p in (run_dir / CHECKPOINTS).iterdir()
+    )
     if has_checkpoints and not resume:
         raise ConfigError(f"{run_dir}: already holds checkpoints; resume it (--resume) or choose another --out")
     if resume and not has_checkpoints:
@@ -189,11 +193,15 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
             log(f"equirl: resuming {run_dir} from its checkpoint at step {step}")
             if (run_dir / METRICS_CSV).exists():
                 with open(run_dir / METRICS_CSV, newline="") as handle:
-                    rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)
-                            if float(r["step"]) <= step]
+                    rows = [
+                        {k: float(v) for k, v in r.items() if v != ""}
+                        for r in csv.DictReader(handle)
+                        if float(r["step"]) <= step
+                    ]
         writer = SummaryWriter(str(run_dir), purge_step=step if resume else None)
-        eval_batch = test_data.windows(np.linspace(0, len(test_data) - 1, min(len(test_data), config.run.eval_windows))
-                                       .astype(np.int64))
+        eval_batch = test_data.windows(
+            np.linspace(0, len(test_data) - 1, min(len(test_data), config.run.eval_windows)).astype(np.int64)
+        )
         params, opt_state = state["params"], state["opt_state"]
         start = time.perf_counter()
         window: list[dict] = []
@@ -220,8 +228,12 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
                     raise EquirlError(f"{run_dir}: the loss is {row['loss']} at step {step}; lower optim.learning_rate")
             if step % config.run.checkpoint_every == 0 or step == config.optim.steps:
                 meta = {"step": step, "config": to_dict(config)}
-                _save(manager, step, {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32)},
-                      meta)
+                _save(
+                    manager,
+                    step,
+                    {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32)},
+                    meta,
+                )
         if bar is not None:
             bar.close()
         return WMTrainResult(params, rows, run_dir, time.perf_counter() - start)
@@ -237,8 +249,9 @@ def _progress(config: WMTrainConfig, start: int):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=config.optim.steps, initial=start, unit="step", file=sys.stderr, desc=config.run.name,
-                dynamic_ncols=True)
+    return tqdm(
+        total=config.optim.steps, initial=start, unit="step", file=sys.stderr, desc=config.run.name, dynamic_ncols=True
+    )
 
 
 def load_world_model(run_dir, step: int | None = None):
@@ -247,8 +260,9 @@ def load_world_model(run_dir, step: int | None = None):
     if not (run_dir / CHECKPOINTS).is_dir():
         raise ConfigError(f"{run_dir}: not a world-model run directory (no {CHECKPOINTS}/)")
     try:
-        config = from_dict(WMTrainConfig, yaml.safe_load((run_dir / CONFIG_YAML).read_text()),
-                           source=str(run_dir / CONFIG_YAML))
+        config = from_dict(
+            WMTrainConfig, yaml.safe_load((run_dir / CONFIG_YAML).read_text()), source=str(run_dir / CONFIG_YAML)
+        )
         stats = stats_from_json(json.loads((run_dir / STATS_JSON).read_text()))
     except FileNotFoundError as err:
         raise ConfigError(f"{run_dir}: missing {Path(err.filename).name}") from None

@@ -37,7 +37,9 @@ class MjxBackend:
         mjx = self._mjx
         data = mjx.make_data(model)
         dtype = data.qpos.dtype
-        data = data.replace(qpos=qpos.astype(dtype), qvel=qvel.astype(dtype), time=time.astype(dtype), ctrl=ctrl.astype(dtype))
+        data = data.replace(
+            qpos=qpos.astype(dtype), qvel=qvel.astype(dtype), time=time.astype(dtype), ctrl=ctrl.astype(dtype)
+        )
         data = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(model, d), data)
         return data.qpos, data.qvel, data.time
 
