@@ -118,19 +118,35 @@ def plot(summary: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def series(rows, key):
+        if key == "q/bias":  # recomputed, so runs logged before the column existed have it too
+            return [
+                (float(r["env_steps"]), float(r["q/mean"]) - float(r["q/mc_return"]))
+                for r in rows
+                if r.get("q/mc_return") and r.get("q/mean") and float(r["q/mean"]) != 0.0
+            ]
+        return [(float(r["env_steps"]), float(r[key])) for r in rows if r.get(key)]
+
+    panels = (
+        ("return/mean", "episodic return (mean over bodies)"),
+        ("episode_length/mean", "episode length"),
+        ("q/bias", "Q bias: mean Q - Monte-Carlo return"),
+    )
     for suite in sorted({s["suite"] for s in summary}):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4))
         for s in (s for s in summary if s["suite"] == suite):
             label = f"{s['algorithm']} {s['network']} seed {s['seed']}"
-            for ax, key in zip(axes, ("return/mean", "episode_length/mean")):
-                pts = [(float(r["env_steps"]), float(r[key])) for r in s["rows"] if r.get(key)]
+            for ax, (key, _) in zip(axes, panels):
+                pts = series(s["rows"], key)
                 if len(pts) > 1:
                     x, y = map(np.asarray, zip(*pts))
                     width = max(1, len(y) // 40)
-                    ax.plot(x, np.convolve(y, np.ones(width) / width, mode="same"), label=label)
-        for ax, what in zip(axes, ("episodic return (mean over bodies)", "episode length")):
+                    smooth = np.convolve(y, np.ones(width) / width, mode="valid")
+                    ax.plot(x[width - 1 :], smooth, label=label)
+        for ax, (_, what) in zip(axes, panels):
             ax.set_xlabel("environment steps")
             ax.set_ylabel(what)
+        axes[2].set_yscale("symlog", linthresh=100)
         axes[0].set_title(f"{suite} suite, task v1, training episodes")
         axes[0].legend(fontsize=7)
         fig.tight_layout()

@@ -47,6 +47,7 @@ from equirl.agents.policy import (
     episode_metrics,
     flatten_time,
     initial_normalizer,
+    make_act,
     maybe_normalize,
 )
 from equirl.envs.task import Observation
@@ -269,8 +270,5 @@ def make_offpolicy(env, networks, config: OffPolicyConfig, rule: UpdateRule) -> 
         )
         return distributed.constrain_state(new_state, mesh), distributed.replicate(metrics, mesh)
 
-    def act(state, obs: Observation, key: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
-        dist = networks.actor.apply(state.params.actor, norm(state.normalizer, obs))
-        return dist.mode() if deterministic else dist.sample(seed=key)
-
+    act = make_act(networks, config.normalize_observations)  # reads state.params.actor and state.normalizer
     return Agent(init=init, iteration=iteration, act=act, steps_per_iteration=batch)
