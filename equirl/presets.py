@@ -80,6 +80,9 @@ def _network(algorithm: str, network: str) -> NetworkConfig:
         # CrossQ's critic: batch renorm, wider than the actor (the paper uses 2048; 512 fits a CPU).
         q_hidden = (512, 512) if network.startswith("mlp") else ()
         return dataclasses.replace(base, squash=True, q_norm="batch_renorm", q_hidden=q_hidden)
+    if algorithm == "sac":
+        # A LayerNorm critic: the one SAC variant measured stable on the 3D hoppers (README, issue 15).
+        return dataclasses.replace(base, squash=True, q_norm="layer")
     return dataclasses.replace(base, squash=True)
 
 
