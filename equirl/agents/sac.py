@@ -110,9 +110,6 @@ def target_critic_step(networks, config: SACConfig, tx: optax.GradientTransforma
     return step
 
 
-CriticStep = Callable[..., tuple]
-
-
 def make_rule(networks, config: SACConfig, critic_step: Callable | None = None, targets: bool = True) -> UpdateRule:
     """SAC's `UpdateRule`; `critic_step` (default: `target_critic_step`) and whether
     target networks are kept let CrossQ reuse the rest."""
