@@ -56,7 +56,7 @@ def run_one(suite: str, kind: str, seed: int, steps: int, out: Path, overrides: 
             f"run.out_dir={run_dir}",
             "run.progress=false",
             f"run.name={suite}_{kind}_seed{seed}",
-            "run.checkpoint_every=50",
+            "run.checkpoint_every_steps=100000",
             "run.keep_checkpoints=1",
             *overrides,
         ],

@@ -71,9 +71,9 @@ def train_ours(args, out: Path) -> list[tuple]:
             f"run.out_dir={run_dir}",
             "run.progress=false",
             "run.name=crosscheck_ours",
-            "run.checkpoint_every=1000000",
+            "run.checkpoint_every_steps=100000000",
             "run.keep_checkpoints=1",
-            "run.equivariance_every=0",
+            "run.equivariance_every_steps=0",
             *args.set,
         ],
     )

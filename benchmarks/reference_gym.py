@@ -41,8 +41,8 @@ from equirl.agents import normalization, offpolicy, replay
 from equirl.agents.config import TrainConfig
 from equirl.agents.policy import initial_normalizer, maybe_normalize
 from equirl.agents.registry import spec
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, Observation
 from equirl.nn import make_networks
+from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 from equirl.presets import train_preset
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"

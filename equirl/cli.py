@@ -128,7 +128,8 @@ def _train(args) -> None:
     from equirl.agents.distributed import initialize_from_env
 
     initialize_from_env()  # a multi-host launch: before anything (an import included) touches a device
-    from equirl.agents.train import CONFIG_YAML, command_line_config, train
+    from equirl.agents.train import command_line_config, train
+    from equirl.runs.checkpoints import CONFIG_YAML
 
     config_path = args.config
     if config_path is None:

@@ -16,25 +16,21 @@ network that is not gives errors of order one. Everything here is jit-able
 given static `fn`, `act_in`, `act_out` and `num_samples`.
 
 Ready-made actions:
-  act_on_observation    every observation vector channel v -> R v (all eight
-                        treated as polar vectors; see below), scalars, masks
-                        and the tree unchanged. Translations act trivially:
-                        the observation holds no absolute horizontal position
-                        (positions are relative to the torso, the height is a
-                        z coordinate), so a translated scene gives the same
-                        observation.
+  act_on_observation    each observation vector channel by its parity
+                        (equirl.observation): polar v -> R v, axial (angular
+                        velocity, hinge axes) v -> det(R) R v; scalars,
+                        masks and the tree unchanged. Translations act
+                        trivially: the observation holds no absolute
+                        horizontal position (positions are relative to the
+                        torso, the height is a z coordinate). A physical
+                        mirror also relabels mirrored limbs and hinges; that
+                        part is the body's (equirl.envs.symmetry).
   invariant             y -> y (values, Q-values, torques, log-stds)
   act_on_limb_vectors   y[..., 3] -> R y (per-limb vectors, e.g. SET's u)
   act_on_positions      absolute positions p[..., 3] -> R p + t
   distribution_summary  turns an action distribution into [mode, stddev]
                         stacked on a last axis: both invariant, so use it with
                         `invariant`.
-
-About reflections: in the physical environment angular velocity and hinge
-axes are axial vectors (det(R) R v) and a reflection also relabels mirrored
-limbs (equirl.envs.symmetry). The network-level test here uses the simpler
-action v -> R v for all channels, under which a SET network is exactly
-equivariant; `act_on_observation_axial` applies the axial rule instead.
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
 from equirl.geometry import (
     ROTATION_GENERATOR_Z,
     TRANSLATION_GENERATOR_X,
@@ -53,29 +48,19 @@ from equirl.geometry import (
     act_on_vectors,
     random_isometry,
 )
+from equirl.observation import Observation
 
 Action = Callable[[Isometry, Any], Any]
-
-AXIAL_CHANNELS = (4, 5, 6, 7)  # angular velocity and the three hinge axes
-
 
 # --- group actions ------------------------------------------------------------
 
 
 def act_on_observation(g: Isometry, obs: Observation) -> Observation:
-    """Every vector channel v -> R v; translations act trivially (see the module doc).
+    """Each vector channel by its parity (`Observation.transform`); translations act trivially.
 
     g is one element (no batch axes); it acts on every observation of the batch.
     """
-    return obs.replace(vectors=jnp.einsum("ij,...j->...i", g.rotation, obs.vectors))
-
-
-def act_on_observation_axial(g: Isometry, obs: Observation) -> Observation:
-    """As `act_on_observation`, but channels 4-7 (angular velocity, hinge axes)
-    transform as axial vectors, det(R) R v. Limbs are not relabelled."""
-    moved = jnp.einsum("ij,...j->...i", g.rotation, obs.vectors)
-    sign = jnp.where(jnp.arange(moved.shape[-2]) >= AXIAL_CHANNELS[0], jnp.linalg.det(g.rotation), 1.0)
-    return obs.replace(vectors=moved * sign[:, None])
+    return obs.transform(g.rotation)
 
 
 def invariant(g: Isometry, y: Any) -> Any:

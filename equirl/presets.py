@@ -86,14 +86,6 @@ def _network(algorithm: str, network: str) -> NetworkConfig:
     return dataclasses.replace(base, squash=True)
 
 
-def _intervals(iteration_steps: int) -> dict:
-    """Log every ~2k, probe every ~10k and save every ~20k environment steps (PPO: every 1/20/20 iterations)."""
-    if iteration_steps >= 1000:
-        return dict(log_every=1, checkpoint_every=20, equivariance_every=20)
-    per = lambda steps: max(1, steps // iteration_steps)  # noqa: E731
-    return dict(log_every=per(2_000), checkpoint_every=per(20_000), equivariance_every=per(10_000))
-
-
 def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
     """The shipped config `configs/train/<suite>_<algorithm>_<network>.yaml`."""
     for what, value, known in (
@@ -111,7 +103,6 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
     if algorithm == "td3_sgrl":
         # 3D-SGRL's published TD3: these are TD3Config's defaults; about one update per transition.
         offpolicy = OffPolicyConfig(batch_size=256, learning_starts=5_000, updates_per_iteration=num_envs)
-    iteration_steps = num_envs * (offpolicy.steps_per_iteration if off else 32)
     return TrainConfig(
         algorithm="td3" if algorithm == "td3_sgrl" else algorithm,
         env=EnvConfig(bodies=(suite,), num_envs=num_envs, task=task, max_limbs=max_limbs),
@@ -124,6 +115,7 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
         run=RunConfig(
             name=preset_name(suite, algorithm, network),
             total_steps=OFF_POLICY_STEPS[suite] if off else PPO_STEPS[suite],
-            **_intervals(iteration_steps),
+            # RunConfig's intervals, in environment steps: a log row every 2k, a probe every 10k,
+            # a checkpoint every 20k, whatever the algorithm.
         ),
     )

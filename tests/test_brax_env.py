@@ -17,7 +17,7 @@ from brax.training.agents.ppo import networks as ppo_networks  # noqa: E402
 from brax.training.agents.ppo import train as ppo  # noqa: E402
 
 from equirl.envs.brax_env import BraxEnv  # noqa: E402
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS  # noqa: E402
+from equirl.observation import NUM_SCALARS, NUM_VECTORS  # noqa: E402
 
 BODY = "hopper_3_shin"  # 3 limbs: the smallest 3D-SGRL body
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from conftest import REPO
 from equirl.cli import main
 from equirl.config_io import from_dict, load_yaml
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
+from helpers.common import REPO
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "env").glob("*.yaml")), ids=lambda p: p.stem)
@@ -52,7 +52,7 @@ def test_user_errors_are_one_line(capsys, tmp_path):
 
 
 def test_inspect_and_bodies(capsys):
-    from conftest import gymnasium_ant
+    from helpers.common import gymnasium_ant
 
     assert main(["inspect", str(gymnasium_ant())]) == 0
     assert "9 limbs, 8 driven hinges" in capsys.readouterr().out

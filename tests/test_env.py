@@ -8,6 +8,7 @@ import pytest
 from equirl.envs import task
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError, MorphologyError
+from equirl.observation import NUM_SCALARS, NUM_VECTORS
 
 MIXED = ("hopper_3_shin", "walker_7_full", "cheetah_14_full")
 
@@ -30,7 +31,7 @@ def test_mixed_batch_observation_layout(mixed):
     state = mixed.reset(jax.random.PRNGKey(0))
     obs = state.obs
     limbs = [m.num_limbs for m in mixed.morphologies] * 2
-    assert obs.vectors.shape == (6, 16, task.NUM_VECTORS, 3) and obs.scalars.shape == (6, 16, task.NUM_SCALARS)
+    assert obs.vectors.shape == (6, 16, NUM_VECTORS, 3) and obs.scalars.shape == (6, 16, NUM_SCALARS)
     np.testing.assert_array_equal(obs.limb_mask.sum(-1), limbs)
     for row, n in enumerate(limbs):
         assert not np.any(obs.vectors[row, n:]) and not np.any(obs.scalars[row, n:])  # padding is zero

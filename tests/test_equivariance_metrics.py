@@ -20,7 +20,8 @@ from equirl.geometry import (
     random_isometry,
     yaw_matrix,
 )
-from equirl.nn.synthetic import random_observation
+from equirl.observation import AXIAL_CHANNELS, POLAR_CHANNELS, VECTOR_NAMES
+from helpers.synthetic import random_observation
 
 POINTS = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3)), jnp.float32)
 
@@ -92,9 +93,12 @@ def test_observation_actions():
     # Gravity is fixed by O_g(3).
     np.testing.assert_allclose(moved.vectors[..., 1, :], obs.vectors[..., 1, :], atol=1e-6)
     mirror = Isometry(jnp.diag(jnp.array([1.0, -1.0, 1.0])), jnp.zeros(3))
-    polar, axial = eq.act_on_observation(mirror, obs), eq.act_on_observation_axial(mirror, obs)
-    np.testing.assert_allclose(axial.vectors[..., :4, :], polar.vectors[..., :4, :])
-    np.testing.assert_allclose(axial.vectors[..., 4:, :], -polar.vectors[..., 4:, :])
+    # A reflection flips the axial channels (angular velocity, hinge axes) once more: det = -1.
+    moved, plain = eq.act_on_observation(mirror, obs).vectors, jnp.einsum("ij,...j->...i", mirror.rotation, obs.vectors)
+    polar, axial = list(POLAR_CHANNELS), list(AXIAL_CHANNELS)
+    assert VECTOR_NAMES[4] == "angular_velocity" and set(axial) == {4, 5, 6, 7}
+    np.testing.assert_allclose(moved[..., polar, :], plain[..., polar, :])
+    np.testing.assert_allclose(moved[..., axial, :], -plain[..., axial, :])
     dist_like = type("D", (), {"mode": lambda self: jnp.ones((2, 3)), "stddev": lambda self: jnp.zeros((2, 3))})()
     assert eq.distribution_summary(dist_like).shape == (2, 3, 2)
 

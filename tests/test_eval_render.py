@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO
 from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
 from equirl.cli import main
 from equirl.envs.config import EnvConfig
 from equirl.envs.task import END_REASONS
 from equirl.errors import EquirlError
 from equirl.nn.config import NetworkConfig
+from helpers.common import REPO
 
 EPISODE_LENGTH = 25
 MJCF = REPO / "envs" / "hopper" / "hopper_4_lower_shin.xml"
@@ -34,9 +34,9 @@ def run_dir(tmp_path_factory):
             name="tiny",
             out_dir=str(out),
             total_steps=2 * 32,
-            checkpoint_every=1,
+            checkpoint_every_steps=32,
             keep_checkpoints=1,
-            equivariance_every=0,
+            equivariance_every_steps=0,
             progress=False,
         ),
     )

@@ -6,10 +6,10 @@ import mujoco
 import numpy as np
 import pytest
 
-from conftest import gymnasium_ant
 from equirl.envs.bodies import resolve
 from equirl.envs.kinematics import forward_kinematics
 from equirl.envs.tables import build_tables, padded_sizes
+from helpers.common import gymnasium_ant
 
 
 def _hinge_axes(model, data, tree):

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from conftest import SHARED, gymnasium_ant
 from equirl.errors import MorphologyError
 from equirl.morphology.loader import load_mjcf
+from helpers.common import SHARED, gymnasium_ant
 
 REFERENCES = sorted(SHARED.glob("envs/*/*.xml"))
 

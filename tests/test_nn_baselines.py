@@ -13,7 +13,7 @@ from equirl import equivariance as eq
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, random_isometry
 from equirl.nn import NetworkConfig, make_networks
-from equirl.nn.synthetic import (
+from helpers.synthetic import (
     edge_case_observation,
     pad_with_garbage,
     permute_limbs,
@@ -96,15 +96,15 @@ def test_lie_derivative_on_real_networks(nets):
 
 
 def test_heading_canonicalisation_is_exact(nets):
-    from equirl.nn.baselines import canonicalise_heading
+    from equirl.nn.baselines import canonicalize_heading
 
     obs = random_observation(3, BATCH, LIMBS)
-    canon = canonicalise_heading(obs)
+    canon = canonicalize_heading(obs)
     target = canon.vectors[..., 2, :][np.asarray(obs.limb_mask)]
     np.testing.assert_allclose(target, np.broadcast_to([1.0, 0.0, 0.0], target.shape), atol=1e-6)
     for i in range(3):
         g = jax.tree_util.tree_map(lambda e: e[i], random_isometry(jax.random.PRNGKey(i), (3,), reflections=False))
-        moved = canonicalise_heading(eq.act_on_observation(g, obs))
+        moved = canonicalize_heading(eq.act_on_observation(g, obs))
         np.testing.assert_allclose(moved.vectors, canon.vectors, atol=2e-6)
 
 

@@ -9,7 +9,7 @@ import pytest
 from equirl.config_io import from_dict
 from equirl.errors import ConfigError
 from equirl.nn import KINDS, NetworkConfig, count_parameters, make_networks
-from equirl.nn.synthetic import random_observation
+from helpers.synthetic import random_observation
 
 
 @pytest.mark.parametrize(

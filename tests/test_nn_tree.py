@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from equirl.nn.synthetic import random_observation
 from equirl.nn.tree_attention import attention_weights, tree_structure
+from helpers.synthetic import random_observation
 
 
 def bfs_distances(parent, mask):

@@ -14,7 +14,7 @@ from equirl.agents.config import CrossQConfig, OffPolicyConfig, SACConfig, TD3Co
 from equirl.agents.divergence import DivergenceGuard, add_q_bias
 from equirl.errors import TrainingDiverged
 from equirl.nn import NetworkConfig, make_networks
-from equirl.nn.synthetic import random_observation
+from helpers.synthetic import random_observation
 
 GAMMA = 0.9
 

@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import compile_fast
 from equirl.agents import normalization
 from equirl.agents.config import PPOConfig
 from equirl.agents.ppo import Transition, gae, make_ppo
 from equirl.envs.task import END_REASONS
 from equirl.equivariance import distribution_summary, finite_group_error
 from equirl.nn import NetworkConfig, make_networks
+from helpers.common import compile_fast
 
 TINY = dict(
     width=16, depth=1, heads=2, vector_channels=8, invariant_channels=4, vector_key_channels=2, mlp_hidden=(16, 16)

@@ -10,12 +10,13 @@ import pytest
 from equirl.agents import registry
 from equirl.agents import train as T
 from equirl.errors import ConfigError, TrainingDiverged
-from test_train import read_csv, sac_config
+from equirl.runs.checkpoints import CHECKPOINTS
+from helpers.runs import read_csv, sac_config
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_registered():
-    registry.register("tiny", "tiny_algorithm")
+    registry.register("tiny", "helpers.tiny_algorithm")
     yield
     registry.ALGORITHMS.pop("tiny")
 
@@ -24,7 +25,7 @@ def tiny_config(out, reward_scale: float = 1.0):
     config = sac_config(out, algorithm="tiny")
     # Learning from iteration 5 (20 transitions) on: the checkpoint at 16 steps is still warm-up.
     offpolicy = dataclasses.replace(config.offpolicy, reward_scale=reward_scale, learning_starts=20)
-    run = dataclasses.replace(config.run, equivariance_every=0)
+    run = dataclasses.replace(config.run, equivariance_every_steps=0)
     return dataclasses.replace(config, offpolicy=offpolicy, run=run)
 
 
@@ -45,4 +46,4 @@ def test_a_diverging_learner_stops_and_keeps_its_last_good_checkpoint(tmp_path):
     message = str(stopped.value)
     assert "at 32 environment steps loss/critic = inf is not finite" in message
     assert "its last checkpoint (16 environment steps) stands" in message
-    assert sorted(int(p.name) for p in (tmp_path / T.CHECKPOINTS).iterdir() if p.name.isdigit()) == [16]
+    assert sorted(int(p.name) for p in (tmp_path / CHECKPOINTS).iterdir() if p.name.isdigit()) == [16]

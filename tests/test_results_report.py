@@ -4,7 +4,7 @@ import importlib.util
 import json
 import re
 
-from conftest import REPO, reference_file
+from helpers.common import REPO, reference_file
 
 
 def _report_module():

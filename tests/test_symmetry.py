@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import float64
 from equirl.envs import symmetry
 from equirl.errors import MorphologyError
 from equirl.geometry import reflection_matrix, yaw_matrix
 from equirl.morphology.mirror import mirror_map
+from helpers.common import float64
 
 STEPS = 60
 B = 3

@@ -7,7 +7,6 @@ made once per module, so the iteration compiles once for all in-process runs
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -25,41 +24,27 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
 from equirl.agents import train as T
-from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
+from equirl.agents.config import TrainConfig
+from equirl.agents.saved_runs import checkpoint_meta
 from equirl.cli import main
 from equirl.config_io import load_yaml, to_dict
-from equirl.envs.config import EnvConfig
 from equirl.envs.task import END_REASONS
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
-from test_distributed import assert_same_losses, finish, launch_two_devices, launch_two_processes
-
-STEPS_PER_ITERATION = 4 * 8
-ITERATIONS = 4
-
-
-def tiny_config(out_dir, **run) -> TrainConfig:
-    run = dict(
-        dict(
-            name="tiny",
-            out_dir=str(out_dir),
-            total_steps=ITERATIONS * STEPS_PER_ITERATION,
-            checkpoint_every=1,
-            keep_checkpoints=2,
-            equivariance_every=2,
-            progress=False,
-        ),
-        **run,
-    )
-    return TrainConfig(
-        algorithm="ppo",
-        env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
-        network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16)),
-        ppo=PPOConfig(rollout_length=8, epochs=2, minibatches=2),
-        run=RunConfig(**run),
-    )
+from equirl.runs import checkpoints
+from equirl.runs.checkpoints import CHECKPOINTS
+from helpers.common import REPO
+from helpers.launch import assert_same_losses, finish, launch_two_devices, launch_two_processes
+from helpers.runs import (
+    ITERATIONS,
+    STEPS_PER_ITERATION,
+    checkpoint_steps,
+    load_checkpoint,
+    read_csv,
+    sac_config,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -90,16 +75,6 @@ def params_of(state):
 def assert_same_params(a, b, atol=0.0):
     for x, y in zip(params_of(a), params_of(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=0, atol=atol)
-
-
-def checkpoint_steps(run_dir) -> list[int]:
-    folder = run_dir / T.CHECKPOINTS
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-
-
-def read_csv(run_dir) -> list[dict]:
-    with open(run_dir / T.METRICS_CSV, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def event_tags(run_dir) -> dict[str, list[int]]:
@@ -177,7 +152,7 @@ def test_a_short_run_writes_config_logs_and_checkpoints(straight_run):
 
     # Only the newest keep_checkpoints=2 are kept.
     assert checkpoint_steps(run_dir) == [3 * STEPS_PER_ITERATION, 4 * STEPS_PER_ITERATION]
-    saved_config, saved = T.load_checkpoint(run_dir)
+    saved_config, saved = load_checkpoint(run_dir)
     assert saved_config == config
     assert int(saved.env_steps) == ITERATIONS * STEPS_PER_ITERATION
     assert_same_params(saved, result.state)
@@ -209,7 +184,7 @@ def test_ctrl_c_saves_the_last_finished_iteration(tmp_path, capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        T.train(tiny_config(tmp_path, checkpoint_every=10), callback=interrupt)
+        T.train(tiny_config(tmp_path, checkpoint_every_steps=10 * STEPS_PER_ITERATION), callback=interrupt)
     assert checkpoint_steps(tmp_path) == [STEPS_PER_ITERATION]
     assert "interrupted; saved a checkpoint at 32 environment steps" in capsys.readouterr().err
 
@@ -228,13 +203,13 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight_run, tm
     config, reference = straight_run
     run_dir = tmp_path / "run"
     shutil.copytree(config.run.directory, run_dir)
-    newest = run_dir / T.CHECKPOINTS / str(ITERATIONS * STEPS_PER_ITERATION)
+    newest = run_dir / CHECKPOINTS / str(ITERATIONS * STEPS_PER_ITERATION)
     damaged = [p for p in (newest / "state").rglob("*") if p.is_file() and "ocdbt.process_0/d/" in str(p)]
     assert damaged
     for path in damaged:  # as a full disk or a killed copy would leave them
         path.write_bytes(path.read_bytes()[:10])
 
-    _, state = T.load_checkpoint(run_dir)
+    _, state = load_checkpoint(run_dir)
     err = capsys.readouterr().err
     assert f"checkpoint {newest} is unreadable" in err and "using the previous one" in err
     assert int(state.env_steps) == (ITERATIONS - 1) * STEPS_PER_ITERATION
@@ -247,28 +222,15 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight_run, tm
 
 def test_a_checkpoint_of_another_format_is_refused_by_name(straight_run, tmp_path):
     config, reference = straight_run
-    manager = T._checkpoint_manager(tmp_path, keep=1)
-    T.save_checkpoint(manager, 32, reference.state, config, {"iteration": 1})
+    manager = checkpoints.open_manager(tmp_path, keep=1)
+    checkpoints.save(manager, 32, reference.state, checkpoint_meta(config, {"iteration": 1}))
     manager.close()
-    meta_file = next((tmp_path / T.CHECKPOINTS / "32").glob("meta/*"))
+    meta_file = next((tmp_path / CHECKPOINTS / "32").glob("meta/*"))
     meta = json.loads(meta_file.read_text())
     meta.pop("format")  # as written before formats were numbered
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="checkpoint format 1, this equirl reads format 2"):
-        T.load_checkpoint(tmp_path)
-
-
-def test_load_policy_acts_without_an_environment(straight_run):
-    config, reference = straight_run
-    loaded_config, act = T.load_policy(config.run.directory)
-    assert loaded_config == config
-    obs = reference.state.env_state.obs
-    action = act(obs)
-    assert action.shape == (4, 5, 3)
-    _, _, agent = T.build(config)
-    np.testing.assert_allclose(action, agent.act(reference.state, obs, None, True), atol=1e-6)
-    sampled = act(obs, jax.random.PRNGKey(1), deterministic=False)
-    assert sampled.shape == action.shape and not np.allclose(sampled, action)
+    with pytest.raises(ConfigError, match="checkpoint format 1, this equirl reads format 3"):
+        load_checkpoint(tmp_path)
 
 
 SIGKILL_ITERATIONS = 400
@@ -284,7 +246,7 @@ def killed_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("killed")
     config_path, run_dir = root / "tiny.yaml", root / "run"
     config = tiny_config(
-        run_dir, total_steps=SIGKILL_ITERATIONS * STEPS_PER_ITERATION, equivariance_every=0, keep_checkpoints=3
+        run_dir, total_steps=SIGKILL_ITERATIONS * STEPS_PER_ITERATION, equivariance_every_steps=0, keep_checkpoints=3
     )
     config_path.write_text(yaml.safe_dump(to_dict(config)))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -327,47 +289,27 @@ def test_resume_after_sigkill_loses_only_the_steps_since_the_last_checkpoint(kil
     total = SIGKILL_ITERATIONS * STEPS_PER_ITERATION
     last = checkpoint_steps(run_dir)[-1]
     assert STEPS_PER_ITERATION <= last < total
-    _, saved = T.load_checkpoint(run_dir)
+    _, saved = load_checkpoint(run_dir)
     assert int(saved.env_steps) == last
 
     restored = []
-    real_restore = T.restore_latest
+    real_restore = checkpoints.restore_latest
 
     def spy(*args, **kwargs):
         restored.append(real_restore(*args, **kwargs))
         return restored[-1]
 
-    monkeypatch.setattr(T, "restore_latest", spy)
-    assert main(["train", "--config", str(config_path), "--resume", "--set", "run.checkpoint_every=1000"]) == 0
+    monkeypatch.setattr(checkpoints, "restore_latest", spy)
+    assert main(["train", "--config", str(config_path), "--resume", "--set", "run.checkpoint_every_steps=100000"]) == 0
     assert f"from its checkpoint at {last} environment steps" in capsys.readouterr().err
     state, _, step = restored[0]
     assert step == last and int(state.env_steps) == last
     assert_same_params(state, saved)
 
-    _, final = T.load_checkpoint(run_dir)
+    _, final = load_checkpoint(run_dir)
     assert int(final.env_steps) == total and int(final.iteration) == SIGKILL_ITERATIONS
     steps = [int(r["env_steps"]) for r in read_csv(run_dir)]
     assert steps == [STEPS_PER_ITERATION * (i + 1) for i in range(SIGKILL_ITERATIONS)]  # cut at `last`, then continued
-
-
-def sac_config(out_dir, algorithm: str = "sac", **network) -> TrainConfig:
-    from equirl.agents.config import OffPolicyConfig
-
-    return TrainConfig(
-        algorithm=algorithm,
-        env=EnvConfig(bodies=("hopper_3_shin",), num_envs=4, max_limbs=5),
-        network=NetworkConfig(kind="mlp", mlp_hidden=(16, 16), squash=True, **network),
-        offpolicy=OffPolicyConfig(buffer_size=256, batch_size=16, learning_starts=16, updates_per_iteration=2),
-        run=RunConfig(
-            name="sac",
-            out_dir=str(out_dir),
-            total_steps=4 * 8,
-            checkpoint_every=4,
-            log_every=4,
-            equivariance_every=8,
-            progress=False,
-        ),
-    )
 
 
 def test_offpolicy_needs_squashed_actions_and_holds_its_state_in_arrays(tmp_path):
@@ -481,6 +423,6 @@ def test_two_processes_train_like_one(straight_run, two_process_job):
 
     # Its checkpoint (each process wrote its environments' shards) loads on one device.
     assert checkpoint_steps(run_dir) == [3 * STEPS_PER_ITERATION, 4 * STEPS_PER_ITERATION]
-    _, saved = T.load_checkpoint(run_dir)
+    _, saved = load_checkpoint(run_dir)
     assert int(saved.env_steps) == ITERATIONS * STEPS_PER_ITERATION
     assert_same_params(saved, reference.state, atol=1e-4)

@@ -6,7 +6,6 @@ import functools
 import pytest
 import yaml
 
-from conftest import REPO
 from equirl.agents.config import PPOConfig, RunConfig, TrainConfig
 from equirl.agents.train import command_line_config, load_train_config
 from equirl.cli import main
@@ -14,6 +13,7 @@ from equirl.config_io import apply_overrides, from_dict, load_yaml, to_dict
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
+from helpers.common import REPO
 
 TRAIN_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 

@@ -13,7 +13,7 @@ from equirl.errors import ConfigError
 from equirl.geometry import ROTATION_GENERATOR_Z, compose_isometries, isometry_along
 from equirl.worldmodels.data import CollectConfig, FlowRange, WindowDataset, flowed
 from equirl.worldmodels.interface import ObserverFlow, apply_flow, flow_element
-from test_wm_helpers import TINY_BODIES, TINY_STEPS, tiny_batch, tiny_data, tiny_dataset
+from helpers.wm import TINY_BODIES, TINY_STEPS, tiny_batch, tiny_data, tiny_dataset
 
 
 def test_collected_dataset_on_disk():

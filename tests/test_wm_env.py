@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import compile_fast
 from equirl.agents.config import PPOConfig
 from equirl.agents.ppo import make_ppo
 from equirl.errors import ConfigError
@@ -19,6 +18,7 @@ from equirl.worldmodels.imagined_env import (
 )
 from equirl.worldmodels.interface import RemulOptions, Sequence, WorldModelConfig
 from equirl.worldmodels.remul import make_remul
+from helpers.common import compile_fast
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 LIMBS = 5

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import compile_fast
 from equirl.equivariance import errors_for_elements, finite_group_errors
 from equirl.worldmodels.common import frame_arrays
 from equirl.worldmodels.interface import FERNNOptions, ObserverFlow, WorldModelConfig, make_world_model, rollout
 from equirl.worldmodels.metrics import _static_in, _static_out, flow_actions
-from test_wm_helpers import tiny_batch, tiny_data
+from helpers.common import compile_fast
+from helpers.wm import tiny_batch, tiny_data
 
 CONTEXT, HORIZON, COPIES = 3, 3, 4
 TOLERANCE = 1e-5

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import compile_fast
 from equirl.errors import ConfigError
 from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.interface import (
@@ -15,7 +14,8 @@ from equirl.worldmodels.interface import (
     rollout,
 )
 from equirl.worldmodels.invariant_latent import invariant_latent_parts, invariant_loss, shared_transform
-from test_wm_helpers import pad_limbs, recorded_windows
+from helpers.common import compile_fast
+from helpers.wm import pad_limbs, recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 LIMBS = 5

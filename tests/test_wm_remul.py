@@ -6,9 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import compile_fast
-from equirl.envs.task import Observation
 from equirl.equivariance import finite_group_error
+from equirl.observation import Observation
 from equirl.worldmodels.common import frame_arrays
 from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.interface import (
@@ -21,7 +20,8 @@ from equirl.worldmodels.interface import (
     rollout,
 )
 from equirl.worldmodels.remul import remul_parts
-from test_wm_helpers import pad_limbs, recorded_windows
+from helpers.common import compile_fast
+from helpers.wm import pad_limbs, recorded_windows
 
 BODIES = ("hopper_3_shin", "walker_2_right_leg_left_knee")
 LIMBS = 5

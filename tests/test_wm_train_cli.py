@@ -15,7 +15,7 @@ from equirl.config_io import load_yaml
 from equirl.worldmodels.config import WMTrainConfig, load_wm_config
 from equirl.worldmodels.data import CollectConfig
 from equirl.worldmodels.interface import KINDS
-from test_wm_helpers import tiny_dataset
+from helpers.wm import tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

@@ -169,10 +169,13 @@ class RunConfig:
 
     total_steps: environment steps (all environments together) to train for.
     out_dir: where logs and checkpoints go (runs/<name> by default).
-    checkpoint_every / log_every: in iterations (a checkpoint is always logged first).
+    log_every_steps / checkpoint_every_steps: in environment steps (all
+      environments); an iteration logs or saves when it crosses a multiple of
+      them, whatever the algorithm's iteration size. A checkpoint is always
+      logged first.
     keep_checkpoints: the newest N checkpoints are kept.
-    equivariance_every: how often (iterations) the policy's equivariance error
-      is measured and logged; 0 never.
+    equivariance_every_steps: how often (environment steps) the policy's
+      equivariance error is measured and logged; 0 never.
     max_q_bias, divergence_window: a run stops (keeping its last checkpoint)
       once its critic's mean Q exceeds the mean discounted Monte-Carlo return
       of its finished episodes (`q/bias`) by more than max_q_bias for
@@ -184,10 +187,10 @@ class RunConfig:
     total_steps: int = 1_000_000
     seed: int = 0
     out_dir: str = ""
-    log_every: int = 1
-    checkpoint_every: int = 20
+    log_every_steps: int = 2_000
+    checkpoint_every_steps: int = 20_000
     keep_checkpoints: int = 3
-    equivariance_every: int = 20
+    equivariance_every_steps: int = 10_000
     progress: bool = True
     max_q_bias: float = 1000.0
     divergence_window: int = 20_000
@@ -199,10 +202,10 @@ class RunConfig:
         check_int("seed", self.seed, 0)
         if not isinstance(self.out_dir, str):
             raise ConfigError(f"out_dir={self.out_dir!r}: must be a path string")
-        check_int("log_every", self.log_every, 1)
-        check_int("checkpoint_every", self.checkpoint_every, 1)
+        check_int("log_every_steps", self.log_every_steps, 1)
+        check_int("checkpoint_every_steps", self.checkpoint_every_steps, 1)
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
-        check_int("equivariance_every", self.equivariance_every, 0)
+        check_int("equivariance_every_steps", self.equivariance_every_steps, 0)
         check_bool("progress", self.progress)
         check_float("max_q_bias", self.max_q_bias, 0.0)
         check_int("divergence_window", self.divergence_window, 0)

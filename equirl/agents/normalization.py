@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from equirl.envs.task import Observation
+from equirl.observation import Observation
 
 EPS = 1e-8
 

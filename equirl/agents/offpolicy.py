@@ -50,8 +50,8 @@ from equirl.agents.policy import (
     make_act,
     maybe_normalize,
 )
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
+from equirl.observation import Observation
 
 
 class Transition(NamedTuple):

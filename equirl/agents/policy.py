@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.agents import normalization
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, Observation, reason_counts
+from equirl.envs.task import reason_counts
+from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 
 
 class Agent(NamedTuple):

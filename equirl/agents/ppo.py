@@ -38,9 +38,9 @@ from equirl.agents.policy import (
 )
 from equirl.agents.registry import AlgorithmSpec
 from equirl.envs.batched import BatchedEnv, EnvState
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 from equirl.nn import Networks
+from equirl.observation import Observation
 
 
 class PPOParams(NamedTuple):

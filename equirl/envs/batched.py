@@ -18,8 +18,8 @@ from equirl.envs import task
 from equirl.envs.bodies import resolve
 from equirl.envs.config import EnvConfig
 from equirl.envs.tables import build_tables, padded_sizes
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
+from equirl.observation import Observation
 
 # Enough room for any body when only its own limb count is wanted.
 UNBOUNDED_LIMBS = 1 << 20

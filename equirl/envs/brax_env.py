@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from brax.envs.base import Env, State
 
 from equirl.envs.batched import EnvState, single_env
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS
+from equirl.observation import NUM_SCALARS, NUM_VECTORS
 
 # The inner episode length: effectively never, so Brax's wrapper decides.
 _NO_TIME_LIMIT = 2**31 - 1

@@ -22,8 +22,9 @@ from gymnasium import spaces
 
 from equirl.envs.batched import EnvState, single_env
 from equirl.envs.registration import register_envs
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, reason_names
+from equirl.envs.task import reason_names
 from equirl.errors import ConfigError, EquirlError
+from equirl.observation import NUM_SCALARS, NUM_VECTORS
 
 RENDER_MODES = ("rgb_array",)
 

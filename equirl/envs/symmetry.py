@@ -10,9 +10,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from equirl.envs.task import Observation, rotate_root
+from equirl.envs.task import rotate_root
 from equirl.geometry import mat_to_quat, quat_to_mat, reflection_matrix, yaw_matrix
 from equirl.morphology.mirror import MirrorMap
+from equirl.observation import HINGE_AXES, Observation
 
 _SAGITTAL = np.diag(np.array([1.0, -1.0, 1.0], np.float32))  # NumPy: importing starts no JAX backend
 
@@ -43,21 +44,20 @@ def reflect_state(qpos, qvel, target, mirror: MirrorMap, normal_angle):
     return new_q, new_v, target
 
 
-# Observation channels: 0-3 polar vectors, 4 angular velocity (axial), 5-7 hinge axes (axial).
-_POLAR = 4
+def transform_observation(obs: Observation, g, mirror: MirrorMap | None = None) -> Observation:
+    """The observation that g [B, 3, 3] applied to the scene produces: each channel turned by
+    its parity, then (a reflection of a mirror-symmetric body) limbs and hinges relabelled."""
+    vectors = obs.transform(g).vectors
+    if mirror is not None:
+        axes = _permute_hinges(vectors[:, :, HINGE_AXES], mirror, channel_axis=2)
+        vectors = _permute_limbs(vectors.at[:, :, HINGE_AXES].set(axes), mirror)
+    return obs.replace(vectors=vectors)
 
 
 def transform_vectors(vectors, g, mirror: MirrorMap | None = None):
     """The observation vectors [B, L, 8, 3] that g applied to the scene produces."""
-    det = jnp.linalg.det(g)[:, None, None, None]
-    moved = jnp.einsum("bij,blcj->blci", g, vectors)
-    polar, spin, axes = moved[:, :, :_POLAR], det * moved[:, :, _POLAR : _POLAR + 1], det * moved[:, :, _POLAR + 1 :]
-    if mirror is not None:
-        axes = _permute_hinges(axes, mirror, channel_axis=2)
-    out = jnp.concatenate([polar, spin, axes], axis=2)
-    if mirror is not None:
-        out = _permute_limbs(out, mirror)
-    return out
+    obs = Observation(vectors, jnp.zeros(vectors.shape[:2] + (0,)), None, None, None)
+    return transform_observation(obs, g, mirror).vectors
 
 
 def transform_action(action, mirror: MirrorMap):
@@ -81,8 +81,3 @@ def _permute_hinges(x, mirror: MirrorMap, channel_axis: int):
 def _permute_limbs(x, mirror: MirrorMap):
     n = len(mirror.limb_perm)
     return x.at[:, mirror.limb_perm].set(x[:, :n])
-
-
-def rotate_observation(obs: Observation, angle) -> Observation:
-    """The observation of the scene turned by `angle` [B]: vectors turn, scalars stay."""
-    return obs.replace(vectors=transform_vectors(obs.vectors, yaw_matrix(angle)))

@@ -12,62 +12,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from equirl.envs.kinematics import Kinematics, forward_kinematics
 from equirl.envs.tables import EnvTables
 from equirl.geometry import pitch_roll_of, quat_mul, quat_to_mat, yaw_quat
+from equirl.observation import Observation
 
 GRAVITY = (0.0, 0.0, -9.81)
-NUM_VECTORS = 8
-NUM_SCALARS = 17
 VELOCITY_CLIP = 10.0
 V1_TARGET_DISTANCE = 1.0e4
 V2_TARGET_RANGE = (10.0, 20.0)
 V2_REACHED = 1.0
 CONTROL_COST = 1.0e-3
-
-# Names of the observation's vector and scalar channels, in order.
-VECTOR_NAMES = (
-    "position_from_torso",
-    "gravity",
-    "target_direction",
-    "linear_velocity",
-    "angular_velocity",
-    "hinge_axis_x",
-    "hinge_axis_y",
-    "hinge_axis_z",
-)
-SCALAR_NAMES = (
-    "angle_x",
-    "angle_y",
-    "angle_z",
-    "normalised_angle_x",
-    "normalised_angle_y",
-    "normalised_angle_z",
-    "range_lo_x",
-    "range_hi_x",
-    "range_lo_y",
-    "range_hi_y",
-    "range_lo_z",
-    "range_hi_z",
-    "is_torso",
-    "is_thigh",
-    "is_shin",
-    "is_foot",
-    "height",
-)
-
-
-@struct.dataclass
-class Observation:
-    """Per-limb observation: vectors in the world frame, scalars invariant."""
-
-    vectors: jax.Array  # [..., L, 8, 3]
-    scalars: jax.Array  # [..., L, 17]
-    limb_mask: jax.Array  # [..., L] bool
-    parent: jax.Array  # [..., L] int, -1 for the torso and padding
-    action_mask: jax.Array  # [..., L, 3] bool
 
 
 def kinematics(tables: EnvTables, qpos: jax.Array, qvel: jax.Array) -> Kinematics:

@@ -76,7 +76,7 @@ def load_policy_for_eval(run_dir: str | os.PathLike, step: int | None = None) ->
     Raises ConfigError (a clear one-line message) when run_dir is not a run
     directory or holds no checkpoint.
     """
-    from equirl.agents.train import load_run
+    from equirl.agents.saved_runs import load_run
 
     run_dir = Path(run_dir)
     if not run_dir.exists():

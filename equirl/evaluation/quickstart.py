@@ -40,7 +40,7 @@ def quickstart_config(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS):
         total_steps=int(total_steps),
         out_dir=str(run_dir),
         keep_checkpoints=1,
-        equivariance_every=0,
+        equivariance_every_steps=0,
         progress=True,
     )
     return dataclasses.replace(config, run=run)
@@ -52,9 +52,10 @@ def _say(message: str) -> None:
 
 def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir: str = "videos") -> dict:
     """Run the whole job; returns the paths it wrote and the timings."""
-    from equirl.agents.train import CHECKPOINTS, train
+    from equirl.agents.train import train
     from equirl.evaluation.evaluate import evaluate, format_table, load_policy_for_eval, stderr_log, write_outputs
     from equirl.evaluation.render import render_video
+    from equirl.runs.checkpoints import CHECKPOINTS
 
     start = time.perf_counter()
     config = quickstart_config(run_dir, total_steps)

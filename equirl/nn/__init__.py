@@ -8,7 +8,7 @@
     value = nets.critic.apply(params.critic, obs)      # [...]
     q = nets.q.apply(params.q, obs, action)            # [..., 2] (twin)
 
-Every kind takes an `equirl.envs.task.Observation` with any leading batch
+Every kind takes an `equirl.observation.Observation` with any leading batch
 shape. `kind` is a config value: "set", "mlp", "mlp_heading", "transformer".
 """
 
@@ -27,7 +27,7 @@ from equirl.nn.baselines import (
     TransformerActor,
     TransformerCritic,
     TransformerQ,
-    canonicalise_heading,
+    canonicalize_heading,
 )
 from equirl.nn.config import KINDS, NetworkConfig
 from equirl.nn.distributions import MaskedGaussian
@@ -40,7 +40,7 @@ __all__ = [
     "NetworkConfig",
     "NetworkParams",
     "Networks",
-    "canonicalise_heading",
+    "canonicalize_heading",
     "count_parameters",
     "init_networks",
     "make_networks",

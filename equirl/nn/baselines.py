@@ -3,7 +3,7 @@
 - mlp: an MLP on the flattened, padded observation (vectors, scalars, limb
   mask, one-hot parent index of every limb slot). Tied to max_limbs. Not
   equivariant.
-- mlp_heading: the same MLP after `canonicalise_heading`, which turns every
+- mlp_heading: the same MLP after `canonicalize_heading`, which turns every
   vector about z so that the target direction points along +x. That makes it
   exactly invariant to rotations about z (canonicalisation), but not to
   reflections: a reflected scene canonicalises to the mirror image of the
@@ -23,7 +23,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 from equirl.nn.config import NetworkConfig
 from equirl.nn.heads import (
@@ -37,10 +36,8 @@ from equirl.nn.heads import (
     twin,
 )
 from equirl.nn.tree_attention import TreeBias, attention_weights
-from equirl.nn.vector_ops import INPUT_VECTOR_SCALE, masked_mean
-
-TARGET_CHANNEL = 2
-
+from equirl.nn.vector_ops import masked_mean
+from equirl.observation import INPUT_VECTOR_SCALE, TARGET_CHANNEL, Observation
 
 # --- canonicalisation ----------------------------------------------------------
 
@@ -62,7 +59,7 @@ def heading_rotation(obs: Observation) -> jax.Array:
     return jnp.stack(rows, -2)
 
 
-def canonicalise_heading(obs: Observation) -> Observation:
+def canonicalize_heading(obs: Observation) -> Observation:
     """Every vector turned into the target-direction frame (d -> +x)."""
     rot = heading_rotation(obs)
     return obs.replace(vectors=jnp.einsum("...ij,...lcj->...lci", rot, obs.vectors))
@@ -117,7 +114,7 @@ def _check_limbs(obs: Observation, max_limbs: int) -> None:
 
 def _prepare(obs: Observation, max_limbs: int, heading: bool) -> Observation:
     _check_limbs(obs, max_limbs)
-    return canonicalise_heading(obs) if heading else obs
+    return canonicalize_heading(obs) if heading else obs
 
 
 class MLPActor(nn.Module):

@@ -41,7 +41,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
 from equirl.nn.config import NetworkConfig
 from equirl.nn.tree_attention import TreeBias, attention_weights
 from equirl.nn.vector_ops import (
@@ -52,11 +51,9 @@ from equirl.nn.vector_ops import (
     VectorsToHeads,
     gate,
     gram_features,
-    scaled_vectors,
+    polar_vectors,
 )
-
-TARGET_CHANNEL = 2  # the observation's target-direction vector channel
-AXIS_CHANNELS = slice(5, 8)  # the three world-frame hinge axes
+from equirl.observation import TARGET_CHANNEL, Observation
 
 
 def _zero_padding(h: jax.Array, z: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -159,10 +156,10 @@ class SETEncoder(nn.Module):
     def __call__(self, obs: Observation, extra_scalars=None, extra_vectors=None):
         cfg = self.config
         mask = obs.limb_mask
-        v = scaled_vectors(obs.vectors, mask)  # [..., L, 3, 8]
-        # Sliced from the observation, not from v: XLA may recompute `target`
-        # inside each of its many consumers, and a slice is cheap to repeat.
+        # Sliced from the observation: XLA may recompute `target` inside each of
+        # its many consumers, and a slice is cheap to repeat.
         target = jnp.where(mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
+        v = polar_vectors(obs.vectors, mask, target)  # [..., L, 3, 4 + 2 x 4]
         scalars = obs.scalars
         if extra_vectors is not None:
             v = jnp.concatenate([v, jnp.where(mask[..., None, None], extra_vectors, 0.0)], -1)

@@ -1,16 +1,19 @@
 """SET actor, critic and twin Q.
 
-Actor: the encoder's vectors give one equivariant 3-vector u per limb
-(channels mixed with coefficients from invariants); its inner products with
-the limb's three world-frame hinge axes are the torque means -- invariant,
-because u and the axes turn together. The log-std comes from invariants.
+Actor: the encoder's vectors give two equivariant 3-vectors u = (u1, u2) per
+limb (channels mixed with coefficients from invariants). A hinge axis a is an
+axial vector; its polar images (down x a, target x a) turn with u, so the
+torque mean <u1, down x a> + <u2, target x a> is invariant to rotations about
+gravity and -- with the hinge relabelling of a physical mirror -- to
+reflections. It is the torque vector tau = u1 x down + u2 x target (axial,
+any direction) projected on the axis. The log-std comes from invariants.
 Critic: invariant per-limb features averaged over real limbs, then an MLP.
 Q(s, a): torques are invariant, so Q is too; the action enters as per-limb
-scalars (the three torques) and as one more vector channel, the torque
+scalars (the three torques) and as the polar images of the (axial) torque
 vector sum_k a_k axis_k.
 
-Under the symmetry test every observation vector channel, hinge axes
-included, transforms as v -> g v (all treated as polar vectors).
+Channels transform by their parity (equirl.observation): polar ones as
+v -> g v, angular velocity and hinge axes as v -> det(g) g v.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
 from equirl.nn.config import NetworkConfig
 from equirl.nn.heads import (
     SMALL_INIT,
@@ -30,19 +32,24 @@ from equirl.nn.heads import (
     torque_distribution,
     twin,
 )
-from equirl.nn.set_layers import AXIS_CHANNELS, SETEncoder
-from equirl.nn.vector_ops import GatedVectorMix, GramInvariants
+from equirl.nn.set_layers import SETEncoder
+from equirl.nn.vector_ops import GatedVectorMix, GramInvariants, polar_images
+from equirl.observation import HINGE_AXES, TARGET_CHANNEL, Observation
 
 
 def hinge_axes(obs: Observation) -> jax.Array:
-    """World-frame hinge axes [..., L, 3 hinges, 3 coords], zero at padding."""
-    return jnp.where(obs.limb_mask[..., None, None], obs.vectors[..., AXIS_CHANNELS, :], 0.0)
+    """World-frame hinge axes [..., L, 3 hinges, 3 coords] (axial), zero at padding."""
+    return jnp.where(obs.limb_mask[..., None, None], obs.vectors[..., HINGE_AXES, :], 0.0)
+
+
+def target_direction(obs: Observation) -> jax.Array:
+    return jnp.where(obs.limb_mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
 
 
 class SETActor(nn.Module):
     """obs -> MaskedGaussian over [..., L, 3] torques.
 
-    Methods: __call__ (the distribution), torque_vectors (u [..., L, 3], the
+    Methods: __call__ (the distribution), torque_vectors (u [..., L, 2, 3], the
     equivariant per-limb output before projection).
     """
 
@@ -52,20 +59,21 @@ class SETActor(nn.Module):
         cfg = self.config
         self.encoder = SETEncoder(cfg)
         self.readout_invariants = GramInvariants(cfg.invariant_channels)
-        self.torque_vector = GatedVectorMix(cfg.vector_channels, 1, out_init=SMALL_INIT)
+        self.torque_vector = GatedVectorMix(cfg.vector_channels, 2, out_init=SMALL_INIT)
         self.log_std = LogStdHead()
 
     def _features(self, obs: Observation):
         h, z, target = self.encoder(obs)
         features = jnp.concatenate([h, self.readout_invariants(z, target)], -1)
-        return features, self.torque_vector(z, target, features)[..., 0]
+        return features, jnp.swapaxes(self.torque_vector(z, target, features), -1, -2)
 
     def torque_vectors(self, obs: Observation) -> jax.Array:
         return self._features(obs)[1]
 
     def __call__(self, obs: Observation):
         features, u = self._features(obs)
-        mean = jnp.einsum("...kx,...x->...k", hinge_axes(obs), u)
+        images = polar_images(hinge_axes(obs), target_direction(obs))  # [..., L, 3 hinges, 2, 3]
+        mean = jnp.einsum("...kpx,...px->...k", images, u)
         return torque_distribution(mean, self.log_std(features), action_mask(obs), self.config)
 
 
@@ -92,8 +100,9 @@ class SETQTrunk(nn.Module):
     def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
         cfg = self.config
         action = masked_actions(action, action_mask(obs))
-        torque = jnp.einsum("...kx,...k->...x", hinge_axes(obs), action)[..., None]  # [..., L, 3, 1]
-        h, z, target = SETEncoder(cfg, name="encoder")(obs, extra_scalars=action, extra_vectors=torque)
+        torque = jnp.einsum("...kx,...k->...x", hinge_axes(obs), action)  # [..., L, 3], axial
+        images = jnp.swapaxes(polar_images(torque[..., None, :], target_direction(obs))[..., 0, :, :], -1, -2)
+        h, z, target = SETEncoder(cfg, name="encoder")(obs, extra_scalars=action, extra_vectors=images)
         invariants = GramInvariants(cfg.invariant_channels, name="readout_invariants")(z, target)
         features = jnp.concatenate([h, invariants], -1)
         return PooledValueHead(cfg.width, norm=cfg, name="value")(features, obs.limb_mask)

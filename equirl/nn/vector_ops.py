@@ -13,10 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# Per observation channel, a fixed scale that brings the vectors to order one:
-# position (m), gravity (9.81 m/s^2), target direction (unit), linear velocity
-# (clipped to 10 m/s), angular velocity (rad/s), three unit hinge axes.
-INPUT_VECTOR_SCALE = (1.0, 1.0 / 9.81, 1.0, 0.1, 0.1, 1.0, 1.0, 1.0)
+from equirl.observation import AXIAL_CHANNELS, INPUT_VECTOR_SCALE, POLAR_CHANNELS
 
 # The network's own, fixed "down" direction. It is NOT read from the
 # observation: an O(3)-equivariant network that took gravity from its input
@@ -25,12 +22,31 @@ INPUT_VECTOR_SCALE = (1.0, 1.0 / 9.81, 1.0, 0.1, 0.1, 1.0, 1.0, 1.0)
 DOWN = (0.0, 0.0, -1.0)
 
 
-def scaled_vectors(vectors: jax.Array, limb_mask: jax.Array) -> jax.Array:
-    """Observation vectors [..., L, 8, 3] -> [..., L, 3, 8], scaled, zero at padding."""
-    scale = jnp.asarray(INPUT_VECTOR_SCALE[: vectors.shape[-2]], vectors.dtype)
-    v = vectors * scale[:, None]
-    v = jnp.where(limb_mask[..., None, None], v, 0.0)
-    return jnp.swapaxes(v, -1, -2)
+def polar_images(axial: jax.Array, target: jax.Array) -> jax.Array:
+    """Axial vectors w [..., K, 3] -> the polar vectors [..., K, 2, 3] (down x w, target x w).
+
+    Under R in O(3) an axial w turns as det(R) R w and a cross product as
+    (R x) x (R y) = det(R) R (x x y), so the cross product of a polar vector
+    with an axial one is polar. With the down vector (fixed by O_g(3)) and the
+    target direction (a horizontal polar input) the two images keep all of w:
+    down x w holds its horizontal part, target x w its vertical part.
+    target: [..., 3], broadcast over K.
+    """
+    down = jnp.broadcast_to(jnp.asarray(DOWN, axial.dtype), axial.shape)
+    return jnp.stack([jnp.cross(down, axial), jnp.cross(target[..., None, :], axial)], -2)
+
+
+def polar_vectors(vectors: jax.Array, limb_mask: jax.Array, target: jax.Array) -> jax.Array:
+    """Observation vectors [..., L, 8, 3] -> the network's polar inputs [..., L, 3, C], scaled
+    and zero at padding: the polar channels as they are and each axial channel (angular
+    velocity, hinge axes) as its two `polar_images`, so that every channel turns as
+    v -> R v and the network is equivariant to the physical mirror (equirl.observation)."""
+    scale = jnp.asarray(INPUT_VECTOR_SCALE, vectors.dtype)[:, None]
+    v = jnp.where(limb_mask[..., None, None], vectors * scale, 0.0)
+    polar = v[..., POLAR_CHANNELS, :]
+    images = polar_images(v[..., AXIAL_CHANNELS, :], target)  # [..., L, A, 2, 3]
+    images = images.reshape(images.shape[:-3] + (2 * len(AXIAL_CHANNELS), 3))
+    return jnp.swapaxes(jnp.concatenate([polar, images], -2), -1, -2)
 
 
 def down_like(z: jax.Array) -> jax.Array:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
+from equirl.observation import HINGE_AXES, Observation
 from equirl.worldmodels.interface import (
     DYNAMIC_SCALARS,
     DYNAMIC_VECTORS,
@@ -16,9 +16,6 @@ from equirl.worldmodels.interface import (
     normalized_error,
     rollout,
 )
-
-TARGET_CHANNEL = 2  # target direction: the observation's one input reference direction
-HINGE_AXES = slice(5, 8)
 
 
 def scaled_vectors(obs: Observation, stats: FeatureStats) -> jax.Array:

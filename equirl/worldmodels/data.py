@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.checks import check_float, check_int
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError, EquirlError
+from equirl.observation import Observation
 from equirl.worldmodels.interface import FeatureStats, ObserverFlow, Sequence, apply_flow
 
 METADATA = "metadata.json"
@@ -94,7 +94,7 @@ def _policy_fn(config: CollectConfig, num_limbs: int):
     """(act(obs, key) -> actions, max_limbs the env must be padded to, description)."""
     if config.policy == "random":
         return None, num_limbs, "random"
-    from equirl.agents.train import load_run
+    from equirl.agents.saved_runs import load_run
 
     run_config, state, agent = load_run(config.policy)
 

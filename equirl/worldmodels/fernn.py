@@ -58,8 +58,8 @@ import jax.numpy as jnp
 
 from equirl.geometry import act_on_vectors, yaw_matrix
 from equirl.nn.vector_ops import GatedVectorMix, VectorDense, VectorNorm, gram_features
+from equirl.observation import DYNAMIC_SCALARS, DYNAMIC_VECTORS, TARGET_CHANNEL
 from equirl.worldmodels.common import (
-    TARGET_CHANNEL,
     masked_action,
     rollout_loss,
     scaled_scalars,
@@ -68,8 +68,6 @@ from equirl.worldmodels.common import (
     with_dynamic,
 )
 from equirl.worldmodels.interface import (
-    DYNAMIC_SCALARS,
-    DYNAMIC_VECTORS,
     FeatureStats,
     Frame,
     ObserverFlow,

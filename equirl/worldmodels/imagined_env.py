@@ -35,16 +35,23 @@ from flax import struct
 from equirl.envs import task
 from equirl.envs.batched import BatchedEnv, sanitize_action, step_info
 from equirl.envs.tables import EnvTables
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 from equirl.geometry import mat_to_quat
+from equirl.observation import (
+    ANGLE_SCALARS,
+    ANGULAR_VELOCITY_CHANNEL,
+    HEIGHT_SCALAR,
+    HINGE_AXES,
+    LINEAR_VELOCITY_CHANNEL,
+    POSITION_CHANNEL,
+    TARGET_CHANNEL,
+    Observation,
+)
 from equirl.worldmodels.interface import Sequence, WorldModel
 
 TORSO = 0  # limb 0 is the torso (the root body) in every limb graph
-HEIGHT_SCALAR = task.SCALAR_NAMES.index("height")
-ANGLE_SCALARS = slice(0, 3)
-POSITION, TARGET_DIRECTION, LINEAR_VELOCITY, ANGULAR_VELOCITY = 0, 2, 3, 4
-HINGE_AXES = slice(5, 8)
+POSITION, TARGET_DIRECTION = POSITION_CHANNEL, TARGET_CHANNEL
+LINEAR_VELOCITY, ANGULAR_VELOCITY = LINEAR_VELOCITY_CHANNEL, ANGULAR_VELOCITY_CHANNEL
 
 
 # --- from an observation back to generalised coordinates -----------------------

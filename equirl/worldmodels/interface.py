@@ -99,13 +99,12 @@ import jax.numpy as jnp
 from flax import struct
 
 from equirl.checks import check_float, check_int
-from equirl.envs.task import NUM_SCALARS, NUM_VECTORS, Observation
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, act_on_vectors, yaw_matrix
+from equirl.observation import DYNAMIC_SCALARS, DYNAMIC_VECTORS, NUM_SCALARS, NUM_VECTORS, Observation
 
-# Channels that change over time (the rest are copied from the last frame).
-DYNAMIC_VECTORS = (0, 2, 3, 4, 5, 6, 7)  # all but gravity
-DYNAMIC_SCALARS = (0, 1, 2, 3, 4, 5, 16)  # hinge angles, normalised angles, height
+# Channels that change over time (the rest are copied from the last frame): see the
+# `dynamic` column of equirl.observation's channel tables.
 STATIC_VECTORS = tuple(c for c in range(NUM_VECTORS) if c not in DYNAMIC_VECTORS)
 STATIC_SCALARS = tuple(c for c in range(NUM_SCALARS) if c not in DYNAMIC_SCALARS)
 

@@ -36,12 +36,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 from equirl.geometry import random_isometry
 from equirl.nn.config import NetworkConfig
 from equirl.nn.heads import SMALL_INIT
 from equirl.nn.vector_ops import masked_mean
+from equirl.observation import Observation
 from equirl.worldmodels.common import masked_action, with_dynamic
 from equirl.worldmodels.data import FlowRange
 from equirl.worldmodels.interface import (

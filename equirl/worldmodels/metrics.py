@@ -128,7 +128,7 @@ def _static_out(g: Isometry, y):
 
 
 def _obs_like(vectors, scalars):
-    from equirl.envs.task import Observation
+    from equirl.observation import Observation
 
     mask = jnp.ones(vectors.shape[:-2], bool)
     return Observation(vectors, scalars, mask, jnp.zeros(mask.shape, jnp.int32), jnp.ones(mask.shape + (3,), bool))

@@ -29,13 +29,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.envs.task import Observation
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, random_isometry
 from equirl.nn.baselines import TransformerBlock
 from equirl.nn.config import NetworkConfig
 from equirl.nn.heads import SMALL_INIT
 from equirl.nn.tree_attention import TreeBias
+from equirl.observation import Observation
 from equirl.worldmodels.common import assemble, scaled_scalars, scaled_vectors
 from equirl.worldmodels.interface import (
     DYNAMIC_SCALARS,

@@ -16,10 +16,8 @@ would have.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import logging
 import math
 import sys
 import time
@@ -34,14 +32,16 @@ import yaml
 
 from equirl.config_io import from_dict, to_dict
 from equirl.errors import ConfigError, EquirlError
+from equirl.runs import checkpoints
+from equirl.runs.checkpoints import CHECKPOINTS, CONFIG_YAML, METRICS_CSV
+from equirl.runs.log import MetricsCSV, Progress, TensorBoard
 from equirl.worldmodels.config import WMTrainConfig
 from equirl.worldmodels.data import FlowRange, WindowDataset, flowed
 from equirl.worldmodels.interface import FeatureStats, make_world_model
 
-CHECKPOINTS = "checkpoints"
-CONFIG_YAML = "config.yaml"
 STATS_JSON = "stats.json"
-METRICS_CSV = "metrics.csv"
+# The layout of a world-model checkpoint: params, opt_state and step (none stored: 1).
+WM_CHECKPOINT_FORMAT = 1
 
 
 @dataclasses.dataclass
@@ -68,37 +68,6 @@ def stats_to_json(stats: FeatureStats) -> dict:
 
 def stats_from_json(values: dict) -> FeatureStats:
     return FeatureStats(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
-
-
-def _manager(run_dir: Path, keep: int | None, read_only: bool = False):
-    import orbax.checkpoint as ocp
-
-    absl = logging.getLogger("absl")
-    level = absl.level
-    if read_only:
-        absl.setLevel(logging.ERROR)  # orbax warns that a read-only manager will not save
-    try:
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only
-        )
-        return ocp.CheckpointManager((run_dir / CHECKPOINTS).absolute(), options=options, item_names=("state", "meta"))
-    finally:
-        absl.setLevel(level)
-
-
-def _save(manager, step: int, state: Any, meta: dict) -> None:
-    import orbax.checkpoint as ocp
-
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    manager.wait_until_finished()
-
-
-def _restore(manager, step: int, target: Any) -> Any:
-    import orbax.checkpoint as ocp
-
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-    return restored["state"]
 
 
 def batch_for_step(data: WindowDataset, config: WMTrainConfig, step: int):
@@ -141,40 +110,24 @@ def _compiled(config: WMTrainConfig, stats: FeatureStats):
     return _COMPILED[key]
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    keys = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("step", "wall_seconds"), k))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, keys)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> WMTrainResult:
     """Train config.model on config.data; resume=True goes on from the newest checkpoint."""
-    from tensorboardX import SummaryWriter
-
     if not isinstance(config, WMTrainConfig):
         raise ConfigError(f"config: expected a WMTrainConfig, got {type(config).__name__}")
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     run_dir = config.run.directory
-    has_checkpoints = (run_dir / CHECKPOINTS).is_dir() and any(
-        p.name.isdigit() for p in (run_dir / CHECKPOINTS).iterdir()
-    )
-    if has_checkpoints and not resume:
-        raise ConfigError(f"{run_dir}: already holds checkpoints; resume it (--resume) or choose another --out")
-    if resume and not has_checkpoints:
-        raise ConfigError(f"{run_dir}: no checkpoint to resume from in {run_dir / CHECKPOINTS}")
+    if checkpoints.has_checkpoints(run_dir) != resume:
+        checkpoints.prepare_run_dir(run_dir, resume)  # says what is wrong
 
     train_data = WindowDataset.load(config.data.path, config.data.window, "train", config.data.test_fraction)
     test_data = WindowDataset.load(config.data.path, config.data.window, "test", config.data.test_fraction)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints.prepare_run_dir(run_dir, resume)
     if resume and (run_dir / STATS_JSON).exists():
         stats = stats_from_json(json.loads((run_dir / STATS_JSON).read_text()))
     else:
         stats = train_data.stats()
         (run_dir / STATS_JSON).write_text(json.dumps(stats_to_json(stats)))
-    with open(run_dir / CONFIG_YAML, "w") as handle:
-        yaml.safe_dump(to_dict(config), handle, sort_keys=False)
+    checkpoints.write_config(run_dir, config)
 
     model, init, update, evaluate = _compiled(config, stats)
     opt = optimizer(config)
@@ -182,30 +135,25 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
     first = batch_for_step(train_data, config, 0)
     params = init(jax.random.fold_in(key, 1), first)
     state = {"params": params, "opt_state": opt.init(params), "step": jnp.zeros((), jnp.int32)}
-    manager = _manager(run_dir, config.run.keep_checkpoints)
-    writer = None
+    manager = checkpoints.open_manager(run_dir, config.run.keep_checkpoints)
+    board = bar = None
     try:
         step = 0
-        rows: list[dict] = []
         if resume:
-            step = max(manager.all_steps())
-            state = _restore(manager, step, state)
+            state, meta, step = checkpoints.restore_latest(manager, state, run_dir)
+            checkpoints.check_format(meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT)
+            checkpoints.drop_newer(manager, step)
             log(f"equirl: resuming {run_dir} from its checkpoint at step {step}")
-            if (run_dir / METRICS_CSV).exists():
-                with open(run_dir / METRICS_CSV, newline="") as handle:
-                    rows = [
-                        {k: float(v) for k, v in r.items() if v != ""}
-                        for r in csv.DictReader(handle)
-                        if float(r["step"]) <= step
-                    ]
-        writer = SummaryWriter(str(run_dir), purge_step=step if resume else None)
+        metrics_csv = MetricsCSV(run_dir / METRICS_CSV, ("step", "wall_seconds"), "step", step if resume else None)
+        rows: list[dict] = list(metrics_csv.kept)
+        board = TensorBoard(run_dir, step if resume else None)
         eval_batch = test_data.windows(
             np.linspace(0, len(test_data) - 1, min(len(test_data), config.run.eval_windows)).astype(np.int64)
         )
         params, opt_state = state["params"], state["opt_state"]
         start = time.perf_counter()
         window: list[dict] = []
-        bar = _progress(config, step)
+        bar = Progress(config.run.name, step, config.optim.steps, show=config.run.progress, unit_scale=False)
         while step < config.optim.steps:
             batch = batch_for_step(train_data, config, step)
             params, opt_state, metrics = update(params, opt_state, batch, jax.random.fold_in(key, step + 2))
@@ -216,42 +164,24 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
                 row.update({f"test/{k}": float(v) for k, v in evaluate(params, eval_batch).items()})
                 row.update(step=step, wall_seconds=time.perf_counter() - start)
                 rows.append(row)
-                for k, v in row.items():
-                    if k != "step" and math.isfinite(v):
-                        writer.add_scalar(k, v, step)
-                _write_csv(run_dir / METRICS_CSV, rows)
+                board.row(row, step, skip=("step",))
+                metrics_csv.write(row)
                 window = []
-                if bar is not None:
-                    bar.update(step - bar.n)
-                    bar.set_postfix({"loss": f"{row['loss']:.3g}", "test": f"{row['test/total']:.3g}"}, refresh=False)
+                bar.update(step, {"loss": f"{row['loss']:.3g}", "test": f"{row['test/total']:.3g}"})
                 if not math.isfinite(row["loss"]):
                     raise EquirlError(f"{run_dir}: the loss is {row['loss']} at step {step}; lower optim.learning_rate")
             if step % config.run.checkpoint_every == 0 or step == config.optim.steps:
-                meta = {"step": step, "config": to_dict(config)}
-                _save(
-                    manager,
-                    step,
-                    {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32)},
-                    meta,
-                )
-        if bar is not None:
-            bar.close()
+                meta = {"step": step, "config": to_dict(config), "format": WM_CHECKPOINT_FORMAT}
+                saved = {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32)}
+                checkpoints.save(manager, step, saved, meta)
         return WMTrainResult(params, rows, run_dir, time.perf_counter() - start)
     finally:
-        if writer is not None:
-            writer.close()
+        if bar is not None:
+            bar.close()
+        if board is not None:
+            board.close()
         manager.wait_until_finished()
         manager.close()
-
-
-def _progress(config: WMTrainConfig, start: int):
-    if not config.run.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=config.optim.steps, initial=start, unit="step", file=sys.stderr, desc=config.run.name, dynamic_ncols=True
-    )
 
 
 def load_world_model(run_dir, step: int | None = None):
@@ -267,24 +197,15 @@ def load_world_model(run_dir, step: int | None = None):
     except FileNotFoundError as err:
         raise ConfigError(f"{run_dir}: missing {Path(err.filename).name}") from None
     model = make_world_model(config.model, stats)
-    manager = _manager(run_dir, None, read_only=True)
+    manager = checkpoints.open_manager(run_dir, None, read_only=True)
     try:
-        steps = sorted(manager.all_steps())
-        if not steps:
-            raise ConfigError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINTS}")
-        if step is not None and step not in steps:
-            raise ConfigError(f"{run_dir}: no checkpoint at step {step} (there are {steps})")
-        step = steps[-1] if step is None else step
         data = WindowDataset.load(config.data.path, config.data.window, "all", config.data.test_fraction)
         sample = data.windows(np.arange(min(2, len(data))))
         params = jax.eval_shape(model.init, jax.random.PRNGKey(0), sample)
         opt_state = jax.eval_shape(optimizer(config).init, params)
         target = {"params": params, "opt_state": opt_state, "step": jax.ShapeDtypeStruct((), jnp.int32)}
-        try:
-            state = _restore(manager, step, target)
-        except Exception as err:  # orbax raises many kinds
-            reason = " ".join(str(err).split())[:200]
-            raise EquirlError(f"{run_dir / CHECKPOINTS / str(step)}: unreadable checkpoint ({reason})") from None
+        state, meta, step = checkpoints.restore_latest(manager, target, run_dir, step)
+        checkpoints.check_format(meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT)
     finally:
         manager.close()
     return model, state["params"], config, stats

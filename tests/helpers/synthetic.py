@@ -3,7 +3,7 @@
 Cheaper than stepping an environment, and wider in coverage: any number of
 real limbs (at least one), padding anywhere when shuffled, random limb trees,
 random missing hinges. Vectors follow the channel layout of
-`equirl.envs.task.Observation` (gravity (0, 0, -9.81), a horizontal unit
+`equirl.observation.Observation` (gravity (0, 0, -9.81), a horizontal unit
 target direction shared by the limbs of one body, unit hinge axes or zeros).
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from equirl.envs.task import GRAVITY, NUM_SCALARS, NUM_VECTORS, Observation
+from equirl.envs.task import GRAVITY
+from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 
 
 def random_tree(

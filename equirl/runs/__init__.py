@@ -1,0 +1,1 @@
+"""Run machinery shared by every kind of training: directories, checkpoints and logs."""
