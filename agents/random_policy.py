@@ -2,8 +2,7 @@
 
     python agents/random_policy.py --config configs/env/hopper_v1.yaml --steps 200
 
-A thin wrapper over `equirl demo`; training agents (PPO, SAC) join this folder
-with issue 4.
+A thin wrapper over `equirl demo`; agents/train.py wraps `equirl train` the same way.
 """
 
 import sys

@@ -22,11 +22,15 @@ of the compiled update), GFLOP/s and updates/s. It ends with one line per body,
 `update ratio set/mlp_heading <body>: X.XX` (SAC's update).
 
     python benchmarks/nn_cost.py --update [--algorithms sac,crossq] [--kinds set,mlp_heading]
+    python benchmarks/nn_cost.py --update --algorithms sac --kinds set,set+q_kind=mlp_heading,mlp_heading
+
+A kind may carry network overrides after "+" (a variant of the preset sizes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import time
 
@@ -79,7 +83,12 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
     from equirl.agents.registry import spec
     from equirl.presets import train_preset
 
+    kind, *overrides = kind.split("+")  # e.g. set+q_kind=mlp_heading+q_width=32: a variant of a preset
     config = train_preset("hopper", algorithm, kind)
+    if overrides:
+        fields = dict(o.split("=", 1) for o in overrides)
+        fields = {k: int(v) if v.isdigit() else v for k, v in fields.items()}
+        config = dataclasses.replace(config, network=dataclasses.replace(config.network, **fields))
     nets = make_networks(config.network, max_limbs)
     rule = spec(config.algorithm).make_rule(nets, config)
     actions = jnp.where(

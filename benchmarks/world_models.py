@@ -135,9 +135,9 @@ def ensure_data(args, out: Path) -> Path:
 
 
 def run_one(args, kind: str, seed: int, data: Path, out: Path, equivariance: bool) -> dict:
+    from equirl.nn import count_parameters
     from equirl.worldmodels import train as wm_train
     from equirl.worldmodels.evaluate import evaluate_model
-    from equirl.worldmodels.metrics import summarize_params
 
     config = base_config(args, kind, seed, data, out)
     shutil.rmtree(config.run.directory, ignore_errors=True)
@@ -167,7 +167,7 @@ def run_one(args, kind: str, seed: int, data: Path, out: Path, equivariance: boo
         "train_seconds": wall,
         "steady_seconds": result.wall_seconds,
         "eval_seconds": time.perf_counter() - start,
-        "parameters": summarize_params(result.params),
+        "parameters": count_parameters(result.params),
         "final_loss": result.history[-1]["loss"],
         "final_test": result.history[-1]["test/total"],
     }

@@ -147,6 +147,42 @@ def _train(args) -> None:
     print(f"{summary}{int(result.state.env_steps):,} environment steps; run in {result.run_dir}")
 
 
+def _distill(args) -> None:
+    """DAgger from teacher runs into one student (algorithm "distill" through the training driver)."""
+    from pathlib import Path
+
+    from equirl.agents.distill import distill_config
+    from equirl.agents.train import train
+    from equirl.config_io import load_yaml
+
+    out = args.out or f"runs/{args.name}"
+    if args.resume:
+        from equirl.agents.config import TrainConfig
+        from equirl.runs.checkpoints import CONFIG_YAML
+
+        config = load_yaml(TrainConfig, Path(out) / CONFIG_YAML)
+    else:
+        if not args.teachers:
+            raise EquirlError("distill: --teachers RUN_DIR [RUN_DIR ...] is required (or --resume)")
+        config = distill_config(
+            args.teachers,
+            bodies=args.bodies,
+            student=args.student,
+            steps=args.steps,
+            num_envs=args.envs,
+            name=args.name,
+            out=out,
+            sets=args.set,
+        )
+    try:
+        result = train(config, resume=args.resume)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    last = result.history[-1] if result.history else {}
+    summary = f"mean return {last['return/mean']:.1f}, " if "return/mean" in last else ""
+    print(f"{summary}{int(result.state.env_steps):,} environment steps; student in {result.run_dir}")
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     """ "0,1,2" or "0-4" -> seeds."""
     try:
@@ -264,9 +300,21 @@ def main(argv: list[str] | None = None) -> int:
     write.add_argument("--check", action="store_true", help="only report files that are missing or stale")
     write.set_defaults(run=_write_envs)
 
-    train = sub.add_parser("train", help="train PPO or SAC from a YAML config")
+    train = sub.add_parser("train", help="train any registered algorithm (ppo, sac, crossq, td3, distill) from YAML")
     add_train_arguments(train)
     train.set_defaults(run=_train)
+
+    distill = sub.add_parser("distill", help="distil trained teacher runs into one student network (DAgger)")
+    distill.add_argument("--teachers", nargs="+", help="teacher run directories (each labels its own bodies)")
+    distill.add_argument("--bodies", nargs="+", help="the student's bodies (default: all the teachers')")
+    distill.add_argument("--student", default="set", help="student network kind (default set)")
+    distill.add_argument("--steps", type=int, default=100_000, help="environment steps (default 100000)")
+    distill.add_argument("--envs", type=int, help="environments (default: one per body)")
+    distill.add_argument("--name", default="distill", help="run name (default distill)")
+    distill.add_argument("--out", help="run directory (default runs/NAME)")
+    distill.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    distill.add_argument("--resume", action="store_true", help="go on from the run's newest checkpoint")
+    distill.set_defaults(run=_distill)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (deterministic policy) on any bodies")
     ev.add_argument("--run", required=True, dest="run_dir", help="run directory (holds checkpoints/)")

@@ -15,11 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Constants are NumPy (float32, as jnp.array would make them): an array on a device
-# at import time would start JAX's backend, and a multi-host run must start
-# jax.distributed before that.
-GRAVITY_AXIS = np.array([0.0, 0.0, 1.0], np.float32)
-
 
 def yaw_matrix(angle: jax.Array) -> jax.Array:
     """Rotation about z by `angle` (radians); batched over the angle's shape."""
@@ -50,19 +45,9 @@ def random_og3(key: jax.Array, shape: tuple[int, ...] = (), reflections: bool = 
     return jnp.where(flip[..., None, None], rot @ mirror, rot)
 
 
-def is_reflection(g: jax.Array) -> jax.Array:
-    """True where the element reverses orientation (determinant -1)."""
-    return jnp.linalg.det(g) < 0
-
-
 def act_on_vectors(g: jax.Array, v: jax.Array) -> jax.Array:
     """Apply g to polar vectors v[..., 3] (positions, velocities, directions)."""
     return jnp.einsum("...ij,...j->...i", g, v)
-
-
-def act_on_axial(g: jax.Array, v: jax.Array) -> jax.Array:
-    """Apply g to axial vectors (angular velocities, rotation axes): det(g) g v."""
-    return jnp.linalg.det(g)[..., None] * act_on_vectors(g, v)
 
 
 # --- rotations and quaternions (w, x, y, z), as MuJoCo stores them ---------
@@ -134,11 +119,6 @@ def axis_angle_matrix(axis: jax.Array, angle: jax.Array) -> jax.Array:
     k = jnp.stack([jnp.stack([zero, -z, y], -1), jnp.stack([z, zero, -x], -1), jnp.stack([-y, x, zero], -1)], -2)
     s, c = jnp.sin(angle)[..., None, None], jnp.cos(angle)[..., None, None]
     return jnp.eye(3) + s * k + (1 - c) * (k @ k)
-
-
-def yaw_of(rot: jax.Array) -> jax.Array:
-    """Yaw (heading angle about z) of the body x axis of rotation matrices."""
-    return jnp.arctan2(rot[..., 1, 0], rot[..., 0, 0])
 
 
 def pitch_roll_of(rot: jax.Array) -> tuple[jax.Array, jax.Array]:

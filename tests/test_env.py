@@ -123,10 +123,11 @@ def test_family_terminations(mixed):
     # A cheetah that stands still (sum of qvel^2 below 1) ends its episode.
     still = jnp.zeros_like(state.qvel)
     kin = task.kinematics(mixed.tables, state.qpos, still)
-    np.testing.assert_array_equal(task.unhealthy(mixed.tables, kin, state.qpos, still), [False, False, True] * 2)
+    ended = task.health_violations(mixed.tables, kin, state.qpos, still).any(-1)
+    np.testing.assert_array_equal(ended, [False, False, True] * 2)
     moving = state.qvel.at[:, 0].set(1.5)
     kin = task.kinematics(mixed.tables, state.qpos, moving)
-    assert not task.unhealthy(mixed.tables, kin, state.qpos, moving).any()
+    assert not task.health_violations(mixed.tables, kin, state.qpos, moving).any()
 
 
 def test_tilt_end_reasons_say_which_way_the_torso_leaned(hopper):
@@ -232,3 +233,24 @@ def test_unknown_body_and_too_many_limbs():
         BatchedEnv(EnvConfig(bodies=("cheetah_14_full",), max_limbs=8))
     with pytest.raises(ConfigError, match="num_envs=2"):
         BatchedEnv(EnvConfig(bodies=MIXED, num_envs=2))
+
+
+def test_a_training_tilt_limit_only_tightens_the_published_one():
+    from equirl.envs.batched import BatchedEnv
+    from equirl.envs.config import EnvConfig
+
+    with pytest.raises(ConfigError, match="training_tilt_limit=-0.1: must be None or a positive angle"):
+        EnvConfig(bodies=("hopper_3_shin",), training_tilt_limit=-0.1)
+    bodies = ("hopper_3_shin", "walker_7_full", "cheetah_14_full")
+    published = BatchedEnv(EnvConfig(bodies=bodies, num_envs=3, max_limbs=14, backend="native"))
+    tight = BatchedEnv(EnvConfig(bodies=bodies, num_envs=3, max_limbs=14, backend="native", training_tilt_limit=0.3))
+    try:
+        for field in ("max_tilt", "max_pitch", "max_roll"):
+            before, after = np.asarray(getattr(published.tables, field)), np.asarray(getattr(tight.tables, field))
+            np.testing.assert_allclose(after, np.minimum(before, 0.3))
+        # Published: hopper tilt 1 rad, walker and cheetah pitch/roll 1 and 1.35 rad (SPEC.md).
+        np.testing.assert_allclose(np.asarray(published.tables.max_tilt)[0], 1.0)
+        np.testing.assert_allclose(np.asarray(published.tables.max_pitch)[1:], [1.0, 1.35])
+    finally:
+        published.close()
+        tight.close()

@@ -79,3 +79,22 @@ def test_every_kind_has_the_same_interface():
         value = jax.eval_shape(lambda o: nets.critic.apply(nets.critic.init(key, o), o), obs)
         q = jax.eval_shape(lambda o, a: nets.q.apply(nets.q.init(key, o, a), o, a), obs, action)
         assert (dist.shape, value.shape, q.shape) == ((2, 16, 3), (2,), (2, 2)), kind
+
+
+def test_the_q_network_may_have_its_own_kind_and_width():
+    from equirl.nn.baselines import MLPQ
+    from equirl.nn.set_networks import SETQ, SETActor
+
+    with pytest.raises(ConfigError, match="q_kind='cnn': must be 'same' or one of"):
+        NetworkConfig(q_kind="cnn")
+    with pytest.raises(ConfigError, match="q_width=30: must be divisible by heads=4"):
+        NetworkConfig(q_width=30)
+    cheap = make_networks(NetworkConfig(kind="set", q_kind="mlp_heading", mlp_hidden=(8,)), 5)
+    assert isinstance(cheap.actor, SETActor) and isinstance(cheap.q, MLPQ) and cheap.q.heading
+    narrow = make_networks(NetworkConfig(kind="set", width=64, heads=4, q_width=32), 5)
+    assert isinstance(narrow.q, SETQ) and narrow.actor.config.width == 64 and narrow.q.config.width == 32
+    # The cheap critic trains beside the SET actor: Q of (obs, action) for a batch.
+    obs = random_observation(0, 3, 5)
+    action = jnp.zeros(obs.action_mask.shape)
+    params = jax.jit(cheap.q.init)(jax.random.PRNGKey(0), obs, action)
+    assert jax.jit(cheap.q.apply)(params, obs, action).shape == (3, 2)

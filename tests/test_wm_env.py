@@ -74,6 +74,14 @@ def exact(real_env):
     return reset, compile_fast(imagined.step, reset(key), jnp.zeros((real_env.num_envs,) + real_env.action_shape))
 
 
+def test_both_environments_are_an_env(real_env):
+    from equirl.envs.base import Env
+
+    imagined = ImaginedEnv(real_env.env, physics_dynamics(real_env.env))  # nothing compiles
+    assert isinstance(real_env.env, Env) and isinstance(imagined, Env)
+    assert not isinstance(object(), Env)
+
+
 def test_exact_dynamics_steps_exactly_like_the_physics(real_env, real_run, exact):
     reset, step = exact
     state = reset(jax.random.PRNGKey(3))

@@ -164,6 +164,56 @@ class TD3Config:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """DAgger from trained teachers into one student (`equirl.agents.distill`; the student is
+    the `network` block, SET by default).
+
+    teachers: run directories; each labels the bodies it was trained on, and
+      every body of the student's environment needs one.
+    The student acts; with probability beta (per environment and step,
+    beta_start at first, falling linearly to 0 over beta_decay_steps
+    environment steps) the teacher's action is taken instead. The teacher
+    labels every visited state with its deterministic action, and the
+    labelled states go to a store of buffer_size. Each iteration steps every
+    environment steps_per_iteration times, then takes updates_per_iteration
+    Adam steps (learning_rate, gradients clipped at max_grad_norm) on batches
+    of batch_size, once learning_starts states are stored. The loss is the
+    squared error between the student's and the teacher's actions on driven
+    dimensions.
+    """
+
+    teachers: tuple[str, ...] = ()
+    buffer_size: int = 100_000
+    batch_size: int = 256
+    learning_starts: int = 1_000
+    steps_per_iteration: int = 1
+    updates_per_iteration: int = 1
+    learning_rate: float = 3e-4
+    max_grad_norm: float = 1.0
+    beta_start: float = 1.0
+    beta_decay_steps: int = 20_000
+    normalize_observations: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.teachers, (list, str)):
+            object.__setattr__(
+                self, "teachers", (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
+            )
+        if not all(isinstance(t, str) and t for t in self.teachers):
+            raise ConfigError(f"teachers={self.teachers!r}: must be run directories (strings)")
+        for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration"):
+            check_int(name, getattr(self, name), 1)
+        check_int("learning_starts", self.learning_starts, 0)
+        check_int("beta_decay_steps", self.beta_decay_steps, 1)
+        check_float("learning_rate", self.learning_rate, 0.0, open_low=True)
+        check_float("max_grad_norm", self.max_grad_norm, 0.0, open_low=True)
+        check_float("beta_start", self.beta_start, 0.0, 1.0)
+        check_bool("normalize_observations", self.normalize_observations)
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size}: larger than buffer_size={self.buffer_size}")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Length, seed and bookkeeping of a run.
 
@@ -227,6 +277,7 @@ class TrainConfig:
     sac: SACConfig = dataclasses.field(default_factory=SACConfig)
     crossq: CrossQConfig = dataclasses.field(default_factory=CrossQConfig)
     td3: TD3Config = dataclasses.field(default_factory=TD3Config)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
@@ -242,6 +293,7 @@ class TrainConfig:
             ("sac", SACConfig),
             ("crossq", CrossQConfig),
             ("td3", TD3Config),
+            ("distill", DistillConfig),
             ("run", RunConfig),
         ):
             if not isinstance(getattr(self, name), cls):

@@ -50,6 +50,7 @@ from equirl.agents.policy import (
     make_act,
     maybe_normalize,
 )
+from equirl.envs.base import Env
 from equirl.errors import ConfigError
 from equirl.observation import Observation
 
@@ -158,7 +159,7 @@ def discounted_weight(step_index: jax.Array, gamma: float) -> jax.Array:
     return k1 if gamma == 1.0 else (1.0 - gamma**k1) / (1.0 - gamma)
 
 
-def make_offpolicy(env, networks, config: OffPolicyConfig, rule: UpdateRule) -> Agent:
+def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule) -> Agent:
     """An `Agent` running `rule` in the shared collect/replay/update loop on `env`."""
     if not getattr(networks.actor.config, "squash", False):
         raise ConfigError("off-policy learners need a tanh-squashed actor: build the networks with network.squash=true")

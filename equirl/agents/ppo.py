@@ -37,7 +37,8 @@ from equirl.agents.policy import (
     maybe_normalize,
 )
 from equirl.agents.registry import AlgorithmSpec
-from equirl.envs.batched import BatchedEnv, EnvState
+from equirl.envs.base import Env
+from equirl.envs.batched import EnvState
 from equirl.errors import ConfigError
 from equirl.nn import Networks
 from equirl.observation import Observation
@@ -92,7 +93,7 @@ def gae(config: PPOConfig, tr: Transition, last_value: jax.Array) -> tuple[jax.A
     return advantages, advantages + tr.value
 
 
-def make_ppo(env: BatchedEnv, networks: Networks, config: PPOConfig, total_iterations: int) -> Agent:
+def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: int) -> Agent:
     """A PPO `Agent` for `env`; `total_iterations` sets the learning-rate schedule."""
     mesh = env.mesh if env.mesh is not None else distributed.single_device_mesh()
     one_hot = body_one_hot(env.body_of_env, len(env.morphologies))

@@ -20,6 +20,7 @@ ALGORITHMS: dict[str, str] = {
     "sac": "equirl.agents.sac",
     "crossq": "equirl.agents.crossq",
     "td3": "equirl.agents.td3",
+    "distill": "equirl.agents.distill",
 }
 
 

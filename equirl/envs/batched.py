@@ -87,6 +87,14 @@ class BatchedEnv:
         self.body_of_env = np.arange(config.num_envs) % len(self.morphologies)
         self.sizes = padded_sizes(self.morphologies, config.max_limbs)
         self.tables = build_tables(self.morphologies, self.params, self.body_of_env, self.sizes, config.frame_skip)
+        if config.training_tilt_limit is not None:
+            limit = float(config.training_tilt_limit)
+            t = self.tables
+            self.tables = t.replace(
+                max_tilt=np.minimum(t.max_tilt, limit),
+                max_pitch=np.minimum(t.max_pitch, limit),
+                max_roll=np.minimum(t.max_roll, limit),
+            )
         self.backend_name = config.resolved_backend()
         if self.backend_name == "native":
             from equirl.envs.backends.native import NativeBackend

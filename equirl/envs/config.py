@@ -26,6 +26,12 @@ class EnvConfig:
       "auto" (mjx on a GPU/TPU, native on a CPU).
     max_limbs: observations and actions are padded to this many limbs; a body
       with more limbs is rejected.
+    training_tilt_limit: a training aid, not the task. An episode also ends
+      when the torso tilts from vertical (hoppers) or pitches or rolls
+      (walkers, humanoids, cheetahs) past this many radians, if that is
+      tighter than the published limit (1 rad; cheetah 1.35). Falling then
+      ends before the lean toward the target has paid. None: the published
+      limits. `equirl eval` always measures on the published task.
     """
 
     bodies: tuple[str, ...] = ("hopper_5_full",)
@@ -40,6 +46,7 @@ class EnvConfig:
     # invariant to rotations about gravity; pyramidal cones are not.
     isotropic_friction: bool = True
     num_threads: int | None = None  # native backend; None: every core we may use
+    training_tilt_limit: float | None = None
 
     def __post_init__(self):
         if isinstance(self.bodies, str):
@@ -64,6 +71,9 @@ class EnvConfig:
             raise ConfigError(f"backend={self.backend!r}: must be one of {BACKENDS}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ConfigError(f"num_threads={self.num_threads!r}: must be None or an integer >= 1")
+        limit = self.training_tilt_limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit):
+            raise ConfigError(f"training_tilt_limit={limit!r}: must be None or a positive angle in radians")
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

@@ -166,11 +166,6 @@ def health_violations(tables: EnvTables, kin: Kinematics, qpos: jax.Array, qvel:
     )
 
 
-def unhealthy(tables: EnvTables, kin: Kinematics, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
-    """Family-specific end of an episode (SPEC.md, Termination)."""
-    return jnp.any(health_violations(tables, kin, qpos, qvel), -1)
-
-
 def end_reasons(violations: jax.Array, unstable: jax.Array) -> jax.Array:
     """int32 [B] bit mask over END_REASONS: bit i set when reason i holds."""
     flags = jnp.concatenate([violations, unstable[:, None]], -1).astype(jnp.int32)

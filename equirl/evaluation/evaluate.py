@@ -37,7 +37,6 @@ from equirl.errors import ConfigError, EquirlError
 
 # Episode end codes (the order of the columns of the table).
 FELL, TIME_LIMIT, UNSTABLE = 0, 1, 2
-END_NAMES = ("fell", "time_limit", "unstable")
 _FIXED_LIMB_KINDS = ("mlp", "mlp_heading")
 
 
@@ -265,7 +264,8 @@ def make_env(
     backend: str | None = None,
     num_threads: int | None = None,
 ):
-    """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset."""
+    """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
+    and the published termination (a training run's `training_tilt_limit` is dropped)."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
@@ -279,6 +279,7 @@ def make_env(
         task=task or cfg.task,
         backend=backend or cfg.backend,
         num_threads=num_threads if num_threads is not None else cfg.num_threads,
+        training_tilt_limit=None,
     )
     return BatchedEnv(config)
 

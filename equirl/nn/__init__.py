@@ -14,6 +14,7 @@ shape. `kind` is a config value: "set", "mlp", "mlp_heading", "transformer".
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -71,14 +72,20 @@ def make_networks(config: NetworkConfig, max_limbs: int) -> Networks:
         raise ConfigError(f"config: expected a NetworkConfig, got {type(config).__name__}")
     if not isinstance(max_limbs, int) or isinstance(max_limbs, bool) or max_limbs < 1:
         raise ConfigError(f"max_limbs={max_limbs!r}: must be an integer >= 1")
+    actor, critic, q = _networks(config, max_limbs)
+    if config.q_kind != "same" or config.q_width:
+        kind = config.kind if config.q_kind == "same" else config.q_kind
+        q = _networks(dataclasses.replace(config, kind=kind, width=config.q_width or config.width), max_limbs)[2]
+    return Networks(actor, critic, q)
+
+
+def _networks(config: NetworkConfig, max_limbs: int) -> tuple[nn.Module, nn.Module, nn.Module]:
     if config.kind == "set":
-        return Networks(SETActor(config), SETCritic(config), SETQ(config))
+        return SETActor(config), SETCritic(config), SETQ(config)
     if config.kind == "transformer":
-        return Networks(TransformerActor(config), TransformerCritic(config), TransformerQ(config))
+        return TransformerActor(config), TransformerCritic(config), TransformerQ(config)
     heading = config.kind == "mlp_heading"
-    return Networks(
-        MLPActor(config, max_limbs, heading), MLPCritic(config, max_limbs, heading), MLPQ(config, max_limbs, heading)
-    )
+    return MLPActor(config, max_limbs, heading), MLPCritic(config, max_limbs, heading), MLPQ(config, max_limbs, heading)
 
 
 def init_networks(networks: Networks, key: jax.Array, obs) -> NetworkParams:

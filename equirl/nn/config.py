@@ -42,6 +42,11 @@ class NetworkConfig:
     q_hidden: hidden sizes of the MLP kinds' Q network; empty: mlp_hidden.
     renorm_momentum, renorm_warmup: batch renorm's running-statistics momentum
       and the number of train steps it runs as plain batch norm.
+    q_kind: the Q network's own kind ("same": `kind`). An off-policy learner
+      pays most of an update in the Q network, so a SET actor may learn with a
+      cheaper critic, e.g. "mlp_heading" (exactly invariant to rotations about
+      gravity, not to reflections); the policy stays what `kind` is.
+    q_width: the Q network's width when it is a set or transformer (0: width).
     """
 
     kind: str = "set"
@@ -62,6 +67,8 @@ class NetworkConfig:
     q_hidden: tuple[int, ...] = ()
     renorm_momentum: float = 0.99
     renorm_warmup: int = 100_000
+    q_kind: str = "same"
+    q_width: int = 0
 
     def __post_init__(self):
         for name in ("mlp_hidden", "q_hidden"):
@@ -97,6 +104,11 @@ class NetworkConfig:
             not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.q_hidden
         ):
             raise ConfigError(f"q_hidden={self.q_hidden!r}: must be a tuple of integers >= 1 (empty: mlp_hidden)")
+        if self.q_kind not in ("same",) + KINDS:
+            raise ConfigError(f"q_kind={self.q_kind!r}: must be 'same' or one of {KINDS}")
+        check_int("q_width", self.q_width, 0)
+        if self.q_width % self.heads:
+            raise ConfigError(f"q_width={self.q_width}: must be divisible by heads={self.heads}")
         if self.q_norm not in Q_NORMS:
             raise ConfigError(f"q_norm={self.q_norm!r}: must be one of {Q_NORMS}")
         check_float("renorm_momentum", self.renorm_momentum, 0.0, 1.0)

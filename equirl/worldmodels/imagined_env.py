@@ -7,7 +7,7 @@ terminated, truncated, info with final_obs, episode_return, episode_length).
 Its step asks a `Dynamics` for the next observation instead of the physics.
 
 Reward and termination come from the task's own functions
-(`equirl.envs.task.reward`, `task.unhealthy`). They need generalised
+(`equirl.envs.task.reward`, `task.health_violations`). They need generalised
 coordinates, and the observation determines them except for the torso's
 horizontal position: `recover_state` reads hinge angles from the scalars,
 the torso height from its height scalar, the torso orientation by aligning

@@ -85,7 +85,7 @@ Registry
 `make_world_model(config: WorldModelConfig, stats: FeatureStats) -> WorldModel`
 imports the builder of `config.kind` lazily (table `BUILDERS`); a builder is
 `make_<kind>(config, stats) -> WorldModel`. Options of one kind live in that
-kind's options dataclass below (owners of a kind may add fields there).
+kind's options dataclass below.
 """
 
 from __future__ import annotations
@@ -300,14 +300,12 @@ def copy_static(predicted: Observation, last: Observation) -> Observation:
     )
 
 
-def normalized_error(pred: Frame, target: Frame, stats: FeatureStats, previous_position: jax.Array | None = None):
+def normalized_error(pred: Frame, target: Frame, stats: FeatureStats):
     """Per-example squared errors of the dynamic features, each z-scored: dict of
     "vectors" [..., 7] (per dynamic vector channel, mean over real limbs of
     |dv|^2 / rms^2), "scalars" [..., 7] (per dynamic scalar, mean over real limbs
     of (ds / std)^2), "position" [...] (|dp|^2 / displacement_rms^2) and
-    "total" [...] (the mean of the 15 feature errors). `previous_position` is
-    unused (kept so callers may pass it); positions are compared directly."""
-    del previous_position
+    "total" [...] (the mean of the 15 feature errors); positions are compared directly."""
     mask = target.obs.limb_mask.astype(jnp.float32)  # [..., L]
     limbs = jnp.maximum(jnp.sum(mask, -1), 1.0)
     dv = pred.obs.vectors[..., DYNAMIC_VECTORS, :] - target.obs.vectors[..., DYNAMIC_VECTORS, :]
@@ -323,8 +321,6 @@ def normalized_error(pred: Frame, target: Frame, stats: FeatureStats, previous_p
 
 # --- configuration and registry ----------------------------------------------------------
 
-KINDS = ("fernn", "fernn_estimated_rate", "static_equivariant", "gru", "invariant_latent", "remul")
-
 BUILDERS = {
     "fernn": "equirl.worldmodels.fernn:make_fernn",
     "fernn_estimated_rate": "equirl.worldmodels.fernn:make_fernn_estimated_rate",
@@ -333,6 +329,7 @@ BUILDERS = {
     "invariant_latent": "equirl.worldmodels.invariant_latent:make_invariant_latent",
     "remul": "equirl.worldmodels.remul:make_remul",
 }
+KINDS = tuple(BUILDERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,10 +413,4 @@ def make_world_model(config: WorldModelConfig, stats: FeatureStats) -> WorldMode
     if not isinstance(config, WorldModelConfig):
         raise ConfigError(f"model config: expected a WorldModelConfig, got {type(config).__name__}")
     module_name, function = BUILDERS[config.kind].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            raise ConfigError(f"model.kind={config.kind!r}: not available yet ({module_name} is missing)") from None
-        raise
-    return getattr(module, function)(config, stats)
+    return getattr(importlib.import_module(module_name), function)(config, stats)

@@ -17,8 +17,6 @@ each predicted frame t as it would on the recorded frame t.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -223,7 +221,3 @@ def equivariance_report(
         lie_derivative_error(fn, x, flow_in, flow_out, jnp.zeros((3, 3)), TRANSLATION_GENERATOR_X)
     )
     return out
-
-
-def summarize_params(params: Any) -> int:
-    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))

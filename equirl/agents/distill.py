@@ -1,0 +1,314 @@
+"""Distillation: trained teachers label the states a student visits (DAgger), one student learns
+them all. A registered algorithm ("distill"), so `equirl train` runs it with every piece of run
+machinery (checkpoints, resume, logs, the equivariance probe); `equirl distill` is the short way in.
+
+One iteration:
+  COLLECT  every environment steps `steps_per_iteration` times. The student acts with its
+           deterministic action, except where a coin of weight beta picks the teacher's
+           (beta falls from beta_start to 0 over beta_decay_steps environment steps: early
+           states are the teacher's, later ones the student's own). The teacher of each
+           environment's body labels every visited state with its deterministic action.
+  STORE    (observation, label) pairs go to a ring buffer; the student's observation
+           normaliser sees them.
+  LEARN    `updates_per_iteration` Adam steps on the squared action error over driven
+           dimensions, on batches drawn from the buffer.
+
+Teachers are read from their newest checkpoints when the agent is built; they are inputs, not
+state, so a checkpoint of a distillation run holds only the student, its optimiser, normaliser,
+buffer, environments and counters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from equirl.agents import distributed, normalization, replay
+from equirl.agents.policy import Agent, body_one_hot, episode_metrics, initial_normalizer, make_act, maybe_normalize
+from equirl.agents.registry import AlgorithmSpec
+from equirl.errors import ConfigError
+from equirl.observation import Observation
+
+
+class StudentParams(NamedTuple):
+    actor: Any
+
+
+class Labelled(NamedTuple):
+    obs: Observation
+    label: jax.Array  # [L, 3] the teacher's action
+
+
+@struct.dataclass
+class DistillState:
+    params: StudentParams
+    opt_state: Any
+    normalizer: normalization.NormalizerState
+    buffer: replay.ReplayBuffer
+    env_state: Any
+    key: jax.Array
+    env_steps: jax.Array
+    iteration: jax.Array
+
+
+class Teacher(NamedTuple):
+    run_dir: str
+    bodies: tuple[str, ...]  # body names it was trained on
+    act: Any  # obs -> deterministic action [B, L, 3]
+
+
+def load_teacher(run_dir: str, task: str, max_limbs: int) -> Teacher:
+    """A trained run as a labelling function; refuses one that cannot act on the student's observations."""
+    from equirl.agents.saved_runs import load_run
+    from equirl.envs.bodies import resolve
+    from equirl.evaluation.evaluate import _FIXED_LIMB_KINDS
+
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"distill.teachers: {run_dir}: no such run directory")
+    config, state, agent = load_run(run_dir)
+    if config.env.task != task:
+        raise ConfigError(f"distill.teachers: {run_dir} was trained on task {config.env.task}, the student runs {task}")
+    if config.network.kind in _FIXED_LIMB_KINDS and config.env.max_limbs != max_limbs:
+        raise ConfigError(
+            f"distill.teachers: {run_dir} is a {config.network.kind} network for {config.env.max_limbs} limb slots; "
+            f"set env.max_limbs={config.env.max_limbs} for the student"
+        )
+    bodies = tuple(m.name for entry in config.env.bodies for m, _ in resolve(entry, max_limbs=config.env.max_limbs))
+    # Only what acting reads: a run's full state may hold a replay buffer of hundreds of MB.
+    small = _ActingState(StudentParams(state.params.actor), state.normalizer)
+
+    def act(obs: Observation) -> jax.Array:
+        return agent.act(small, obs, None, True)
+
+    return Teacher(str(run_dir), bodies, act)
+
+
+class _ActingState(NamedTuple):
+    params: StudentParams
+    normalizer: Any
+
+
+def teacher_of_envs(teachers: list[Teacher], env) -> np.ndarray:
+    """[num_envs] int: the first teacher trained on each environment's body."""
+    names = [m.name for m in env.morphologies]
+    chosen = []
+    for name in names:
+        found = [i for i, t in enumerate(teachers) if name in t.bodies]
+        if not found:
+            raise ConfigError(
+                f"distill.teachers: no teacher was trained on {name} "
+                f"(they know {', '.join(sorted({b for t in teachers for b in t.bodies}))})"
+            )
+        chosen.append(found[0])
+    return np.asarray(chosen)[np.asarray(env.body_of_env)]
+
+
+def make_distill(config, env, networks) -> Agent:
+    d = config.distill
+    mesh = env.mesh
+    teachers = [load_teacher(t, config.env.task, config.env.max_limbs) for t in d.teachers]
+    which = jnp.asarray(teacher_of_envs(teachers, env))
+    one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
+    optimizer = optax.chain(optax.clip_by_global_norm(d.max_grad_norm), optax.adam(d.learning_rate))
+    norm = lambda s, o: maybe_normalize(d.normalize_observations, s, o)  # noqa: E731
+    steps_per_iteration = env.num_envs * d.steps_per_iteration
+
+    def labels(obs: Observation) -> jax.Array:
+        """Each environment's teacher's action (every teacher acts on the whole batch: they are small)."""
+        actions = jnp.stack([t.act(obs) for t in teachers])  # [T, B, L, 3]
+        # Clipped as the environment clips: a Gaussian (PPO) teacher's mean may lie outside [-1, 1].
+        return jnp.clip(jnp.take_along_axis(actions, which[None, :, None, None], axis=0)[0], -1.0, 1.0)
+
+    def init(key: jax.Array) -> DistillState:
+        k_env, k_actor, key = jax.random.split(key, 3)
+        env_state = env.reset(k_env)
+        obs = env_state.obs
+        params = StudentParams(networks.actor.init(k_actor, obs))
+        example = Labelled(jax.tree.map(lambda x: x[0], obs), jnp.zeros(obs.action_mask.shape[1:], jnp.float32))
+        state = DistillState(
+            params=params,
+            opt_state=optimizer.init(params),
+            normalizer=initial_normalizer(),
+            buffer=replay.init(example, d.buffer_size),
+            env_state=env_state,
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+        )
+        return distributed.constrain_state(state, mesh)
+
+    def student_action(params, normalizer, obs):
+        return networks.actor.apply(params.actor, norm(normalizer, obs)).mode()
+
+    def loss_fn(params, normalizer, batch: Labelled):
+        mask = (batch.obs.action_mask & batch.obs.limb_mask[..., None]).astype(jnp.float32)
+        error = jnp.square(student_action(params, normalizer, batch.obs) - batch.label) * mask
+        return jnp.sum(error) / jnp.maximum(jnp.sum(mask), 1.0)
+
+    def iteration(state: DistillState):
+        params, normalizer = state.params, state.normalizer
+
+        # COLLECT: the student's actions, the teacher's where beta's coin says so; every state labelled.
+        def step(carry, _):
+            env_state, key, env_steps = carry
+            key, k_coin = jax.random.split(key)
+            obs = env_state.obs
+            label = labels(obs)
+            own = student_action(params, normalizer, obs)
+            beta = d.beta_start * jnp.clip(1.0 - env_steps / d.beta_decay_steps, 0.0, 1.0)
+            teacher_acts = jax.random.uniform(k_coin, (env.num_envs,)) < beta
+            after = env.step(env_state, jnp.where(teacher_acts[:, None, None], label, own))
+            done = after.terminated | after.truncated
+            mask = (obs.action_mask & obs.limb_mask[..., None]).astype(jnp.float32)
+            gap = jnp.sum(jnp.abs(own - label) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+            info = after.info
+            ep = (done, info["episode_return"], info["episode_length"], info["end_reasons"])
+            carry = (distributed.constrain(after, mesh), key, env_steps + env.num_envs)
+            return carry, (Labelled(obs, label), ep, gap, beta)
+
+        (env_state, key, _), (items, ep, gap, beta) = jax.lax.scan(
+            step, (state.env_state, state.key, state.env_steps), None, length=d.steps_per_iteration
+        )
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), items)
+        if d.normalize_observations:
+            normalizer = normalization.update(normalizer, flat.obs)
+        buffer = replay.insert(state.buffer, flat)
+
+        # LEARN: regress the student on stored labels, once enough are stored.
+        def update(carry, k):
+            params, opt_state = carry
+            batch = replay.sample(buffer, k, d.batch_size)
+            loss, grads = jax.value_and_grad(loss_fn)(params, normalizer, batch)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        def learn(params, opt_state, key):
+            keys = jax.random.split(key, d.updates_per_iteration)
+            (params, opt_state), losses = jax.lax.scan(update, (params, opt_state), keys)
+            return params, opt_state, jnp.mean(losses)
+
+        key, k_learn = jax.random.split(key)
+        ready = buffer.size >= jnp.maximum(d.learning_starts, d.batch_size)
+        new_params, opt_state, loss = jax.lax.cond(
+            ready,
+            learn,
+            lambda p, o, k: (p, o, jnp.zeros((), jnp.float32)),
+            params,
+            state.opt_state,
+            k_learn,
+        )
+        done, ep_return, ep_length, end_reasons = ep
+        metrics = {
+            "distill/loss": loss,
+            "distill/action_gap": jnp.mean(gap),
+            "distill/beta": jnp.mean(beta),
+            "optim/learning": ready.astype(jnp.float32),
+            "buffer/size": buffer.size.astype(jnp.float32),
+        }
+        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
+        new_state = DistillState(
+            params=new_params,
+            opt_state=opt_state,
+            normalizer=normalizer,
+            buffer=buffer,
+            env_state=env_state,
+            key=key,
+            env_steps=state.env_steps + steps_per_iteration,
+            iteration=state.iteration + 1,
+        )
+        return distributed.constrain_state(new_state, mesh), metrics
+
+    return Agent(
+        init=init,
+        iteration=iteration,
+        act=make_act(networks, d.normalize_observations),
+        steps_per_iteration=steps_per_iteration,
+    )
+
+
+def _check(config) -> None:
+    if config.algorithm == "distill" and not config.distill.teachers:
+        raise ConfigError("distill.teachers: empty; name at least one trained run directory")
+
+
+SPEC = AlgorithmSpec(
+    name="distill",
+    make=lambda config, env, networks, total_iterations: make_distill(config, env, networks),
+    steps_per_env=lambda config: config.distill.steps_per_iteration,
+    normalize_observations=lambda config: config.distill.normalize_observations,
+    check=_check,
+    state_shape_fields=("distill.buffer_size",),
+)
+
+
+def teacher_config(run_dir: str):
+    """The TrainConfig a teacher run was trained with (from its newest checkpoint; nothing is built)."""
+    from equirl.agents.saved_runs import stored_config
+    from equirl.runs import checkpoints
+
+    run = Path(run_dir)
+    if not (run / checkpoints.CHECKPOINTS).is_dir():
+        raise ConfigError(f"distill.teachers: {run_dir}: not a run directory (no {checkpoints.CHECKPOINTS}/ folder)")
+    manager = checkpoints.open_manager(run, None, read_only=True)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise ConfigError(f"distill.teachers: {run_dir}: no checkpoint")
+        config = stored_config(manager, run, steps[-1])
+    finally:
+        manager.close()
+    if config is None:
+        raise ConfigError(f"distill.teachers: {run_dir}: its stored config is unreadable")
+    return config
+
+
+def distill_config(
+    teachers,
+    *,
+    bodies=None,
+    student: str = "set",
+    steps: int = 100_000,
+    num_envs: int | None = None,
+    name: str = "distill",
+    out: str | None = None,
+    sets=(),
+):
+    """The TrainConfig `equirl distill` runs: the teachers' task and limb slots, their bodies
+    (or `bodies`), one environment per body, one update per collected transition, and a
+    `student` network of the shipped preset sizes (`equirl.presets.NETWORKS`), tanh-squashed."""
+    import dataclasses
+
+    from equirl.agents.config import DistillConfig, RunConfig, TrainConfig
+    from equirl.config_io import apply_overrides
+    from equirl.envs.config import EnvConfig
+    from equirl.presets import NETWORKS
+
+    teachers = tuple(str(t) for t in teachers)
+    if not teachers:
+        raise ConfigError("distill: name at least one teacher run directory")
+    if student not in NETWORKS:
+        raise ConfigError(f"distill: student={student!r}: must be one of {tuple(NETWORKS)}")
+    configs = [teacher_config(t) for t in teachers]
+    tasks = {c.env.task for c in configs}
+    if len(tasks) > 1:
+        raise ConfigError(f"distill.teachers: trained on different tasks ({', '.join(sorted(tasks))}); use one task")
+    entries = tuple(bodies) if bodies else tuple(dict.fromkeys(e for c in configs for e in c.env.bodies))
+    from equirl.envs.bodies import resolve
+
+    max_limbs = max(c.env.max_limbs for c in configs)
+    count = sum(len(resolve(e, max_limbs=max_limbs)) for e in entries)
+    num_envs = num_envs or count
+    config = TrainConfig(
+        algorithm="distill",
+        env=EnvConfig(bodies=entries, num_envs=num_envs, task=tasks.pop(), max_limbs=max_limbs),
+        network=dataclasses.replace(NETWORKS[student], squash=True),
+        distill=DistillConfig(teachers=teachers, updates_per_iteration=num_envs),
+        run=RunConfig(name=name, total_steps=steps, out_dir=out or ""),
+    )
+    return apply_overrides(config, list(sets)) if sets else config
