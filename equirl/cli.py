@@ -196,9 +196,10 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def _eval(args) -> None:
     """Evaluate a checkpoint on bodies; print the table, write CSV and JSON."""
-    from equirl.evaluation.evaluate import evaluate, format_table, load_policy_for_eval, stderr_log, write_outputs
+    from equirl.evaluation.evaluate import evaluate, format_table, stderr_log, write_outputs
 
-    policy = load_policy_for_eval(args.run_dir, args.step)
+    policy = _policy(args)
+    out = args.out or (f"runs/pretrained_{args.pretrained}/eval" if args.pretrained else None)
     seeds = _seeds(args.seeds)
     print(
         f"{policy.run_dir} at {policy.step:,} environment steps ({policy.config.network.kind} network, "
@@ -219,18 +220,35 @@ def _eval(args) -> None:
     )
     print(format_table(results))
     csv_path, json_path = write_outputs(
-        results, policy, args.bodies, args.out, meta={"episodes": args.episodes, "seeds": list(seeds)}
+        results, policy, args.bodies, out, meta={"episodes": args.episodes, "seeds": list(seeds)}
     )
     print(f"wrote {csv_path} and {json_path}")
     if not any(r.ok for r in results):
         raise EquirlError(f"eval: no body could be evaluated ({results[0].body}: {results[0].error})")
 
 
+def _policy(args):
+    """The policy of --run (a checkpoint) or of --pretrained (a shipped controller)."""
+    if args.pretrained:
+        from equirl.evaluation import pretrained
+
+        return pretrained.load(args.pretrained)
+    from equirl.evaluation.evaluate import load_policy_for_eval
+
+    return load_policy_for_eval(args.run_dir, args.step)
+
+
+def _pretrained(args) -> None:
+    from equirl.evaluation import pretrained
+
+    print(pretrained.describe())
+
+
 def _render(args) -> None:
     from equirl.evaluation.render import render_video
 
     result = render_video(
-        args.run_dir,
+        _policy(args),
         args.body,
         args.out,
         seed=args.seed,
@@ -317,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     distill.set_defaults(run=_distill)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (deterministic policy) on any bodies")
-    ev.add_argument("--run", required=True, dest="run_dir", help="run directory (holds checkpoints/)")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", dest="run_dir", help="run directory (holds checkpoints/)")
+    source.add_argument("--pretrained", help="a shipped controller (see `equirl pretrained`)")
     ev.add_argument(
         "--bodies",
         nargs="+",
@@ -337,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.set_defaults(run=_eval)
 
     render = sub.add_parser("render", help="render a policy on one body to MP4 (optionally GIF), headless")
-    render.add_argument("--run", required=True, dest="run_dir", help="run directory (holds checkpoints/)")
+    source = render.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", dest="run_dir", help="run directory (holds checkpoints/)")
+    source.add_argument("--pretrained", help="a shipped controller (see `equirl pretrained`)")
     render.add_argument("--body", required=True, help="a body name, MJCF path or random:1:SEED")
     render.add_argument("--out", help="MP4 path (default: DIR/<run>_<body>_seed<S>_return<R>.mp4)")
     render.add_argument("--dir", default="videos", help="folder for the default file name (default videos/)")
@@ -350,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--distance", type=float, default=4.0, help="camera distance from the torso (m)")
     render.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
     render.set_defaults(run=_render)
+
+    shipped = sub.add_parser("pretrained", help="list the controllers shipped with equirl and their measured returns")
+    shipped.set_defaults(run=_pretrained)
 
     quick = sub.add_parser("quickstart", help="train SET-PPO briefly on the hoppers, evaluate zero-shot, render")
     quick.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")

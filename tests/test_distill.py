@@ -11,7 +11,7 @@ import pytest
 from equirl.agents import train as T
 from equirl.agents.distill import distill_config
 from equirl.errors import ConfigError
-from equirl.evaluation import load_policy_for_eval
+from equirl.evaluation import load_policy_for_eval, pretrained
 from helpers.runs import read_csv, tiny_config
 
 SMALL_SET = dict(width=16, depth=1, heads=2, vector_channels=4, invariant_channels=2, vector_key_channels=2)
@@ -58,6 +58,13 @@ def test_the_student_learns_the_teachers_actions(teacher, tmp_path):
     obs = result.state.env_state.obs
     action = jax.jit(policy.act)(policy.state, obs)
     assert action.shape == obs.action_mask.shape and np.all(np.abs(np.asarray(action)) <= 1.0)
+    # Shipped as a pretrained controller (three small files), it acts exactly as the run does.
+    card = {"trained_on": ["hopper_3_shin"], "budget": "160 steps", "measured": {}}
+    folder = pretrained.export(tmp_path / "student", "tiny_student", card, folder=tmp_path / "controllers")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(pretrained.FILES)
+    shipped = pretrained.load("tiny_student", folder=tmp_path / "controllers")
+    np.testing.assert_allclose(jax.jit(shipped.act)(shipped.state, obs), action, atol=1e-6)
+    assert pretrained.card("tiny_student", folder=tmp_path / "controllers")["env_steps"] == 160
 
 
 def test_teachers_that_cannot_teach_are_refused(teacher, tmp_path):

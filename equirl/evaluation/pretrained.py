@@ -1,0 +1,126 @@
+"""Controllers shipped inside the package, ready to evaluate and render with no training.
+
+Each lives in equirl/evaluation/controllers/<name>/ as three small files:
+  config.yaml    the TrainConfig it was trained with (network and task);
+  policy.msgpack the actor's parameters and the observation normaliser (flax serialisation);
+  card.json      what it was trained on, the budget, and its measured returns.
+
+    equirl pretrained                                   # list them with their figures
+    equirl eval --pretrained NAME --bodies walker       # any bodies, MJCF paths, random bodies
+    equirl render --pretrained NAME --body hopper_5_full
+
+`export` writes one from a training (or distillation) run; the card's figures are
+whatever was measured (benchmarks/distill.py), never edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import yaml
+from flax import serialization
+
+from equirl.errors import ConfigError
+
+CONTROLLERS = Path(__file__).resolve().parent / "controllers"
+FILES = ("config.yaml", "policy.msgpack", "card.json")
+
+
+class _ActorParams(NamedTuple):
+    actor: Any
+
+
+class ActingState(NamedTuple):
+    """What acting reads of an agent state (`equirl.agents.policy.make_act`)."""
+
+    params: _ActorParams
+    normalizer: Any
+
+
+def names(folder: Path = CONTROLLERS) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if all((p / f).is_file() for f in FILES))
+
+
+def card(name: str, folder: Path = CONTROLLERS) -> dict:
+    return json.loads((_folder(name, folder) / "card.json").read_text())
+
+
+def _folder(name: str, folder: Path) -> Path:
+    path = folder / name
+    if not all((path / f).is_file() for f in FILES):
+        known = ", ".join(names(folder)) or "none"
+        raise ConfigError(f"pretrained controller {name!r}: not shipped (shipped: {known})")
+    return path
+
+
+def load(name: str, folder: Path = CONTROLLERS):
+    """The shipped controller `name` as an `equirl.evaluation.Policy` (deterministic)."""
+    from equirl.agents.config import TrainConfig
+    from equirl.agents.policy import initial_normalizer, make_act
+    from equirl.agents.registry import spec
+    from equirl.config_io import from_dict
+    from equirl.evaluation.evaluate import Policy
+    from equirl.nn import make_networks
+
+    path = _folder(name, folder)
+    config = from_dict(TrainConfig, yaml.safe_load((path / "config.yaml").read_text()), source=str(path))
+    networks = make_networks(config.network, config.env.max_limbs)
+    template = ActingState(_ActorParams(_actor_template(networks, config)), initial_normalizer())
+    state = serialization.from_bytes(template, (path / "policy.msgpack").read_bytes())
+    act = make_act(networks, spec(config.algorithm).normalize_observations(config))
+
+    def deterministic(agent_state, obs):
+        return act(agent_state, obs, None, True)
+
+    return Policy(config=config, state=state, act=deterministic, run_dir=path, step=card(name, folder).get("env_steps"))
+
+
+def _actor_template(networks, config):
+    """The actor's parameter tree (shapes only matter) from one tiny observation."""
+    from equirl.envs.batched import BatchedEnv
+    from equirl.envs.config import EnvConfig
+
+    env = BatchedEnv(EnvConfig(bodies=(config.env.bodies[0],), num_envs=1, max_limbs=config.env.max_limbs))
+    try:
+        obs = env.reset(jax.random.PRNGKey(0)).obs
+    finally:
+        env.close()
+    return jax.eval_shape(networks.actor.init, jax.random.PRNGKey(0), obs)
+
+
+def export(run_dir: str | os.PathLike, name: str, card_fields: dict, folder: Path = CONTROLLERS) -> Path:
+    """Write the newest checkpoint of `run_dir` as shipped controller `name` with its card."""
+    from equirl.agents.saved_runs import load_run
+    from equirl.config_io import to_dict
+
+    if not name or "/" in name:
+        raise ConfigError(f"pretrained name {name!r}: must be a non-empty folder name")
+    config, state, _ = load_run(run_dir)
+    small = ActingState(_ActorParams(jax.device_get(state.params.actor)), jax.device_get(state.normalizer))
+    path = folder / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    (path / "policy.msgpack").write_bytes(serialization.to_bytes(small))
+    fields = dict(card_fields, name=name, network=config.network.kind, env_steps=int(state.env_steps))
+    (path / "card.json").write_text(json.dumps(fields, indent=2) + "\n")
+    return path
+
+
+def describe(folder: Path = CONTROLLERS) -> str:
+    """The `equirl pretrained` listing: one block per controller, its card's figures."""
+    lines = []
+    for name in names(folder):
+        c = card(name, folder)
+        lines.append(f"{name}: {c.get('network')} network, {c.get('summary', '')}".rstrip(", "))
+        for key in ("trained_on", "teachers", "budget", "measured"):
+            if key in c:
+                value = c[key]
+                text = json.dumps(value) if not isinstance(value, str) else value
+                lines.append(f"  {key}: {text}")
+    return "\n".join(lines) if lines else "no pretrained controllers are shipped"

@@ -1,0 +1,48 @@
+"""The controllers shipped in the package: each loads, is equivariant, and steps a body;
+`export` and `load` round-trip a run's policy exactly."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from equirl import equivariance as eq
+from equirl.envs.bodies import resolve
+from equirl.errors import ConfigError
+from equirl.evaluation import evaluate, pretrained
+from equirl.observation import Observation
+
+
+def _observations(body: str, max_limbs: int) -> Observation:
+    from equirl.envs.batched import BatchedEnv
+    from equirl.envs.config import EnvConfig
+
+    env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=4, max_limbs=max_limbs))
+    try:
+        return env.reset(jax.random.PRNGKey(0)).obs
+    finally:
+        env.close()
+
+
+def test_at_least_one_controller_is_shipped_with_its_card():
+    shipped = pretrained.names()
+    assert shipped, "no controller in equirl/evaluation/controllers"
+    for name in shipped:
+        card = pretrained.card(name)
+        assert card["network"] == "set" and card["trained_on"] and card["budget"] and card["measured"], name
+    assert all(name in pretrained.describe() for name in shipped)
+    with pytest.raises(ConfigError, match="pretrained controller 'nope': not shipped"):
+        pretrained.load("nope")
+
+
+@pytest.mark.parametrize("name", pretrained.names())
+def test_a_shipped_controller_is_equivariant_and_steps_a_body(name):
+    policy = pretrained.load(name)
+    body = resolve(policy.config.env.bodies[0], max_limbs=policy.max_limbs)[0][0].name  # a training body
+    obs = _observations(body, policy.max_limbs)
+    act = jax.jit(lambda o: policy.act(policy.state, o))
+    error = eq.finite_group_error(act, obs, jax.random.PRNGKey(1), num_samples=4)
+    assert float(error) < 1e-4
+    (result,) = evaluate(policy, [body], episodes=2, episode_length=50)
+    assert result.ok and result.length_mean > 0 and np.isfinite(result.return_mean)
