@@ -155,7 +155,7 @@ def ship(args, run_dir: Path, rows: list[dict]) -> None:
         "summary": f"mean return {mean:.0f} on the {args.family} training bodies (teachers: "
         f"{sum(teacher.values()) / max(len(teacher), 1):.0f})",
         "trained_on": [r["body"] for r in train],
-        "teachers": [str(t) for t in args.teachers],
+        "teachers": [_teacher_line(t) for t in args.teachers],
         "budget": f"{args.steps} environment steps of DAgger, {train[0]['wall_seconds'] if train else '?'} s "
         f"on {__import__('equirl.machine', fromlist=['describe']).describe()}",
         "measured": measured,
@@ -164,6 +164,18 @@ def ship(args, run_dir: Path, rows: list[dict]) -> None:
     }
     path = pretrained.export(run_dir, args.ship, card)
     print(f"shipped {path}: {json.dumps(card['summary'])}")
+
+
+def _teacher_line(run_dir: str) -> str:
+    """What a teacher was: algorithm, network, bodies, budget and its training aid, from its stored config."""
+    from equirl.agents.distill import teacher_config
+
+    c = teacher_config(run_dir)
+    aid = f", training_tilt_limit {c.env.training_tilt_limit} rad" if c.env.training_tilt_limit else ""
+    return (
+        f"{Path(run_dir).name}: {c.algorithm} {c.network.kind}, {'+'.join(c.env.bodies)}, "
+        f"{c.run.total_steps:,} environment steps{aid}"
+    )
 
 
 def main() -> None:

@@ -50,6 +50,25 @@ def _say(message: str) -> None:
     print(f"[quickstart] {message}", flush=True)
 
 
+def _pretrained(video_dir: str) -> dict | None:
+    """Step 4: the first shipped pretrained controller, evaluated on its training bodies and
+    rendered on the first of them, with no training at all."""
+    from equirl.evaluation import pretrained
+    from equirl.evaluation.evaluate import evaluate, format_table, stderr_log
+    from equirl.evaluation.render import render_video
+
+    names = pretrained.names()
+    if not names:
+        return None
+    name = names[0]
+    policy = pretrained.load(name)
+    bodies = pretrained.card(name)["trained_on"]
+    _say(f"4/4 the shipped pretrained controller {name} (no training): {EPISODES} episodes per body, and a video")
+    print(format_table(evaluate(policy, bodies, episodes=EPISODES, seeds=(0,), log=stderr_log)), flush=True)
+    video = render_video(policy, bodies[-1], seed=0, out_dir=video_dir)
+    return {"name": name, "video": video.path, "return": video.episode_return, "length": video.length}
+
+
 def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir: str = "videos") -> dict:
     """Run the whole job; returns the paths it wrote and the timings."""
     from equirl.agents.train import train
@@ -81,14 +100,21 @@ def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir
     print(format_table(results), flush=True)
     csv_path, json_path = write_outputs(results, policy, bodies, None, meta={"episodes": EPISODES, "seeds": [0]})
 
-    _say(f"3/3 rendering {VIDEO_BODY} (never seen in training)")
+    _say(f"3/4 rendering {VIDEO_BODY} (never seen in training)")
     video = render_video(policy, VIDEO_BODY, seed=0, out_dir=video_dir)
+    shipped = _pretrained(video_dir)
     total = time.perf_counter() - start
     _say(f"done in {total:.0f} s")
     print(f"  checkpoint: {ckpt_dir}/{policy.step}")
     print(f"  table:      {csv_path}  (and {json_path.name})")
     print(f"  video:      {video.path}  (return {video.episode_return:.1f}, {video.length} steps)")
+    if shipped:
+        print(
+            f"  pretrained: {shipped['video']}  ({shipped['name']}: return {shipped['return']:.1f}, "
+            f"{shipped['length']} steps)"
+        )
     print("next: equirl eval --run " + str(run_dir) + " --bodies zero_shot random:4:0 envs/walker/walker_7_full.xml")
+    print("      equirl pretrained   # the controllers shipped with equirl and their measured returns")
     return {
         "checkpoint": ckpt_dir,
         "csv": csv_path,

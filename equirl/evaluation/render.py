@@ -23,6 +23,7 @@ import dataclasses
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -284,11 +285,16 @@ def _write_mp4(path: Path, frames, fps: float) -> None:
     try:
         import imageio.v2 as imageio
 
-        with imageio.get_writer(
-            str(path), fps=fps, codec="libx264", quality=7, macro_block_size=1, ffmpeg_log_level="error"
-        ) as writer:
-            for frame in frames:
-                writer.append_data(frame)
+        # imageio starts ffmpeg with subprocess (fork + exec), and JAX warns at every fork that a
+        # forked child of a threaded process may deadlock. The child execs ffmpeg at once and runs
+        # no Python or JAX code, so that cannot happen here: the warning is silenced for this call.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            with imageio.get_writer(
+                str(path), fps=fps, codec="libx264", quality=7, macro_block_size=1, ffmpeg_log_level="error"
+            ) as writer:
+                for frame in frames:
+                    writer.append_data(frame)
     except EquirlError:
         raise
     except Exception as err:
