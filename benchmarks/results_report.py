@@ -5,6 +5,7 @@
 Sections, each present only when its files are:
   reference      results/reference_gym/table.md, *.png      (benchmarks/reference_gym.py)
   off-policy     results/offpolicy/table.md, *.png          (benchmarks/offpolicy.py)
+  distillation   results/distill/table.md                   (benchmarks/distill.py)
   learning       results/learning/table.md and *.png       (benchmarks/learning.py)
   PPO cross-check results/ppo_crosscheck/table.md, *.png    (benchmarks/ppo_crosscheck.py)
   zero-shot      results/zero_shot/zero_shot.json           (benchmarks/zero_shot.py),
@@ -111,6 +112,20 @@ def offpolicy_section(results: Path) -> list[str]:
     ]
 
 
+def distill_section(results: Path) -> list[str]:
+    folder = results / "distill"
+    if not (folder / "table.md").is_file():
+        return []
+    return [
+        "## Distillation into one SET student",
+        "",
+        _included(folder / "table.md"),
+        "",
+        "Raw rows: `distill/summary.csv`.",
+        "",
+    ]
+
+
 def zero_shot_section(results: Path) -> list[str]:
     path = results / "zero_shot" / "zero_shot.json"
     if not path.is_file():
@@ -173,6 +188,7 @@ def world_models_section(results: Path) -> list[str]:
 SECTIONS = (
     reference_section,
     offpolicy_section,
+    distill_section,
     learning_section,
     crosscheck_section,
     zero_shot_section,

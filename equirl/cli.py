@@ -128,7 +128,7 @@ def _train(args) -> None:
     from equirl.agents.distributed import initialize_from_env
 
     initialize_from_env()  # a multi-host launch: before anything (an import included) touches a device
-    from equirl.agents.train import command_line_config, train
+    from equirl.agents.train import command_line_config
     from equirl.runs.checkpoints import CONFIG_YAML
 
     config_path = args.config
@@ -137,14 +137,20 @@ def _train(args) -> None:
         if not (args.resume and args.out):
             raise EquirlError("train: --config is required (or --resume with --out RUN_DIR)")
         config_path = Path(args.out) / CONFIG_YAML
-    config = command_line_config(config_path, args.set, args.out, args.steps)
+    _run_training(command_line_config(config_path, args.set, args.out, args.steps), args.resume, "run")
+
+
+def _run_training(config, resume: bool, what: str) -> None:
+    """Train (or resume) `config` through the driver and print one summary line."""
+    from equirl.agents.train import train
+
     try:
-        result = train(config, resume=args.resume)
+        result = train(config, resume=resume)
     except KeyboardInterrupt:
         raise SystemExit(130) from None  # train has saved a checkpoint and said so
     last = result.history[-1] if result.history else {}
     summary = f"mean return {last['return/mean']:.1f}, " if "return/mean" in last else ""
-    print(f"{summary}{int(result.state.env_steps):,} environment steps; run in {result.run_dir}")
+    print(f"{summary}{int(result.state.env_steps):,} environment steps; {what} in {result.run_dir}")
 
 
 def _distill(args) -> None:
@@ -152,7 +158,6 @@ def _distill(args) -> None:
     from pathlib import Path
 
     from equirl.agents.distill import distill_config
-    from equirl.agents.train import train
     from equirl.config_io import load_yaml
 
     out = args.out or f"runs/{args.name}"
@@ -174,13 +179,7 @@ def _distill(args) -> None:
             out=out,
             sets=args.set,
         )
-    try:
-        result = train(config, resume=args.resume)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    last = result.history[-1] if result.history else {}
-    summary = f"mean return {last['return/mean']:.1f}, " if "return/mean" in last else ""
-    print(f"{summary}{int(result.state.env_steps):,} environment steps; student in {result.run_dir}")
+    _run_training(config, args.resume, "student")
 
 
 def _seeds(text: str) -> tuple[int, ...]:
