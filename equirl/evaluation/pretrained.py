@@ -84,9 +84,11 @@ def load(name: str, folder: Path = CONTROLLERS):
 def _actor_template(networks, config):
     """The actor's parameter tree (shapes only matter) from one tiny observation."""
     from equirl.envs.batched import BatchedEnv
+    from equirl.envs.bodies import resolve
     from equirl.envs.config import EnvConfig
 
-    env = BatchedEnv(EnvConfig(bodies=(config.env.bodies[0],), num_envs=1, max_limbs=config.env.max_limbs))
+    first = resolve(config.env.bodies[0], max_limbs=config.env.max_limbs)[0][0].name  # a suite names several
+    env = BatchedEnv(EnvConfig(bodies=(first,), num_envs=1, max_limbs=config.env.max_limbs))
     try:
         obs = env.reset(jax.random.PRNGKey(0)).obs
     finally:
