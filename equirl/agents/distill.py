@@ -30,14 +30,20 @@ import optax
 from flax import struct
 
 from equirl.agents import distributed, normalization, replay
-from equirl.agents.policy import Agent, body_one_hot, episode_metrics, initial_normalizer, make_act, maybe_normalize
+from equirl.agents.policy import (
+    ActorParams,
+    Agent,
+    acting_state,
+    body_one_hot,
+    episode_metrics,
+    initial_normalizer,
+    make_act,
+    maybe_normalize,
+)
 from equirl.agents.registry import AlgorithmSpec
 from equirl.errors import ConfigError
+from equirl.nn.config import FIXED_LIMB_KINDS
 from equirl.observation import Observation
-
-
-class StudentParams(NamedTuple):
-    actor: Any
 
 
 class Labelled(NamedTuple):
@@ -47,7 +53,7 @@ class Labelled(NamedTuple):
 
 @struct.dataclass
 class DistillState:
-    params: StudentParams
+    params: ActorParams
     opt_state: Any
     normalizer: normalization.NormalizerState
     buffer: replay.ReplayBuffer
@@ -67,31 +73,24 @@ def load_teacher(run_dir: str, task: str, max_limbs: int) -> Teacher:
     """A trained run as a labelling function; refuses one that cannot act on the student's observations."""
     from equirl.agents.saved_runs import load_run
     from equirl.envs.bodies import resolve
-    from equirl.evaluation.evaluate import _FIXED_LIMB_KINDS
 
     if not Path(run_dir).is_dir():
         raise ConfigError(f"distill.teachers: {run_dir}: no such run directory")
     config, state, agent = load_run(run_dir)
     if config.env.task != task:
         raise ConfigError(f"distill.teachers: {run_dir} was trained on task {config.env.task}, the student runs {task}")
-    if config.network.kind in _FIXED_LIMB_KINDS and config.env.max_limbs != max_limbs:
+    if config.network.kind in FIXED_LIMB_KINDS and config.env.max_limbs != max_limbs:
         raise ConfigError(
             f"distill.teachers: {run_dir} is a {config.network.kind} network for {config.env.max_limbs} limb slots; "
             f"set env.max_limbs={config.env.max_limbs} for the student"
         )
     bodies = tuple(m.name for entry in config.env.bodies for m, _ in resolve(entry, max_limbs=config.env.max_limbs))
-    # Only what acting reads: a run's full state may hold a replay buffer of hundreds of MB.
-    small = _ActingState(StudentParams(state.params.actor), state.normalizer)
+    small = acting_state(state)
 
     def act(obs: Observation) -> jax.Array:
         return agent.act(small, obs, None, True)
 
     return Teacher(str(run_dir), bodies, act)
-
-
-class _ActingState(NamedTuple):
-    params: StudentParams
-    normalizer: Any
 
 
 def teacher_of_envs(teachers: list[Teacher], env) -> np.ndarray:
@@ -129,7 +128,7 @@ def make_distill(config, env, networks) -> Agent:
         k_env, k_actor, key = jax.random.split(key, 3)
         env_state = env.reset(k_env)
         obs = env_state.obs
-        params = StudentParams(networks.actor.init(k_actor, obs))
+        params = ActorParams(networks.actor.init(k_actor, obs))
         example = Labelled(jax.tree.map(lambda x: x[0], obs), jnp.zeros(obs.action_mask.shape[1:], jnp.float32))
         state = DistillState(
             params=params,

@@ -32,6 +32,23 @@ class Agent(NamedTuple):
     steps_per_iteration: int
 
 
+class ActorParams(NamedTuple):
+    actor: Any
+
+
+class ActingState(NamedTuple):
+    """All that `make_act`'s act reads of an agent state: a teacher, a shipped controller or a
+    student keeps only this (a training state may hold a replay buffer of hundreds of MB)."""
+
+    params: ActorParams
+    normalizer: normalization.NormalizerState
+
+
+def acting_state(state) -> ActingState:
+    """The acting part of any agent state (parameters with an `actor`, and a normaliser)."""
+    return ActingState(ActorParams(state.params.actor), state.normalizer)
+
+
 def initial_normalizer() -> normalization.NormalizerState:
     return normalization.init(NUM_VECTORS, NUM_SCALARS)
 

@@ -40,10 +40,10 @@ from equirl.evaluation.results import (  # noqa: F401  (re-exported: the public 
     write_json,
     write_outputs,
 )
+from equirl.nn.config import FIXED_LIMB_KINDS
 
 # Episode end codes (the order of the columns of the table).
 FELL, TIME_LIMIT, UNSTABLE = 0, 1, 2
-_FIXED_LIMB_KINDS = ("mlp", "mlp_heading")
 
 
 @dataclasses.dataclass
@@ -68,7 +68,7 @@ class Policy:
     @property
     def fixed_limbs(self) -> bool:
         """True when the network takes exactly `max_limbs` limb slots (the MLP kinds)."""
-        return self.config.network.kind in _FIXED_LIMB_KINDS
+        return self.config.network.kind in FIXED_LIMB_KINDS
 
     @property
     def name(self) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import jax
 import yaml
@@ -28,17 +27,6 @@ from equirl.errors import ConfigError
 
 CONTROLLERS = Path(__file__).resolve().parent / "controllers"
 FILES = ("config.yaml", "policy.msgpack", "card.json")
-
-
-class _ActorParams(NamedTuple):
-    actor: Any
-
-
-class ActingState(NamedTuple):
-    """What acting reads of an agent state (`equirl.agents.policy.make_act`)."""
-
-    params: _ActorParams
-    normalizer: Any
 
 
 def names(folder: Path = CONTROLLERS) -> list[str]:
@@ -62,7 +50,7 @@ def _folder(name: str, folder: Path) -> Path:
 def load(name: str, folder: Path = CONTROLLERS):
     """The shipped controller `name` as an `equirl.evaluation.Policy` (deterministic)."""
     from equirl.agents.config import TrainConfig
-    from equirl.agents.policy import initial_normalizer, make_act
+    from equirl.agents.policy import ActingState, ActorParams, initial_normalizer, make_act
     from equirl.agents.registry import spec
     from equirl.config_io import from_dict
     from equirl.evaluation.evaluate import Policy
@@ -71,7 +59,7 @@ def load(name: str, folder: Path = CONTROLLERS):
     path = _folder(name, folder)
     config = from_dict(TrainConfig, yaml.safe_load((path / "config.yaml").read_text()), source=str(path))
     networks = make_networks(config.network, config.env.max_limbs)
-    template = ActingState(_ActorParams(_actor_template(networks, config)), initial_normalizer())
+    template = ActingState(ActorParams(_actor_template(networks, config)), initial_normalizer())
     state = serialization.from_bytes(template, (path / "policy.msgpack").read_bytes())
     act = make_act(networks, spec(config.algorithm).normalize_observations(config))
 
@@ -98,13 +86,14 @@ def _actor_template(networks, config):
 
 def export(run_dir: str | os.PathLike, name: str, card_fields: dict, folder: Path = CONTROLLERS) -> Path:
     """Write the newest checkpoint of `run_dir` as shipped controller `name` with its card."""
+    from equirl.agents.policy import acting_state
     from equirl.agents.saved_runs import load_run
     from equirl.config_io import to_dict
 
     if not name or "/" in name:
         raise ConfigError(f"pretrained name {name!r}: must be a non-empty folder name")
     config, state, _ = load_run(run_dir)
-    small = ActingState(_ActorParams(jax.device_get(state.params.actor)), jax.device_get(state.normalizer))
+    small = jax.device_get(acting_state(state))
     path = folder / name
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

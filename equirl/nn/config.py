@@ -8,6 +8,8 @@ from equirl.checks import check_bool, check_float, check_int
 from equirl.errors import ConfigError
 
 KINDS = ("set", "mlp", "mlp_heading", "transformer")
+# Kinds built for exactly max_limbs limb slots (the others take any number of limbs).
+FIXED_LIMB_KINDS = ("mlp", "mlp_heading")
 Q_NORMS = ("default", "none", "layer", "batch_renorm")
 
 
