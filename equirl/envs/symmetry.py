@@ -13,7 +13,7 @@ import numpy as np
 from equirl.envs.task import rotate_root
 from equirl.geometry import mat_to_quat, quat_to_mat, reflection_matrix, yaw_matrix
 from equirl.morphology.mirror import MirrorMap
-from equirl.observation import HINGE_AXES, Observation
+from equirl.observation import HINGE_AXES, parity_signs
 
 _SAGITTAL = np.diag(np.array([1.0, -1.0, 1.0], np.float32))  # NumPy: importing starts no JAX backend
 
@@ -44,20 +44,15 @@ def reflect_state(qpos, qvel, target, mirror: MirrorMap, normal_angle):
     return new_q, new_v, target
 
 
-def transform_observation(obs: Observation, g, mirror: MirrorMap | None = None) -> Observation:
-    """The observation that g [B, 3, 3] applied to the scene produces: each channel turned by
-    its parity, then (a reflection of a mirror-symmetric body) limbs and hinges relabelled."""
-    vectors = obs.transform(g).vectors
-    if mirror is not None:
-        axes = _permute_hinges(vectors[:, :, HINGE_AXES], mirror, channel_axis=2)
-        vectors = _permute_limbs(vectors.at[:, :, HINGE_AXES].set(axes), mirror)
-    return obs.replace(vectors=vectors)
-
-
 def transform_vectors(vectors, g, mirror: MirrorMap | None = None):
-    """The observation vectors [B, L, 8, 3] that g applied to the scene produces."""
-    obs = Observation(vectors, jnp.zeros(vectors.shape[:2] + (0,)), None, None, None)
-    return transform_observation(obs, g, mirror).vectors
+    """The observation vectors [B, L, 8, 3] that g [B, 3, 3] applied to the scene produces: each
+    channel turned by its parity, then (a reflection of a mirror-symmetric body) limbs and hinges
+    relabelled."""
+    moved = jnp.einsum("bij,blcj->blci", g, vectors) * parity_signs(g)[:, None, :, None]
+    if mirror is not None:
+        axes = _permute_hinges(moved[:, :, HINGE_AXES], mirror, channel_axis=2)
+        moved = _permute_limbs(moved.at[:, :, HINGE_AXES].set(axes), mirror)
+    return moved
 
 
 def transform_action(action, mirror: MirrorMap):
