@@ -100,9 +100,9 @@ def evaluate_rows(args, run_dir: Path) -> list[dict]:
 
 
 def _bodies_of(policy) -> set[str]:
-    from equirl.envs.bodies import resolve
+    from equirl.envs.bodies import body_names
 
-    return {m.name for e in policy.config.env.bodies for m, _ in resolve(e, max_limbs=policy.max_limbs)}
+    return set(body_names(policy.config.env.bodies, policy.max_limbs))
 
 
 def write(rows: list[dict]) -> None:
@@ -142,6 +142,7 @@ def table() -> None:
 
 def ship(args, run_dir: Path, rows: list[dict]) -> None:
     from equirl.evaluation import pretrained
+    from equirl.machine import describe as machine
 
     measured = {
         r["body"]: {"split": r["split"], "return": r["return_mean"], "episode_length": r["episode_length"]}
@@ -157,7 +158,7 @@ def ship(args, run_dir: Path, rows: list[dict]) -> None:
         "trained_on": [r["body"] for r in train],
         "teachers": [_teacher_line(t) for t in args.teachers],
         "budget": f"{args.steps} environment steps of DAgger, {train[0]['wall_seconds'] if train else '?'} s "
-        f"on {__import__('equirl.machine', fromlist=['describe']).describe()}",
+        f"on {machine()}",
         "measured": measured,
         "teacher_returns": teacher,
         "evaluation": f"deterministic, published task, {args.episodes} episodes per body, {datetime.date.today()}",
@@ -168,9 +169,9 @@ def ship(args, run_dir: Path, rows: list[dict]) -> None:
 
 def _teacher_line(run_dir: str) -> str:
     """What a teacher was: algorithm, network, bodies, budget and its training aid, from its stored config."""
-    from equirl.agents.distill import teacher_config
+    from equirl.agents.saved_runs import run_config
 
-    c = teacher_config(run_dir)
+    c = run_config(run_dir)
     aid = f", training_tilt_limit {c.env.training_tilt_limit} rad" if c.env.training_tilt_limit else ""
     return (
         f"{Path(run_dir).name}: {c.algorithm} {c.network.kind}, {'+'.join(c.env.bodies)}, "

@@ -20,7 +20,6 @@ buffer, environments and counters.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -72,10 +71,8 @@ class Teacher(NamedTuple):
 def load_teacher(run_dir: str, task: str, max_limbs: int) -> Teacher:
     """A trained run as a labelling function; refuses one that cannot act on the student's observations."""
     from equirl.agents.saved_runs import load_run
-    from equirl.envs.bodies import resolve
+    from equirl.envs.bodies import body_names
 
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"distill.teachers: {run_dir}: no such run directory")
     config, state, agent = load_run(run_dir)
     if config.env.task != task:
         raise ConfigError(f"distill.teachers: {run_dir} was trained on task {config.env.task}, the student runs {task}")
@@ -84,7 +81,7 @@ def load_teacher(run_dir: str, task: str, max_limbs: int) -> Teacher:
             f"distill.teachers: {run_dir} is a {config.network.kind} network for {config.env.max_limbs} limb slots; "
             f"set env.max_limbs={config.env.max_limbs} for the student"
         )
-    bodies = tuple(m.name for entry in config.env.bodies for m, _ in resolve(entry, max_limbs=config.env.max_limbs))
+    bodies = body_names(config.env.bodies, config.env.max_limbs)
     small = acting_state(state)
 
     def act(obs: Observation) -> jax.Array:
@@ -246,27 +243,6 @@ SPEC = AlgorithmSpec(
 )
 
 
-def teacher_config(run_dir: str):
-    """The TrainConfig a teacher run was trained with (from its newest checkpoint; nothing is built)."""
-    from equirl.agents.saved_runs import stored_config
-    from equirl.runs import checkpoints
-
-    run = Path(run_dir)
-    if not (run / checkpoints.CHECKPOINTS).is_dir():
-        raise ConfigError(f"distill.teachers: {run_dir}: not a run directory (no {checkpoints.CHECKPOINTS}/ folder)")
-    manager = checkpoints.open_manager(run, None, read_only=True)
-    try:
-        steps = sorted(manager.all_steps())
-        if not steps:
-            raise ConfigError(f"distill.teachers: {run_dir}: no checkpoint")
-        config = stored_config(manager, run, steps[-1])
-    finally:
-        manager.close()
-    if config is None:
-        raise ConfigError(f"distill.teachers: {run_dir}: its stored config is unreadable")
-    return config
-
-
 def distill_config(
     teachers,
     *,
@@ -284,7 +260,9 @@ def distill_config(
     import dataclasses
 
     from equirl.agents.config import DistillConfig, RunConfig, TrainConfig
+    from equirl.agents.saved_runs import run_config
     from equirl.config_io import apply_overrides
+    from equirl.envs.bodies import body_names
     from equirl.envs.config import EnvConfig
     from equirl.presets import NETWORKS
 
@@ -293,16 +271,13 @@ def distill_config(
         raise ConfigError("distill: name at least one teacher run directory")
     if student not in NETWORKS:
         raise ConfigError(f"distill: student={student!r}: must be one of {tuple(NETWORKS)}")
-    configs = [teacher_config(t) for t in teachers]
+    configs = [run_config(t) for t in teachers]
     tasks = {c.env.task for c in configs}
     if len(tasks) > 1:
         raise ConfigError(f"distill.teachers: trained on different tasks ({', '.join(sorted(tasks))}); use one task")
     entries = tuple(bodies) if bodies else tuple(dict.fromkeys(e for c in configs for e in c.env.bodies))
-    from equirl.envs.bodies import resolve
-
     max_limbs = max(c.env.max_limbs for c in configs)
-    count = sum(len(resolve(e, max_limbs=max_limbs)) for e in entries)
-    num_envs = num_envs or count
+    num_envs = num_envs or len(body_names(entries, max_limbs))
     config = TrainConfig(
         algorithm="distill",
         env=EnvConfig(bodies=entries, num_envs=num_envs, task=tasks.pop(), max_limbs=max_limbs),

@@ -80,11 +80,9 @@ def check_resumable(manager, run_dir: Path, config: TrainConfig) -> None:
         raise ConfigError(f"{run_dir}: cannot resume, the config changed the state's shapes: {'; '.join(changes)}")
 
 
-def load_run(run_dir: str | os.PathLike, step: int | None = None):
-    """(config, agent state, agent) of a run's newest readable checkpoint, or of
-    checkpoint `step` (env steps); the environment is built only to get the state's shapes."""
-    from equirl.agents.train import build
-
+def run_config(run_dir: str | os.PathLike, step: int | None = None) -> TrainConfig:
+    """The config a run was trained with, from its newest checkpoint (or checkpoint `step`);
+    nothing is built."""
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINTS).is_dir():
         raise ConfigError(f"{run_dir}: not a run directory (no {CHECKPOINTS}/ folder)")
@@ -94,8 +92,22 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None):
         if not steps:
             raise ConfigError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINTS}")
         config = stored_config(manager, run_dir, step if step is not None else steps[0])
-        if config is None:
-            raise ConfigError(f"{run_dir}: neither the checkpoint's metadata nor {CONFIG_YAML} is readable")
+    finally:
+        manager.close()
+    if config is None:
+        raise ConfigError(f"{run_dir}: neither the checkpoint's metadata nor {CONFIG_YAML} is readable")
+    return config
+
+
+def load_run(run_dir: str | os.PathLike, step: int | None = None):
+    """(config, agent state, agent) of a run's newest readable checkpoint, or of
+    checkpoint `step` (env steps); the environment is built only to get the state's shapes."""
+    from equirl.agents.train import build
+
+    run_dir = Path(run_dir)
+    config = run_config(run_dir, step)
+    manager = checkpoints.open_manager(run_dir, None, read_only=True)
+    try:
         env, _, agent = build(config)
         try:
             shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(config.run.seed))

@@ -48,6 +48,11 @@ def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> l
     return pairs
 
 
+def body_names(entries, max_limbs: int) -> tuple[str, ...]:
+    """The body names config entries stand for (a suite or random:COUNT:SEED names several)."""
+    return tuple(m.name for entry in entries for m, _ in resolve(entry, max_limbs=max_limbs))
+
+
 def _random(entry: str, max_limbs: int) -> list[tuple[Morphology, TaskParams]]:
     from equirl.morphology.generator import random_bodies
 

@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 import jax
-import yaml
 from flax import serialization
 
 from equirl.errors import ConfigError
@@ -52,12 +51,12 @@ def load(name: str, folder: Path = CONTROLLERS):
     from equirl.agents.config import TrainConfig
     from equirl.agents.policy import ActingState, ActorParams, initial_normalizer, make_act
     from equirl.agents.registry import spec
-    from equirl.config_io import from_dict
+    from equirl.config_io import load_yaml
     from equirl.evaluation.evaluate import Policy
     from equirl.nn import make_networks
 
     path = _folder(name, folder)
-    config = from_dict(TrainConfig, yaml.safe_load((path / "config.yaml").read_text()), source=str(path))
+    config = load_yaml(TrainConfig, path / "config.yaml")
     networks = make_networks(config.network, config.env.max_limbs)
     template = ActingState(ActorParams(_actor_template(networks, config)), initial_normalizer())
     state = serialization.from_bytes(template, (path / "policy.msgpack").read_bytes())
@@ -72,10 +71,10 @@ def load(name: str, folder: Path = CONTROLLERS):
 def _actor_template(networks, config):
     """The actor's parameter tree (shapes only matter) from one tiny observation."""
     from equirl.envs.batched import BatchedEnv
-    from equirl.envs.bodies import resolve
+    from equirl.envs.bodies import body_names
     from equirl.envs.config import EnvConfig
 
-    first = resolve(config.env.bodies[0], max_limbs=config.env.max_limbs)[0][0].name  # a suite names several
+    first = body_names(config.env.bodies[:1], config.env.max_limbs)[0]  # a suite names several
     env = BatchedEnv(EnvConfig(bodies=(first,), num_envs=1, max_limbs=config.env.max_limbs))
     try:
         obs = env.reset(jax.random.PRNGKey(0)).obs
@@ -88,7 +87,7 @@ def export(run_dir: str | os.PathLike, name: str, card_fields: dict, folder: Pat
     """Write the newest checkpoint of `run_dir` as shipped controller `name` with its card."""
     from equirl.agents.policy import acting_state
     from equirl.agents.saved_runs import load_run
-    from equirl.config_io import to_dict
+    from equirl.runs.checkpoints import write_config
 
     if not name or "/" in name:
         raise ConfigError(f"pretrained name {name!r}: must be a non-empty folder name")
@@ -96,7 +95,7 @@ def export(run_dir: str | os.PathLike, name: str, card_fields: dict, folder: Pat
     small = jax.device_get(acting_state(state))
     path = folder / name
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_config(path, config)  # config.yaml
     (path / "policy.msgpack").write_bytes(serialization.to_bytes(small))
     fields = dict(card_fields, name=name, network=config.network.kind, env_steps=int(state.env_steps))
     (path / "card.json").write_text(json.dumps(fields, indent=2) + "\n")

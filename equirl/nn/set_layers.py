@@ -56,6 +56,11 @@ from equirl.nn.vector_ops import (
 from equirl.observation import TARGET_CHANNEL, Observation
 
 
+def target_direction(obs: Observation) -> jax.Array:
+    """The observation's target direction [..., L, 3] (a horizontal polar vector), zero at padding."""
+    return jnp.where(obs.limb_mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
+
+
 def _zero_padding(h: jax.Array, z: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.where(mask[..., None], h, 0.0), jnp.where(mask[..., None, None], z, 0.0)
 
@@ -158,7 +163,7 @@ class SETEncoder(nn.Module):
         mask = obs.limb_mask
         # Sliced from the observation: XLA may recompute `target` inside each of
         # its many consumers, and a slice is cheap to repeat.
-        target = jnp.where(mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
+        target = target_direction(obs)
         v = polar_vectors(obs.vectors, mask, target)  # [..., L, 3, 4 + 2 x 4]
         scalars = obs.scalars
         if extra_vectors is not None:

@@ -32,18 +32,14 @@ from equirl.nn.heads import (
     torque_distribution,
     twin,
 )
-from equirl.nn.set_layers import SETEncoder
+from equirl.nn.set_layers import SETEncoder, target_direction
 from equirl.nn.vector_ops import GatedVectorMix, GramInvariants, polar_images
-from equirl.observation import HINGE_AXES, TARGET_CHANNEL, Observation
+from equirl.observation import HINGE_AXES, Observation
 
 
 def hinge_axes(obs: Observation) -> jax.Array:
     """World-frame hinge axes [..., L, 3 hinges, 3 coords] (axial), zero at padding."""
     return jnp.where(obs.limb_mask[..., None, None], obs.vectors[..., HINGE_AXES, :], 0.0)
-
-
-def target_direction(obs: Observation) -> jax.Array:
-    return jnp.where(obs.limb_mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
 
 
 class SETActor(nn.Module):
@@ -65,14 +61,14 @@ class SETActor(nn.Module):
     def _features(self, obs: Observation):
         h, z, target = self.encoder(obs)
         features = jnp.concatenate([h, self.readout_invariants(z, target)], -1)
-        return features, jnp.swapaxes(self.torque_vector(z, target, features), -1, -2)
+        return features, jnp.swapaxes(self.torque_vector(z, target, features), -1, -2), target
 
     def torque_vectors(self, obs: Observation) -> jax.Array:
         return self._features(obs)[1]
 
     def __call__(self, obs: Observation):
-        features, u = self._features(obs)
-        images = polar_images(hinge_axes(obs), target_direction(obs))  # [..., L, 3 hinges, 2, 3]
+        features, u, target = self._features(obs)
+        images = polar_images(hinge_axes(obs), target)  # [..., L, 3 hinges, 2, 3]
         mean = jnp.einsum("...kpx,...px->...k", images, u)
         return torque_distribution(mean, self.log_std(features), action_mask(obs), self.config)
 

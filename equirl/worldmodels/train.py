@@ -115,13 +115,10 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
     if not isinstance(config, WMTrainConfig):
         raise ConfigError(f"config: expected a WMTrainConfig, got {type(config).__name__}")
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    run_dir = config.run.directory
-    if checkpoints.has_checkpoints(run_dir) != resume:
-        checkpoints.prepare_run_dir(run_dir, resume)  # says what is wrong
+    run_dir = checkpoints.prepare_run_dir(config.run.directory, resume)  # before the data is read
 
     train_data = WindowDataset.load(config.data.path, config.data.window, "train", config.data.test_fraction)
     test_data = WindowDataset.load(config.data.path, config.data.window, "test", config.data.test_fraction)
-    checkpoints.prepare_run_dir(run_dir, resume)
     if resume and (run_dir / STATS_JSON).exists():
         stats = stats_from_json(json.loads((run_dir / STATS_JSON).read_text()))
     else:
