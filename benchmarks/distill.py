@@ -115,15 +115,18 @@ def write(rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
         writer.writerows(kept + rows)
+    # When and where the rows were measured: --table-only must not restamp them with today's machine.
+    from equirl.machine import describe as machine
+
+    (OUT / "measured.json").write_text(json.dumps({"date": str(datetime.date.today()), "machine": machine()}) + "\n")
     table()
 
 
 def table() -> None:
-    from equirl.machine import describe as machine
-
+    measured = json.loads((OUT / "measured.json").read_text())
     rows = list(csv.DictReader(open(OUT / "summary.csv", newline="")))
     lines = [
-        f"Distillation into one student (benchmarks/distill.py), {datetime.date.today()}, {machine()}. "
+        f"Distillation into one student (benchmarks/distill.py), {measured['date']}, {measured['machine']}. "
         "Deterministic evaluation on the published task; teacher rows: each teacher on its own bodies.",
         "",
         "| family | student | teachers | body | split | return | episode length | student wall clock | SGRL SET |",
