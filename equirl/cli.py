@@ -70,6 +70,7 @@ def _demo(args) -> None:
     from equirl.config_io import load_yaml
     from equirl.envs.batched import BatchedEnv
     from equirl.envs.config import EnvConfig
+    from equirl.envs.rollout import episode_ends, unroll
 
     DEMO_CONFIG = EnvConfig(bodies=("CWHH",), num_envs=46)
 
@@ -85,16 +86,13 @@ def _demo(args) -> None:
         f"{env.backend_name} backend, padded to {env.num_limbs} limbs"
     )
 
-    def rollout(state, key):
-        def body(carry, _):
-            state, key = carry
-            key, sub = jax.random.split(key)
-            action = jax.random.uniform(sub, (env.num_envs,) + env.action_shape, minval=-1.0, maxval=1.0)
-            state = env.step(state, action)
-            done = state.terminated | state.truncated
-            return (state, key), (done, state.info["episode_return"], state.info["episode_length"])
+    def random_policy(obs, key, t):
+        return jax.random.uniform(key, (env.num_envs,) + env.action_shape, minval=-1.0, maxval=1.0), ()
 
-        return jax.lax.scan(body, (state, key), None, length=args.steps)
+    def rollout(state, key):
+        record = lambda step: tuple(episode_ends(step.after)[:3])  # noqa: E731  done, return, length
+        state, key, records = unroll(env, state, random_policy, key, args.steps, record)
+        return (state, key), records
 
     start = time.perf_counter()
     compiled = jax.jit(rollout).lower(env.reset(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)).compile()

@@ -249,7 +249,8 @@ def test_critic_fits_a_fixed_batch(run, request):
 
     losses = np.asarray(compile_fast(fit, learner, batch)(learner, batch))
     assert np.all(np.isfinite(losses))
-    assert losses[-10:].mean() < 0.2 * losses[:10].mean()
+    # CrossQ bootstraps from the critic being fitted, so its loss levels off higher (about 0.2 of the start).
+    assert losses[-10:].mean() < 0.3 * losses[:10].mean()
 
 
 # -- data parallel --------------------------------------------------------------------

@@ -220,17 +220,32 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight_run, tm
     assert checkpoint_steps(run_dir)[-1] == ITERATIONS * STEPS_PER_ITERATION
 
 
-def test_a_checkpoint_of_another_format_is_refused_by_name(straight_run, tmp_path):
+@pytest.mark.parametrize("version", [None, 3])
+def test_a_checkpoint_of_another_format_is_refused_by_name(straight_run, tmp_path, version):
     config, reference = straight_run
     manager = checkpoints.open_manager(tmp_path, keep=1)
+    # Saved as formats before 4 were: the environment's info included.
     checkpoints.save(manager, 32, reference.state, checkpoint_meta(config, {"iteration": 1}))
     manager.close()
     meta_file = next((tmp_path / CHECKPOINTS / "32").glob("meta/*"))
     meta = json.loads(meta_file.read_text())
     meta.pop("format")  # as written before formats were numbered
+    if version is not None:
+        meta["format"] = version
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="checkpoint format 1, this equirl reads format 3"):
+    with pytest.raises(ConfigError, match=f"checkpoint format {version or 1}, this equirl reads format 4") as err:
         load_checkpoint(tmp_path)
+    assert "format 4 leaves the environment's info out" in str(err.value)
+
+
+def test_checkpoints_leave_the_environment_info_out(straight_run):
+    _, reference = straight_run
+    run_dir = reference.run_dir
+    stored = next((run_dir / CHECKPOINTS).glob("*/state/_METADATA"))
+    assert "final_obs" not in stored.read_text() and "episode_return" in stored.read_text()
+    _, restored = load_checkpoint(run_dir)
+    assert set(restored.env_state.info) == set(reference.state.env_state.info)  # rebuilt, as zeros
+    assert_same_params(restored, reference.state)
 
 
 SIGKILL_ITERATIONS = 400

@@ -35,11 +35,13 @@ from equirl.agents.policy import (
     acting_state,
     body_one_hot,
     episode_metrics,
+    flatten_time,
     initial_normalizer,
     make_act,
     maybe_normalize,
 )
 from equirl.agents.registry import AlgorithmSpec
+from equirl.envs.rollout import episode_ends, unroll
 from equirl.errors import ConfigError
 from equirl.nn.config import FIXED_LIMB_KINDS
 from equirl.observation import Observation
@@ -151,27 +153,25 @@ def make_distill(config, env, networks) -> Agent:
         params, normalizer = state.params, state.normalizer
 
         # COLLECT: the student's actions, the teacher's where beta's coin says so; every state labelled.
-        def step(carry, _):
-            env_state, key, env_steps = carry
-            key, k_coin = jax.random.split(key)
-            obs = env_state.obs
+        def policy(obs, key, t):
             label = labels(obs)
             own = student_action(params, normalizer, obs)
+            env_steps = state.env_steps + t * env.num_envs
             beta = d.beta_start * jnp.clip(1.0 - env_steps / d.beta_decay_steps, 0.0, 1.0)
-            teacher_acts = jax.random.uniform(k_coin, (env.num_envs,)) < beta
-            after = env.step(env_state, jnp.where(teacher_acts[:, None, None], label, own))
-            done = after.terminated | after.truncated
-            mask = (obs.action_mask & obs.limb_mask[..., None]).astype(jnp.float32)
-            gap = jnp.sum(jnp.abs(own - label) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-            info = after.info
-            ep = (done, info["episode_return"], info["episode_length"], info["end_reasons"])
-            carry = (distributed.constrain(after, mesh), key, env_steps + env.num_envs)
-            return carry, (Labelled(obs, label), ep, gap, beta)
+            teacher_acts = jax.random.uniform(key, (env.num_envs,)) < beta
+            return jnp.where(teacher_acts[:, None, None], label, own), (label, own, beta)
 
-        (env_state, key, _), (items, ep, gap, beta) = jax.lax.scan(
-            step, (state.env_state, state.key, state.env_steps), None, length=d.steps_per_iteration
+        def record(step):
+            label, own, beta = step.extras
+            mask = (step.obs.action_mask & step.obs.limb_mask[..., None]).astype(jnp.float32)
+            gap = jnp.sum(jnp.abs(own - label) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+            return Labelled(step.obs, label), episode_ends(step.after), gap, beta
+
+        constrain = lambda s: distributed.constrain(s, mesh)  # noqa: E731
+        env_state, key, (items, ends, gap, beta) = unroll(
+            env, state.env_state, policy, state.key, d.steps_per_iteration, record, constrain
         )
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), items)
+        flat = flatten_time(items)
         if d.normalize_observations:
             normalizer = normalization.update(normalizer, flat.obs)
         buffer = replay.insert(state.buffer, flat)
@@ -199,7 +199,6 @@ def make_distill(config, env, networks) -> Agent:
             state.opt_state,
             k_learn,
         )
-        done, ep_return, ep_length, end_reasons = ep
         metrics = {
             "distill/loss": loss,
             "distill/action_gap": jnp.mean(gap),
@@ -207,7 +206,7 @@ def make_distill(config, env, networks) -> Agent:
             "optim/learning": ready.astype(jnp.float32),
             "buffer/size": buffer.size.astype(jnp.float32),
         }
-        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
+        metrics.update(episode_metrics(one_hot, ends))
         new_state = DistillState(
             params=new_params,
             opt_state=opt_state,

@@ -4,7 +4,7 @@ An algorithm is an `UpdateRule`: how to initialise its learner (parameters,
 optimiser states, temperature, counters), one gradient step on a replay
 batch, and its behaviour policy. Everything else is here:
 
-- COLLECT: `steps_per_iteration` steps of every environment with `lax.scan`
+- COLLECT: `steps_per_iteration` steps of every environment (`equirl.envs.rollout.unroll`)
   (uniform random torques on the driven dimensions until `learning_starts`
   environment steps were taken, then the rule's behaviour policy);
 - STORE: the transitions, raw, in a device-resident ring buffer
@@ -51,6 +51,7 @@ from equirl.agents.policy import (
     maybe_normalize,
 )
 from equirl.envs.base import Env
+from equirl.envs.rollout import Ends, episode_ends, unroll
 from equirl.errors import ConfigError
 from equirl.observation import Observation
 
@@ -159,6 +160,20 @@ def discounted_weight(step_index: jax.Array, gamma: float) -> jax.Array:
     return k1 if gamma == 1.0 else (1.0 - gamma**k1) / (1.0 - gamma)
 
 
+def mc_returns(per_env: PerEnv, reward: jax.Array, ends: Ends, config: OffPolicyConfig) -> tuple[PerEnv, jax.Array]:
+    """(running sums after the [T, B] steps, [T, B] mean discounted return-to-go of the
+    episode's states, complete where the episode ended): the Q-bias reference."""
+
+    def one(mc_sum, xs):
+        r, length, done = xs
+        mc_sum = mc_sum + config.reward_scale * r * discounted_weight(length - 1, config.gamma)
+        mc_mean = mc_sum / jnp.maximum(length, 1).astype(jnp.float32)
+        return jnp.where(done, 0.0, mc_sum), mc_mean
+
+    mc_sum, mc_mean = jax.lax.scan(one, per_env.mc_sum, (reward, ends.episode_length, ends.done))
+    return PerEnv(mc_sum=mc_sum), mc_mean
+
+
 def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule) -> Agent:
     """An `Agent` running `rule` in the shared collect/replay/update loop on `env`."""
     if not getattr(networks.actor.config, "squash", False):
@@ -208,38 +223,33 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
         learner, normalizer = state.learner, state.normalizer
 
         # COLLECT: random torques while warming up, then the rule's behaviour policy.
-        def step(carry, _):
-            env_state, per_env, key, env_steps = carry
-            key, k_random, k_policy = jax.random.split(key, 3)
-            obs = env_state.obs
+        def policy(obs, key, t):
+            k_random, k_policy = jax.random.split(key)
+            warming_up = state.env_steps + t * env.num_envs < config.learning_starts
             explore = random_actions(k_random, obs.action_mask)
-            policy = rule.explore(learner, norm(normalizer, obs), k_policy)
-            action = jnp.where(env_steps < config.learning_starts, explore, policy)
-            after = env.step(env_state, action)
-            done = after.terminated | after.truncated
-            tr = Transition(obs, action, after.reward, after.info["final_obs"], after.terminated, done)
-            length = after.info["episode_length"]
-            mc_sum = per_env.mc_sum + config.reward_scale * after.reward * discounted_weight(length - 1, config.gamma)
-            mc_mean = mc_sum / jnp.maximum(length, 1).astype(jnp.float32)
-            ep = (done, after.info["episode_return"], length, after.info["end_reasons"], mc_mean)
-            per_env = PerEnv(mc_sum=jnp.where(done, 0.0, mc_sum))
-            return (distributed.constrain(after, mesh), per_env, key, env_steps + env.num_envs), (tr, ep)
+            return jnp.where(warming_up, explore, rule.explore(learner, norm(normalizer, obs), k_policy)), ()
 
-        (env_state, per_env, key, _), (transitions, ep) = jax.lax.scan(
-            step,
-            (state.env_state, state.per_env, state.key, state.env_steps),
-            None,
-            length=config.steps_per_iteration,
+        def record(step):
+            after = step.after
+            ends = episode_ends(after)
+            tr = Transition(step.obs, step.action, after.reward, after.info["final_obs"], after.terminated, ends.done)
+            return tr, ends
+
+        constrain = lambda s: distributed.constrain(s, mesh)  # noqa: E731
+        env_state, key, (transitions, ends) = unroll(
+            env, state.env_state, policy, state.key, config.steps_per_iteration, record, constrain
         )
+        per_env, mc_mean = mc_returns(state.per_env, transitions.reward, ends, config)
         # [T, B] leaves: split along the environments.
-        return env_state, per_env, key, distributed.constrain(transitions, mesh, 1), distributed.constrain(ep, mesh, 1)
+        split = lambda x: distributed.constrain(x, mesh, 1)  # noqa: E731
+        return env_state, per_env, key, split(transitions), split(ends), split(mc_mean)
 
     def skip(learner, buffer, normalizer, key):
         # Same outputs as `learn`, nothing changed: the buffer is still warming up.
         return learner, {name: jnp.zeros((), jnp.float32) for name in rule.stat_names}
 
     def iteration(state: OffPolicyState) -> tuple[OffPolicyState, dict]:
-        env_state, per_env, key, tr, (done, ep_return, ep_length, end_reasons, mc_mean) = collect(state)
+        env_state, per_env, key, tr, ends, mc_mean = collect(state)
 
         # STORE (time-major, so one environment's consecutive steps are num_envs rows apart).
         flat = flatten_time(tr)
@@ -256,9 +266,9 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
         metrics["buffer/size"] = buffer.size.astype(jnp.float32)
         metrics["optim/learning"] = learning.astype(jnp.float32)
         # Averaged over a log window, their ratio is the window's mean MC return (see train.summarize).
-        metrics["q/mc_sum"] = jnp.sum(jnp.where(done, mc_mean, 0.0))
-        metrics["q/mc_episodes"] = jnp.sum(done).astype(jnp.float32)
-        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
+        metrics["q/mc_sum"] = jnp.sum(jnp.where(ends.done, mc_mean, 0.0))
+        metrics["q/mc_episodes"] = jnp.sum(ends.done).astype(jnp.float32)
+        metrics.update(episode_metrics(one_hot, ends))
         new_state = OffPolicyState(
             learner=learner,
             normalizer=normalizer,

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.agents import normalization
+from equirl.envs.rollout import Ends
 from equirl.envs.task import reason_counts
 from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 
@@ -73,19 +74,18 @@ def body_one_hot(body_of_env: np.ndarray, num_bodies: int) -> jax.Array:
     return jnp.asarray(np.eye(num_bodies, dtype=np.float32)[np.asarray(body_of_env)])
 
 
-def episode_metrics(
-    one_hot: jax.Array, done: jax.Array, episode_return: jax.Array, episode_length: jax.Array, end_reasons: jax.Array
-) -> dict:
-    """Per-body sums over the episodes that ended (done/returns/lengths/end_reasons are [T, B]),
-    and how many of them ended for each of task.END_REASONS, then by the time limit alone."""
-    ended = done
-    by_time = jnp.sum(ended & (end_reasons == 0)).astype(jnp.float32)
-    done = done.astype(jnp.float32)
+def episode_metrics(one_hot: jax.Array, ends: Ends) -> dict:
+    """Per-body sums over the episodes that ended (`ends` holds [T, B] leaves,
+    `equirl.envs.rollout.episode_ends`), and how many of them ended for each of
+    task.END_REASONS, then by the time limit alone."""
+    ended = ends.done
+    by_time = jnp.sum(ended & (ends.end_reasons == 0)).astype(jnp.float32)
+    done = ended.astype(jnp.float32)
     return {
         "episodes/count": jnp.einsum("tb,bk->k", done, one_hot),
-        "episodes/return_sum": jnp.einsum("tb,bk->k", done * episode_return, one_hot),
-        "episodes/length_sum": jnp.einsum("tb,bk->k", done * episode_length.astype(jnp.float32), one_hot),
-        "episodes/end_reasons": jnp.append(reason_counts(end_reasons, ended), by_time),
+        "episodes/return_sum": jnp.einsum("tb,bk->k", done * ends.episode_return, one_hot),
+        "episodes/length_sum": jnp.einsum("tb,bk->k", done * ends.episode_length.astype(jnp.float32), one_hot),
+        "episodes/end_reasons": jnp.append(reason_counts(ends.end_reasons, ended), by_time),
     }
 
 

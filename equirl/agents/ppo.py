@@ -1,7 +1,7 @@
 """PPO over a batched, possibly mixed-body environment, as one compiled iteration.
 
-An iteration: roll the policy out for `rollout_length` steps with `lax.scan`
-over the environment (either physics backend), compute GAE advantages --
+An iteration: roll the policy out for `rollout_length` steps
+(`equirl.envs.rollout.unroll`) over the environment (either physics backend), compute GAE advantages --
 an episode cut by the time limit bootstraps from the value of its final
 observation, one that terminated does not -- then run `epochs` passes of
 shuffled minibatches through an optax optimiser (global-norm clipping, Adam).
@@ -39,6 +39,7 @@ from equirl.agents.policy import (
 from equirl.agents.registry import AlgorithmSpec
 from equirl.envs.base import Env
 from equirl.envs.batched import EnvState
+from equirl.envs.rollout import Step, episode_ends, unroll
 from equirl.errors import ConfigError
 from equirl.nn import Networks
 from equirl.observation import Observation
@@ -130,16 +131,15 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
     def rollout(state: PPOState):
         params, normalizer = state.params, state.normalizer
 
-        def step(carry, _):
-            env_state, key = carry
-            key, k_action = jax.random.split(key)
-            obs = env_state.obs
+        def policy(obs, key, t):
             nobs = norm(normalizer, obs)
             dist = networks.actor.apply(params.actor, nobs)
-            action, log_prob = dist.sample_pre_squash_and_log_prob(k_action)
-            value = networks.critic.apply(params.critic, nobs)
-            after = env.step(env_state, dist.squash_sample(action))
-            done = after.terminated | after.truncated
+            action, log_prob = dist.sample_pre_squash_and_log_prob(key)
+            # The ratio is taken on the stored pre-squash sample; the environment gets the squashed one.
+            return dist.squash_sample(action), (action, log_prob, networks.critic.apply(params.critic, nobs))
+
+        def record(step: Step):
+            (action, log_prob, value), after = step.extras, step.after
             # Only a truncated episode needs the value of its final observation.
             next_value = jax.lax.cond(
                 jnp.any(after.truncated),
@@ -150,25 +150,26 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
                 ),
                 lambda: jnp.zeros_like(value),
             )
+            ends = episode_ends(after)
             tr = Transition(
-                obs=obs,
+                obs=step.obs,
                 action=action,
                 log_prob=log_prob,
                 value=value,
                 reward=after.reward * config.reward_scale,
                 terminated=after.terminated,
-                done=done,
+                done=ends.done,
                 next_value=next_value,
             )
-            info = after.info
-            ep = (done, info["episode_return"], info["episode_length"], info["end_reasons"], after.reward)
-            return (distributed.constrain(after, mesh), key), (tr, ep)
+            return tr, ends, after.reward
 
-        (env_state, key), (transitions, ep) = jax.lax.scan(
-            step, (state.env_state, state.key), None, length=config.rollout_length
+        constrain = lambda s: distributed.constrain(s, mesh)  # noqa: E731
+        env_state, key, (transitions, ends, raw_reward) = unroll(
+            env, state.env_state, policy, state.key, config.rollout_length, record, constrain
         )
         # [T, B] leaves: split along the environments.
-        return env_state, key, distributed.constrain(transitions, mesh, 1), distributed.constrain(ep, mesh, 1)
+        split = lambda x: distributed.constrain(x, mesh, 1)  # noqa: E731
+        return env_state, key, split(transitions), split(ends), split(raw_reward)
 
     def loss_fn(params: PPOParams, normalizer, mb: Transition, advantages, targets, key):
         nobs = norm(normalizer, mb.obs)
@@ -195,7 +196,7 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
         return total, stats
 
     def iteration(state: PPOState) -> tuple[PPOState, dict]:
-        env_state, key, tr, (done, ep_return, ep_length, end_reasons, raw_reward) = rollout(state)
+        env_state, key, tr, ends, raw_reward = rollout(state)
         last_value = networks.critic.apply(state.params.critic, norm(state.normalizer, env_state.obs))
         advantages, targets = gae(config, tr, last_value)
         data = flatten_time((tr, advantages, targets))
@@ -227,7 +228,7 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
         metrics = {k: v.mean() for k, v in stats.items()}
         metrics["reward/mean"] = raw_reward.mean()
         metrics["value/mean"] = tr.value.mean()
-        metrics.update(episode_metrics(one_hot, done, ep_return, ep_length, end_reasons))
+        metrics.update(episode_metrics(one_hot, ends))
         new_state = PPOState(
             params=params,
             opt_state=opt_state,

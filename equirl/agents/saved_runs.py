@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from equirl.agents import distributed, registry
 from equirl.agents.config import TrainConfig
@@ -18,17 +19,44 @@ from equirl.errors import ConfigError, EquirlError
 from equirl.runs import checkpoints
 from equirl.runs.checkpoints import CHECKPOINTS, CONFIG_YAML
 
-# The layout of a checkpoint's state pytree and stored config. 3: run intervals are counted
-# in environment steps (run.*_every_steps); 2: off-policy learners share `OffPolicyState`
-# (2026-12-02); 1 (no "format" in the meta): PPOState / SACState of before.
-CHECKPOINT_FORMAT = 3
+# The layout of a checkpoint's state pytree and stored config. 4: the environment's `info`
+# is not stored (`without_info`); 3: run intervals are counted in environment steps
+# (run.*_every_steps); 2: off-policy learners share `OffPolicyState` (2026-12-02);
+# 1 (no "format" in the meta): PPOState / SACState of before.
+CHECKPOINT_FORMAT = 4
 _FORMAT_CHANGES = (
     "format 2 moved the off-policy learners' state into one OffPolicyState; "
-    "format 3 counts run intervals in environment steps"
+    "format 3 counts run intervals in environment steps; "
+    "format 4 leaves the environment's info out of the checkpoint"
 )
 
 # Env fields that change nothing in the state's shapes or the meaning of its arrays.
 _ENV_FIELDS_FREE_ON_RESUME = ("backend", "num_threads", "episode_length")
+
+
+def without_info(state):
+    """The agent state as it is checkpointed: the environment's `info` left out.
+
+    `info` holds the last step's outputs (final observation, episode totals,
+    end reasons), which the next step rewrites before anything reads them; left
+    out, its keys can change without making every stored run unreadable.
+    """
+    env_state = getattr(state, "env_state", None)
+    if env_state is None or not getattr(env_state, "info", None):
+        return state
+    return state.replace(env_state=env_state.replace(info={}))
+
+
+def restore(manager, target, run_dir: Path, step: int | None = None):
+    """(state, meta, step) of the newest readable checkpoint (or of `step`), restored into
+    `target` (ShapeDtypeStructs with shardings); the info it does not store is zeros."""
+    stored = without_info(target)
+    state, meta, step = checkpoints.restore_latest(manager, stored, run_dir, step)
+    if stored is target:
+        return state, meta, step
+    zeros = lambda s: jax.device_put(jnp.zeros(s.shape, s.dtype), s.sharding)  # noqa: E731
+    info = jax.tree.map(zeros, target.env_state.info)
+    return state.replace(env_state=state.env_state.replace(info=info)), meta, step
 
 
 def checkpoint_meta(config: TrainConfig, counters: dict) -> dict:
@@ -114,7 +142,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None):
             target = distributed.abstract_state(env.mesh, shapes)
         finally:
             env.close()
-        state, _, _ = checkpoints.restore_latest(manager, target, run_dir, step)
+        state, _, _ = restore(manager, target, run_dir, step)
     finally:
         manager.close()
     return config, state, agent

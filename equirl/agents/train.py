@@ -41,7 +41,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from equirl.agents import distributed, registry
+from equirl.agents import distributed, registry, saved_runs
 from equirl.agents.config import TrainConfig
 from equirl.agents.divergence import DivergenceGuard
 from equirl.agents.saved_runs import check_resumable, checkpoint_meta
@@ -168,7 +168,7 @@ def _starting_state(agent, mesh, manager, run_dir: Path, config: TrainConfig, re
         return _jit_once(agent.init)(key), {}, None
     # Only the shapes (and where each array goes) are needed to restore into: nothing is computed.
     target = distributed.abstract_state(mesh, jax.eval_shape(agent.init, key))
-    state, meta, step = checkpoints.restore_latest(manager, target, run_dir)
+    state, meta, step = saved_runs.restore(manager, target, run_dir)
     if distributed.is_primary():
         print(
             f"equirl: resuming {run_dir} from its checkpoint at {step} environment steps", file=sys.stderr, flush=True
@@ -228,7 +228,7 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
         def save() -> None:
             nonlocal saved_at
             counters = {"iteration": iteration, "env_steps": env_steps, "wall_seconds": wall()}
-            checkpoints.save(manager, env_steps, state, checkpoint_meta(config, counters))
+            checkpoints.save(manager, env_steps, saved_runs.without_info(state), checkpoint_meta(config, counters))
             saved_at = env_steps
 
         stop = False

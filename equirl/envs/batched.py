@@ -8,6 +8,7 @@ jitted, scanned over and placed inside a compiled training loop.
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,31 @@ def sanitize_action(action: jax.Array, action_mask: jax.Array, dtype) -> tuple[j
     finite = jnp.isfinite(action)
     nonfinite = jnp.sum(~finite, axis=(-2, -1)).astype(jnp.int32)
     return jnp.clip(jnp.where(finite, action, 0.0), -1.0, 1.0) * action_mask, nonfinite
+
+
+# What a new episode replaces in the rows that ended; reward, terminated, truncated and
+# info stay those of the step that ended it.
+EPISODE_FIELDS = ("qpos", "qvel", "time", "target", "key", "steps", "episode_return", "obs")
+
+
+def select_rows(rows: jax.Array, new: Any, old: Any) -> Any:
+    """Per-row choice between two pytrees with a leading batch axis: `new` where rows [B] is true."""
+    pick = lambda a, b: jnp.where(rows.reshape(rows.shape + (1,) * (b.ndim - 1)), a, b)  # noqa: E731
+    return jax.tree.map(pick, new, old)
+
+
+def autoreset(after, fresh: Callable[[], Any], fields: tuple[str, ...]):
+    """`after` with `fields` of the rows whose episode ended (terminated or truncated) taken
+    from `fresh()`, a start state of the same kind. Most steps end no episode, so the reset
+    work is skipped then (lax.cond). Shared by the physics and the imagined environment."""
+    done = after.terminated | after.truncated
+    carried = {name: getattr(after, name) for name in fields}
+
+    def reset_done(_):
+        start = fresh()
+        return select_rows(done, {name: getattr(start, name) for name in fields}, carried)
+
+    return after.replace(**jax.lax.cond(jnp.any(done), reset_done, lambda _: carried, None))
 
 
 class BatchedEnv:
@@ -144,9 +170,10 @@ class BatchedEnv:
         return state.replace(qpos=qpos, qvel=qvel, target=target, obs=self.observe(qpos, qvel, target))
 
     def reset(self, key: jax.Array) -> EnvState:
-        return self._reset_rows(jax.random.split(key, self.num_envs))
+        return self.start_states(jax.random.split(key, self.num_envs))
 
-    def _reset_rows(self, keys: jax.Array) -> EnvState:
+    def start_states(self, keys: jax.Array) -> EnvState:
+        """Fresh episodes, one per key [B, 2] (the imagined environment draws its starts here too)."""
         t = self.tables
         split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
         keys, k_init, k_target = split[:, 0], split[:, 1], split[:, 2]
@@ -225,41 +252,7 @@ class BatchedEnv:
         )
         if not self.config.autoreset:
             return after
-        done = terminated | truncated
-
-        def reset_done(_):
-            fresh = self._reset_rows(keys)
-            pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
-            return jax.tree.map(
-                pick,
-                (
-                    fresh.qpos,
-                    fresh.qvel,
-                    fresh.time,
-                    fresh.target,
-                    fresh.key,
-                    fresh.steps,
-                    fresh.episode_return,
-                    fresh.obs,
-                ),
-                (qpos, qvel, time, target, keys, steps, episode_return, obs),
-            )
-
-        # Most steps end no episode: skip the reset work then.
-        carried = (qpos, qvel, time, target, keys, steps, episode_return, obs)
-        qpos, qvel, time, target, keys, steps, episode_return, obs = jax.lax.cond(
-            jnp.any(done), reset_done, lambda _: carried, None
-        )
-        return after.replace(
-            qpos=qpos,
-            qvel=qvel,
-            time=time,
-            target=target,
-            key=keys,
-            steps=steps,
-            episode_return=episode_return,
-            obs=obs,
-        )
+        return autoreset(after, lambda: self.start_states(keys), EPISODE_FIELDS)
 
 
 def single_env(body: str, max_limbs: int | None = None, **fields) -> BatchedEnv:

@@ -8,7 +8,7 @@
 
 Each body runs in its own `BatchedEnv` without autoreset: every environment
 plays exactly one episode per batch, and the whole batch is one compiled
-`lax.while_loop` over control steps that stops when every episode has ended.
+`equirl.envs.rollout.run_episodes`, which stops when every episode has ended.
 A body that cannot be built or controlled (unreadable file, unsupported
 joints, more limbs than an MLP policy takes) gets its reason in its row and
 the other bodies are still evaluated.
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.checks import check_int
+from equirl.envs import rollout
 from equirl.envs.task import END_REASONS, reason_counts
 from equirl.errors import ConfigError, EquirlError
 from equirl.evaluation.results import (  # noqa: F401  (re-exported: the public evaluation API)
@@ -188,36 +189,19 @@ def episode_runner(env, policy: Policy):
     limit = env.config.episode_length
 
     def run(agent_state, key):
-        state = env.reset(key)
         b = env.num_envs
+        state = env.reset(key)
         zeros_f = jnp.zeros(b, state.reward.dtype)
-        carry = (
-            jnp.int32(0),
-            state,
-            jnp.zeros(b, jnp.bool_),
-            zeros_f,
-            jnp.zeros(b, jnp.int32),
-            jnp.full(b, TIME_LIMIT, jnp.int32),
-            jnp.zeros(b, jnp.int32),
-        )
+        empty = (zeros_f, jnp.zeros(b, jnp.int32), jnp.full(b, TIME_LIMIT, jnp.int32), jnp.zeros(b, jnp.int32))
 
-        def cond(c):
-            t, _, done, *_ = c
-            return (t < limit) & ~jnp.all(done)
-
-        def body(c):
-            t, s, done, ret, length, code, reasons = c
-            s = env.step(s, policy.act(agent_state, s.obs))
-            end = (s.terminated | s.truncated) & ~done
+        def fold(acc, step, end):
+            s = step.after
             why = jnp.where(s.info["unstable"], UNSTABLE, jnp.where(s.terminated, FELL, TIME_LIMIT))
-            ret = jnp.where(end, s.info["episode_return"], ret)
-            length = jnp.where(end, s.info["episode_length"], length)
-            code = jnp.where(end, why, code)
-            reasons = jnp.where(end, s.info["end_reasons"], reasons)
-            return t + 1, s, done | end, ret, length, code, reasons
+            now = (s.info["episode_return"], s.info["episode_length"], why, s.info["end_reasons"])
+            return tuple(jnp.where(end, new, old) for new, old in zip(now, acc))
 
-        _, _, _, ret, length, code, reasons = jax.lax.while_loop(cond, body, carry)
-        return ret, length, code, reasons
+        acting = rollout.deterministic(lambda obs: policy.act(agent_state, obs))
+        return rollout.run_episodes(env, state, acting, key, fold, empty, limit)
 
     return run
 

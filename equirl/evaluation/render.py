@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.checks import check_int
+from equirl.envs import rollout
 from equirl.errors import ConfigError, EquirlError
 from equirl.evaluation.evaluate import Policy, as_policy, make_env, plan_body
 
@@ -169,11 +170,12 @@ def _simulate(env, policy: Policy, seed: int):
     def episode(agent_state, key):
         s0 = env.reset(key)
 
-        def step(s, _):
-            s = env.step(s, policy.act(agent_state, s.obs))
-            return s, (s.qpos[0], s.target[0], s.reward[0], s.terminated[0] | s.truncated[0])
+        def record(step):
+            s = step.after
+            return s.qpos[0], s.target[0], s.reward[0], s.terminated[0] | s.truncated[0]
 
-        _, (qpos, target, reward, done) = jax.lax.scan(step, s0, None, length=steps)
+        acting = rollout.deterministic(lambda obs: policy.act(agent_state, obs))
+        _, _, (qpos, target, reward, done) = rollout.unroll(env, s0, acting, key, steps, record)
         return (jnp.concatenate([s0.qpos[:1], qpos]), jnp.concatenate([s0.target[:1], target]), reward, done)
 
     return jax.device_get(jax.jit(episode)(policy.state, jax.random.PRNGKey(seed)))

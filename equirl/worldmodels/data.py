@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equirl.checks import check_float, check_int
+from equirl.envs import rollout
 from equirl.errors import ConfigError, EquirlError
 from equirl.observation import Observation
 from equirl.worldmodels.interface import FeatureStats, ObserverFlow, Sequence, apply_flow
@@ -156,34 +157,37 @@ def collect(config: CollectConfig, log=print) -> Path:
 def _record(env, act, config: CollectConfig, limbs: int, out: Path, log) -> list[str]:
     repeat = config.action_repeat
 
-    def one_step(carry, _):
-        state, key, action, t = carry
-        key, k_act = jax.random.split(key)
-        if act is None:
-            fresh = jax.random.uniform(k_act, (env.num_envs,) + env.action_shape, minval=-1.0, maxval=1.0)
-            action = jnp.where(t % repeat == 0, fresh, action)
-        else:
-            action = act(state.obs, k_act)
-        action = action * state.obs.action_mask
-        first = state.steps == 0
-        record = (state.obs.vectors, state.obs.scalars, action, state.qpos[:, :3], first)
-        state = env.step(state, action)
-        return (state, key, action, t + 1), record
+    hold_base = jax.random.PRNGKey(config.seed + 1)
+
+    def policy_from(t0):
+        def policy(obs, key, t):
+            if act is not None:
+                return act(obs, key), ()
+            # Random torques are held for `action_repeat` steps: one draw per hold, keyed by its index.
+            hold_key = jax.random.fold_in(hold_base, (t0 + t) // repeat)
+            return jax.random.uniform(hold_key, (env.num_envs,) + env.action_shape, minval=-1.0, maxval=1.0), ()
+
+        return policy
+
+    def record(step):
+        before = step.before
+        action = step.action * before.obs.action_mask  # as the environment applies it
+        return before.obs.vectors, before.obs.scalars, action, before.qpos[:, :3], before.steps == 0
 
     @jax.jit
-    def chunk(carry):
-        return jax.lax.scan(one_step, carry, None, length=config.shard_steps)
+    def chunk(state, key, t0):
+        state, key, records = rollout.unroll(env, state, policy_from(t0), key, config.shard_steps, record)
+        return state, key, records
 
     key = jax.random.PRNGKey(config.seed)
     key, k_reset = jax.random.split(key)
     state = env.reset(k_reset)
-    carry = (state, key, jnp.zeros((env.num_envs,) + env.action_shape), jnp.zeros((), jnp.int32))
     mask = np.asarray(state.obs.limb_mask)
     if mask[:, limbs:].any() or not all((row[: row.sum()]).all() for row in mask):
         raise EquirlError("collect: padding limbs are not trailing; cannot crop observations")
     shards, done, start = [], 0, time.perf_counter()
     while done < config.steps:
-        carry, (vectors, scalars, actions, position, first) = chunk(carry)
+        state, key, (vectors, scalars, actions, position, first) = chunk(state, key, jnp.int32(done))
         take = min(config.shard_steps, config.steps - done)
         swap = lambda x: np.swapaxes(np.asarray(x), 0, 1)[:, :take]  # noqa: E731 [S, E] -> [E, S]
         name = f"shard_{len(shards):04d}.npz"

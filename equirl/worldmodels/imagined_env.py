@@ -26,6 +26,7 @@ prediction that is not finite.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from equirl.envs import task
-from equirl.envs.batched import BatchedEnv, sanitize_action, step_info
+from equirl.envs.batched import EPISODE_FIELDS, BatchedEnv, autoreset, sanitize_action, select_rows, step_info
 from equirl.envs.tables import EnvTables
 from equirl.errors import ConfigError
 from equirl.geometry import mat_to_quat
@@ -178,12 +179,6 @@ def _all_finite(obs: Observation) -> jax.Array:
     return jnp.all(jnp.isfinite(obs.vectors), (-3, -2, -1)) & jnp.all(jnp.isfinite(obs.scalars), (-2, -1))
 
 
-def _rows(done: jax.Array, new: Any, old: Any) -> Any:
-    """Per-row choice between two pytrees with a leading batch axis."""
-    pick = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (b.ndim - 1)), a, b)  # noqa: E731
-    return jax.tree.map(pick, new, old)
-
-
 class ImaginedEnv:
     """`env`'s task, bodies and episodes, with `dynamics` in place of its physics.
 
@@ -218,35 +213,14 @@ class ImaginedEnv:
 
     # -- episodes ---------------------------------------------------------------
 
-    def _start(self, keys: jax.Array):
-        """Real start states, drawn exactly as the physics environment draws them."""
-        t = self.tables
-        split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
-        keys, k_init, k_target = split[:, 0], split[:, 1], split[:, 2]
-        qpos, qvel = task.initial_state(t, k_init)
-        target = task.random_targets(k_target, qpos[:, :2], self.config.task)
-        obs = task.observe(t, task.kinematics(t, qpos, qvel), qpos, target)
-        return qpos, qvel, target, keys, obs
+    def start_states(self, keys: jax.Array) -> ImaginedState:
+        """Real start states, drawn by the physics environment itself, and the dynamics' carry from them."""
+        start = self.env.start_states(keys)
+        fields = {f.name: getattr(start, f.name) for f in dataclasses.fields(start)}
+        return ImaginedState(**fields, model=self.dynamics.start(start.obs, start.qpos, start.qvel))
 
     def reset(self, key: jax.Array) -> ImaginedState:
-        qpos, qvel, target, keys, obs = self._start(jax.random.split(key, self.num_envs))
-        b = self.num_envs
-        zeros, ints, false = jnp.zeros(b, qpos.dtype), jnp.zeros(b, jnp.int32), jnp.zeros(b, jnp.bool_)
-        return ImaginedState(
-            qpos=qpos,
-            qvel=qvel,
-            time=zeros,
-            target=target,
-            key=keys,
-            steps=ints,
-            episode_return=zeros,
-            obs=obs,
-            reward=zeros,
-            terminated=false,
-            truncated=false,
-            info=step_info(obs, zeros, ints, ints, false, false, ints),
-            model=self.dynamics.start(obs, qpos, qvel),
-        )
+        return self.start_states(jax.random.split(key, self.num_envs))
 
     def _task_observation(self, predicted: Observation, torso_xy: jax.Array, target: jax.Array) -> Observation:
         """The prediction with what belongs to the task, not the dynamics, set from it:
@@ -271,7 +245,7 @@ class ImaginedEnv:
         model, predicted, displacement = self.dynamics.step(state.model, state.obs, action)
         unstable = ~(_all_finite(predicted) & jnp.all(jnp.isfinite(displacement), -1))
         # A diverged prediction keeps the last observation, so nothing below sees NaN.
-        predicted = _rows(unstable, state.obs, jax.tree.map(_finite, predicted))
+        predicted = select_rows(unstable, state.obs, jax.tree.map(_finite, predicted))
         torso_xy = state.qpos[:, :2] + jnp.where(unstable[:, None], 0.0, displacement)
 
         target = state.target
@@ -312,39 +286,7 @@ class ImaginedEnv:
         )
         if not self.config.autoreset:
             return after
-        done = terminated | truncated
-        carried = (qpos, qvel, time, target, keys, steps, episode_return, obs, model)
-
-        def reset_done(_):
-            f_qpos, f_qvel, f_target, f_keys, f_obs = self._start(keys)
-            b = self.num_envs
-            fresh = (
-                f_qpos,
-                f_qvel,
-                jnp.zeros(b, dtype),
-                f_target,
-                f_keys,
-                jnp.zeros(b, jnp.int32),
-                jnp.zeros(b, dtype),
-                f_obs,
-                self.dynamics.start(f_obs, f_qpos, f_qvel),
-            )
-            return _rows(done, fresh, carried)
-
-        qpos, qvel, time, target, keys, steps, episode_return, obs, model = jax.lax.cond(
-            jnp.any(done), reset_done, lambda _: carried, None
-        )
-        return after.replace(
-            qpos=qpos,
-            qvel=qvel,
-            time=time,
-            target=target,
-            key=keys,
-            steps=steps,
-            episode_return=episode_return,
-            obs=obs,
-            model=model,
-        )
+        return autoreset(after, lambda: self.start_states(keys), EPISODE_FIELDS + ("model",))
 
 
 # --- the physics as a Dynamics: the exact model -----------------------------------
