@@ -42,11 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from equirl.worldmodels.config import WMDataConfig, WMOptimConfig, WMRunConfig, WMTrainConfig  # noqa: E402
-from equirl.worldmodels.interface import (  # noqa: E402
-    FERNNOptions,
-    ObserverFlow,
-    WorldModelConfig,
-)
+from equirl.worldmodels.flows import ObserverFlow  # noqa: E402
+from equirl.worldmodels.interface import FERNNOptions, WorldModelConfig  # noqa: E402
 
 BODIES = ("hopper_3_shin", "hopper_4_lower_shin", "walker_2_right_leg_left_knee", "walker_3_left_leg_right_foot")
 KINDS = ("gru", "static_equivariant", "fernn", "fernn_estimated_rate", "remul", "invariant_latent")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from equirl.errors import ConfigError
-from equirl.morphology.description import build_model, to_xml
+from equirl.morphology.builder import build_model, to_xml
 from equirl.morphology.generator import GeneratorConfig, main, random_bodies, random_body
 from equirl.morphology.loader import load_mjcf, morphology_from_model
 

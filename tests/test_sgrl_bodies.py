@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from equirl.errors import MorphologyError
-from equirl.morphology.description import Body, Geom, Hinge, Limb, build_model, to_xml
+from equirl.morphology.builder import build_model, to_xml
+from equirl.morphology.description import Body, Geom, Hinge, Limb
 from equirl.morphology.sgrl import (
     BODY_NAMES,
     FAMILIES,

@@ -12,7 +12,7 @@ import pytest
 from equirl.errors import ConfigError
 from equirl.geometry import ROTATION_GENERATOR_Z, compose_isometries, isometry_along
 from equirl.worldmodels.data import CollectConfig, FlowRange, WindowDataset, flowed
-from equirl.worldmodels.interface import ObserverFlow, apply_flow, flow_element
+from equirl.worldmodels.flows import ObserverFlow, apply_flow, flow_element
 from helpers.wm import TINY_BODIES, TINY_STEPS, tiny_batch, tiny_data, tiny_dataset
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from equirl.equivariance import errors_for_elements, finite_group_errors
 from equirl.worldmodels.common import frame_arrays
-from equirl.worldmodels.interface import FERNNOptions, ObserverFlow, WorldModelConfig, make_world_model, rollout
+from equirl.worldmodels.flows import ObserverFlow
+from equirl.worldmodels.interface import FERNNOptions, WorldModelConfig, make_world_model, rollout
 from equirl.worldmodels.metrics import _static_in, _static_out, flow_actions
 from helpers.common import compile_fast
 from helpers.wm import tiny_batch, tiny_data

@@ -7,7 +7,7 @@ import mujoco
 from equirl.envs.task_params import TaskParams, generic_params, sgrl_params
 from equirl.errors import MorphologyError
 from equirl.morphology import sgrl
-from equirl.morphology.description import build_model
+from equirl.morphology.builder import build_model
 from equirl.morphology.limb_graph import Morphology
 from equirl.morphology.loader import load_mjcf, morphology_from_model
 

@@ -31,7 +31,8 @@ from typing import Optional
 import numpy as np
 
 from equirl.errors import ConfigError
-from equirl.morphology.description import INTEGRATORS, Body, Geom, Hinge, Limb, to_xml
+from equirl.morphology.builder import to_xml
+from equirl.morphology.description import INTEGRATORS, Body, Geom, Hinge, Limb
 
 FAMILY = "generated"
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from equirl.morphology.description import to_xml
+from equirl.morphology.builder import to_xml
 from equirl.morphology.sgrl import BODY_NAMES, family_of, sgrl_body
 
 

@@ -109,7 +109,7 @@ def _train(args) -> None:
 
 def parse_flow(text: str):
     """'yaw:0.3' or 'velocity:0.02' -> (name, ObserverFlow)."""
-    from equirl.worldmodels.interface import ObserverFlow
+    from equirl.worldmodels.flows import ObserverFlow
 
     kind, sep, value = text.partition(":")
     try:

@@ -36,7 +36,8 @@ from equirl.checks import check_float, check_int
 from equirl.envs import rollout
 from equirl.errors import ConfigError, EquirlError
 from equirl.observation import Observation
-from equirl.worldmodels.interface import FeatureStats, ObserverFlow, Sequence, apply_flow
+from equirl.worldmodels.flows import ObserverFlow, apply_flow
+from equirl.worldmodels.interface import FeatureStats, Sequence
 
 METADATA = "metadata.json"
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ import numpy as np
 
 from equirl.errors import ConfigError
 from equirl.worldmodels.data import WindowDataset, _load_shard, read_metadata
-from equirl.worldmodels.interface import ObserverFlow
+from equirl.worldmodels.flows import ObserverFlow
 from equirl.worldmodels.metrics import K_STEPS, equivariance_report, kstep_errors
 
 EQUIVARIANCE_WINDOWS = 8

@@ -67,16 +67,8 @@ from equirl.worldmodels.common import (
     torque_vector,
     with_dynamic,
 )
-from equirl.worldmodels.interface import (
-    FeatureStats,
-    Frame,
-    ObserverFlow,
-    Sequence,
-    WorldModel,
-    WorldModelConfig,
-    flow_element,
-    horizontal,
-)
+from equirl.worldmodels.flows import ObserverFlow, flow_element, horizontal
+from equirl.worldmodels.interface import FeatureStats, Frame, Sequence, WorldModel, WorldModelConfig
 
 INVARIANT_CHANNELS = 6
 

@@ -44,6 +44,7 @@ from equirl.nn.vector_ops import masked_mean
 from equirl.observation import Observation
 from equirl.worldmodels.common import masked_action, with_dynamic
 from equirl.worldmodels.data import FlowRange
+from equirl.worldmodels.flows import apply_flow
 from equirl.worldmodels.interface import (
     DYNAMIC_SCALARS,
     DYNAMIC_VECTORS,
@@ -53,7 +54,6 @@ from equirl.worldmodels.interface import (
     WorldModel,
     WorldModelConfig,
     act_on_sequence,
-    apply_flow,
     normalized_error,
 )
 from equirl.worldmodels.remul import (

@@ -24,17 +24,14 @@ import numpy as np
 from equirl.equivariance import errors_for_elements, finite_group_error, lie_derivative_error
 from equirl.geometry import ROTATION_GENERATOR_Z, TRANSLATION_GENERATOR_X, Isometry, compose_isometries
 from equirl.worldmodels.common import frame_arrays, window_error
+from equirl.worldmodels.flows import ObserverFlow, apply_flow, apply_flow_to_frames, horizontal
 from equirl.worldmodels.interface import (
     FeatureStats,
     Frame,
-    ObserverFlow,
     Sequence,
     WorldModel,
     act_on_frame,
     act_on_sequence,
-    apply_flow,
-    apply_flow_to_frames,
-    horizontal,
     normalized_error,
     rollout,
 )
