@@ -18,7 +18,9 @@ off-policy algorithm (--algorithms, default sac,crossq,td3; critic, actor and
 temperature as the rule does them) at --batch, for each network kind at its
 preset sizes (equirl.presets: the hopper-suite preset of that algorithm), on
 hopper_5_full and walker_7_full observations: ms, GFLOP (XLA's cost analysis
-of the compiled update), GFLOP/s and updates/s. It ends with one line per body,
+of the compiled update), GFLOP/s, updates/s, and the profile of the compiled
+HLO: kernels (operations run one after another, fusions counted once; see
+`kernel_count`) and the time per kernel. It ends with one line per body,
 `update ratio set/mlp_heading <body>: X.XX` (SAC's update).
 
     python benchmarks/nn_cost.py --update [--algorithms sac,crossq] [--kinds set,mlp_heading]
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import re
 import time
 
 import jax
@@ -77,8 +80,61 @@ def training_step(kind: str, obs, max_limbs: int):
     return (count_parameters(params.actor), count_parameters(params.critic)), compile_s, run
 
 
+# Instructions that launch no work of their own on XLA:CPU.
+_FREE_OPS = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast", "copy-start", "copy-done")
+
+
+def opcode_of(instruction: str) -> str:
+    """'%add.1 = f32[8]{0} add(%a, %b), ...' -> 'add' (the type may be a tuple)."""
+    found = re.search(r" = .*?\s([a-z][a-z0-9-]*)\(", instruction)
+    return found.group(1) if found else ""
+
+
+def kernel_count(hlo_text: str) -> int:
+    """Operations XLA:CPU runs one after another in a compiled module: the instructions of
+    the entry computation and of the control flow it runs (loop bodies and conditions,
+    branches, calls), a fusion counting once, less the free ones above. With small arrays
+    each costs a roughly fixed overhead, so this count, not the FLOPs, is what a
+    many-small-einsum network pays for."""
+    computations, name, entry = {}, None, None
+    for line in hlo_text.splitlines():
+        stripped = line.strip()
+        if stripped.endswith("{") and " -> " in stripped:
+            is_entry = stripped.startswith("ENTRY")
+            name = stripped.removeprefix("ENTRY").strip().lstrip("%").split(" ", 1)[0]
+            computations[name] = []
+            entry = name if is_entry else entry
+        elif stripped == "}":
+            name = None
+        elif name is not None and " = " in stripped:
+            computations[name].append(stripped)
+
+    def called(instruction: str) -> list[str]:
+        opcode = opcode_of(instruction)
+        keys = ("body=", "condition=", "true_computation=", "false_computation=", "branch_computations={")
+        keys += ("to_apply=",) if opcode == "call" else ()
+        names = []
+        for key in keys:
+            for part in instruction.split(key)[1:]:
+                names += [
+                    n.strip().lstrip("%") for n in part.split("}")[0].split(",")[0 if key.endswith("=") else None :]
+                ]
+        return [n.split(" ")[0].rstrip(",") for n in names if n]
+
+    count, todo, seen = 0, [entry], set()
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in computations:
+            continue
+        seen.add(current)
+        for instruction in computations[current]:
+            todo += called(instruction)
+            count += opcode_of(instruction) not in _FREE_OPS
+    return count
+
+
 def update_step(algorithm: str, kind: str, obs, max_limbs: int):
-    """(GFLOP, a function timing one update in seconds) of `algorithm`'s rule at its preset sizes."""
+    """(GFLOP, kernels, a function timing one update in seconds) of `algorithm`'s rule at its preset sizes."""
     from equirl.agents.offpolicy import Batch
     from equirl.agents.registry import spec
     from equirl.presets import train_preset
@@ -107,7 +163,7 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
         jax.block_until_ready(step(learner, batch, jax.random.PRNGKey(3)))
         return time.perf_counter() - start
 
-    return gflop, run
+    return gflop, kernel_count(step.as_text()), run
 
 
 def update_main(args) -> None:
@@ -117,20 +173,21 @@ def update_main(args) -> None:
         f"{datetime.date.today()}, {machine()}, jax {jax.__version__}; one jitted update at batch {args.batch}, "
         f"preset sizes; best of {args.rounds} interleaved rounds of {args.calls} calls\n"
     )
-    print("| body | algorithm | network | ms | GFLOP | GFLOP/s | updates/s |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("| body | algorithm | network | ms | GFLOP | GFLOP/s | updates/s | kernels | µs per kernel |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     ratios = {}
     for body, limbs in (("hopper_5_full", 5), ("walker_7_full", 7)):
         obs = body_observations(body, args.batch, limbs)
         setups = {(a, k): update_step(a, k, obs, limbs) for a in algorithms for k in kinds}
         best = {key: float("inf") for key in setups}
         for _ in range(args.rounds):
-            for key, (_, run) in setups.items():
+            for key, (_, _, run) in setups.items():
                 best[key] = min(best[key], sum(run() for _ in range(args.calls)) / args.calls)
-        for (algorithm, kind), (gflop, _) in setups.items():
+        for (algorithm, kind), (gflop, kernels, _) in setups.items():
             ms = best[algorithm, kind] * 1e3
             print(
-                f"| {body} | {algorithm} | {kind} | {ms:.1f} | {gflop:.2f} | {gflop / ms * 1e3:.1f} | {1e3 / ms:.1f} |",
+                f"| {body} | {algorithm} | {kind} | {ms:.1f} | {gflop:.2f} | {gflop / ms * 1e3:.1f} | {1e3 / ms:.1f} "
+                f"| {kernels:,} | {ms * 1e3 / kernels:.1f} |",
                 flush=True,
             )
         if ("sac", "set") in best and ("sac", "mlp_heading") in best:

@@ -71,14 +71,23 @@ def preset_names() -> list[tuple[str, str, str]]:
     return [(s, a, n) for s in SUITES for a in ALGORITHMS for n in NETWORKS if a != "td3_sgrl" or n == "set"]
 
 
+# The off-policy SET preset (td3_sgrl excepted): a depth-1 SET actor, exactly equivariant, with a
+# heading-MLP critic (exactly invariant to rotations about gravity, not to reflections). Chosen by
+# learning per unit of compute (README, *Network cost*, issue 16): on the hopper suite it matched the
+# full SET preset per environment step at 12k steps (121 vs 93) at a quarter of its update cost.
+OFF_POLICY_SET = dict(depth=1, q_kind="mlp_heading")
+
+
 def _network(algorithm: str, network: str) -> NetworkConfig:
     base = NETWORKS[network]
+    if network == "set" and algorithm in OFF_POLICY and algorithm != "td3_sgrl":
+        base = dataclasses.replace(base, **OFF_POLICY_SET)
     if algorithm == "ppo":
         # PPO starts with less action noise (std 0.37): the bodies fall easily.
         return dataclasses.replace(base, log_std_init=-1.0)
     if algorithm == "crossq":
         # CrossQ's critic: batch renorm, wider than the actor (the paper uses 2048; 512 fits a CPU).
-        q_hidden = (512, 512) if network.startswith("mlp") else ()
+        q_hidden = (512, 512) if network.startswith("mlp") or base.q_kind.startswith("mlp") else ()
         return dataclasses.replace(base, squash=True, q_norm="batch_renorm", q_hidden=q_hidden)
     if algorithm == "sac":
         # A LayerNorm critic: the one SAC variant measured stable on the 3D hoppers (README, issue 15).

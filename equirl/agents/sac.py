@@ -63,7 +63,9 @@ def polyak(target: Any, online: Any, tau: float) -> Any:
 
 
 def adam(rate: float, max_grad_norm: float, beta1: float = 0.9) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(rate, b1=beta1))
+    # Flattened: one vector for all parameters, so clipping and Adam are a few kernels instead of a
+    # few per parameter array (SET has dozens of small ones; on a CPU each kernel has a fixed cost).
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(rate, b1=beta1)))
 
 
 def apply_step(tx: optax.GradientTransformation, opt_state, params, grads):

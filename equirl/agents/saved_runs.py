@@ -20,14 +20,15 @@ from equirl.runs import checkpoints
 from equirl.runs.checkpoints import CHECKPOINTS, CONFIG_YAML
 
 # The layout of a checkpoint's state pytree and stored config. 4: the environment's `info`
-# is not stored (`without_info`); 3: run intervals are counted in environment steps
-# (run.*_every_steps); 2: off-policy learners share `OffPolicyState` (2026-12-02);
-# 1 (no "format" in the meta): PPOState / SACState of before.
+# is not stored (`without_info`) and off-policy optimiser states are flat (`sac.adam`);
+# 3: run intervals are counted in environment steps (run.*_every_steps); 2: off-policy
+# learners share `OffPolicyState` (2026-12-02); 1 (no "format" in the meta): PPOState /
+# SACState of before.
 CHECKPOINT_FORMAT = 4
 _FORMAT_CHANGES = (
     "format 2 moved the off-policy learners' state into one OffPolicyState; "
     "format 3 counts run intervals in environment steps; "
-    "format 4 leaves the environment's info out of the checkpoint"
+    "format 4 leaves the environment's info out of the checkpoint and keeps off-policy optimiser states flat"
 )
 
 # Env fields that change nothing in the state's shapes or the meaning of its arrays.
