@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from equirl.envs import task
+from equirl.envs import rollout, task
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError, MorphologyError
 from equirl.observation import NUM_SCALARS, NUM_VECTORS
@@ -254,3 +254,40 @@ def test_a_training_tilt_limit_only_tightens_the_published_one():
     finally:
         published.close()
         tight.close()
+
+
+def test_unroll_steps_as_a_hand_written_loop_and_records_each_step(hopper):
+    env = hopper.env
+    state = hopper.reset(jax.random.PRNGKey(30))
+
+    def policy(obs, key, t):  # the key and the step index reach the policy
+        action = jax.random.uniform(key, (env.num_envs,) + env.action_shape, minval=-1, maxval=1)
+        return action, t
+
+    record = lambda step: (step.action, step.extras, step.after.reward, step.before.steps)  # noqa: E731
+    final, _, (actions, ts, rewards, steps_before) = jax.jit(lambda s, k: rollout.unroll(env, s, policy, k, 4, record))(
+        state, jax.random.PRNGKey(31)
+    )
+    np.testing.assert_array_equal(ts, np.arange(4))
+    np.testing.assert_array_equal(steps_before[:, 0], np.arange(4))
+    looped = state
+    for t in range(4):
+        looped = hopper.step(looped, actions[t])
+        np.testing.assert_allclose(looped.reward, rewards[t], atol=1e-5)
+    np.testing.assert_allclose(final.qpos, looped.qpos, atol=1e-6)
+
+
+def test_run_episodes_folds_each_first_episode_end_once(make_env):
+    env = make_env(bodies=("walker_7_full",), num_envs=3, episode_length=5, autoreset=True).env
+    zeros = lambda obs, key, t: (jnp.zeros((env.num_envs,) + env.action_shape), ())  # noqa: E731
+
+    def fold(acc, step, first_end):
+        ends, length = acc
+        return ends + first_end, jnp.where(first_end, step.after.info["episode_length"], length)
+
+    start = (jnp.zeros(3, jnp.int32), jnp.zeros(3, jnp.int32))
+    ends, length = jax.jit(lambda k: rollout.run_episodes(env, env.reset(k), zeros, k, fold, start, 50))(
+        jax.random.PRNGKey(32)
+    )
+    np.testing.assert_array_equal(ends, 1)  # the autoreset's second episode is not counted
+    assert np.all((length >= 1) & (length <= 5))

@@ -1,0 +1,212 @@
+"""PPO's reference check: equirl's PPO agent, unchanged, on gymnasium's own Hopper-v5.
+
+`equirl.agents.ppo.make_ppo` builds the agent `equirl train` runs (its compiled
+rollout, GAE, clipped surrogate, normaliser and optimiser). Here its environment
+is `GymEnv`: one gymnasium environment behind the `Env` protocol, whose reset and
+step are ordered `io_callback`s, so the compiled rollout steps gymnasium itself
+(autoreset on the host, the final observation of a truncated episode kept for
+bootstrapping). Observations and actions go through reference_gym's flat adapter.
+
+The settings are those of the tuned PPO of rl-baselines3-zoo for Hopper (2,410 at
+1M steps): one environment, 512 steps per rollout, minibatches of 32, 5 epochs,
+gamma 0.999, lambda 0.99, lr 9.8e-5, clip 0.2, gradient norm 0.7, value
+coefficient 0.835, entropy coefficient 0.00229, initial log std -2, observations
+normalised. The zoo also normalises rewards by a running return std; this PPO
+scales them by a constant (`--reward-scale`).
+
+    python benchmarks/reference_gym_ppo.py --steps 1000000 --seed 0
+
+Rows go to results/reference_gym/summary.csv like the off-policy learners'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.experimental import io_callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_gym import FlatAdapter, append, plot, write_table  # noqa: E402
+
+from equirl.agents.config import PPOConfig  # noqa: E402
+from equirl.agents.ppo import make_ppo  # noqa: E402
+from equirl.envs.batched import step_info  # noqa: E402
+from equirl.nn import NetworkConfig, make_networks  # noqa: E402
+from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation  # noqa: E402
+
+ZOO = PPOConfig(
+    rollout_length=512,
+    epochs=5,
+    minibatches=16,  # 512 / 16 = 32 per minibatch
+    learning_rate=9.8e-5,
+    max_grad_norm=0.7,
+    gamma=0.999,
+    gae_lambda=0.99,
+    clip_epsilon=0.2,
+    value_coef=0.835,
+    entropy_coef=0.00229,
+    reward_scale=0.1,
+)
+
+
+@struct.dataclass
+class GymState:
+    obs: Observation
+    reward: jax.Array  # [1]
+    terminated: jax.Array  # [1] bool
+    truncated: jax.Array  # [1] bool
+    info: dict
+
+
+class GymEnv:
+    """One gymnasium environment behind `equirl.envs.base.Env`, stepped through io_callbacks."""
+
+    def __init__(self, task: str, seed: int):
+        self.gym = gym.make(task)
+        self.adapter = FlatAdapter(self.gym.observation_space.shape[0], self.gym.action_space.shape[0])
+        self.scale = float(self.gym.action_space.high[0])
+        self.config = SimpleNamespace(task=task, episode_length=self.gym.spec.max_episode_steps, autoreset=True)
+        self.morphologies = [SimpleNamespace(name=task)]
+        self.body_of_env = np.zeros(1, np.int64)
+        self.mesh = None
+        self.seed, self.episode_return, self.episode_length = seed, 0.0, 0
+
+    num_envs = property(lambda self: 1)
+    num_limbs = property(lambda self: self.adapter.limbs)
+    action_shape = property(lambda self: (self.adapter.limbs, 3))
+
+    def close(self) -> None:
+        self.gym.close()
+
+    def observation(self, x: jax.Array) -> Observation:
+        """The flat adapter's observation, built in JAX: [1, obs_dim] -> one environment's Observation."""
+        limbs, a = self.adapter.limbs, self.adapter
+        scalars = jnp.zeros((1, limbs * NUM_SCALARS), jnp.float32).at[:, : a.obs_dim].set(x)
+        mask = np.zeros(limbs * 3, bool)
+        mask[: a.act_dim] = True
+        return Observation(
+            vectors=jnp.zeros((1, limbs, NUM_VECTORS, 3), jnp.float32),
+            scalars=scalars.reshape(1, limbs, NUM_SCALARS),
+            limb_mask=jnp.ones((1, limbs), bool),
+            parent=jnp.full((1, limbs), -1, jnp.int32),
+            action_mask=jnp.asarray(mask.reshape(1, limbs, 3)),
+        )
+
+    # -- host side --------------------------------------------------------------------
+
+    def _host_reset(self):
+        x, _ = self.gym.reset(seed=self.seed)
+        self.episode_return, self.episode_length = 0.0, 0
+        return x.astype(np.float32)[None]
+
+    def _host_step(self, action):
+        x, r, term, trunc, _ = self.gym.step(self.scale * np.asarray(action)[0, : self.adapter.act_dim])
+        self.episode_return += float(r)
+        self.episode_length += 1
+        ended = (self.episode_return, self.episode_length)
+        final = x.astype(np.float32)[None]
+        if term or trunc:
+            x, _ = self.gym.reset()
+            self.episode_return, self.episode_length = 0.0, 0
+        f32 = lambda v: np.asarray([v], np.float32)  # noqa: E731
+        return (x.astype(np.float32)[None], final, f32(r), np.asarray([term]), np.asarray([trunc and not term]),
+                f32(ended[0]), np.asarray([ended[1]], np.int32))  # fmt: skip
+
+    # -- the Env protocol ---------------------------------------------------------------
+
+    def reset(self, key: jax.Array) -> GymState:
+        del key  # gymnasium draws its own start states (seeded at construction)
+        x = io_callback(self._host_reset, jax.ShapeDtypeStruct((1, self.adapter.obs_dim), jnp.float32), ordered=True)
+        obs = self.observation(x)
+        zeros, ints, false = jnp.zeros(1), jnp.zeros(1, jnp.int32), jnp.zeros(1, bool)
+        return GymState(obs, zeros, false, false, step_info(obs, zeros, ints, ints, false, false, ints))
+
+    def step(self, state: GymState, action: jax.Array) -> GymState:
+        d = self.adapter.obs_dim
+        shapes = (
+            jax.ShapeDtypeStruct((1, d), jnp.float32),
+            jax.ShapeDtypeStruct((1, d), jnp.float32),
+            jax.ShapeDtypeStruct((1,), jnp.float32),
+            jax.ShapeDtypeStruct((1,), bool),
+            jax.ShapeDtypeStruct((1,), bool),
+            jax.ShapeDtypeStruct((1,), jnp.float32),
+            jax.ShapeDtypeStruct((1,), jnp.int32),
+        )
+        flat = jnp.clip(action.reshape(1, -1), -1.0, 1.0)
+        x, final, reward, term, trunc, ret, length = io_callback(self._host_step, shapes, flat, ordered=True)
+        obs, ints, false = self.observation(x), jnp.zeros(1, jnp.int32), jnp.zeros(1, bool)
+        info = step_info(self.observation(final), ret, length, ints, false, false, ints)
+        return GymState(obs, reward, term, trunc, info)
+
+
+def evaluate(env: gym.Env, adapter: FlatAdapter, act, episodes: int) -> float:
+    scale, total = float(env.action_space.high[0]), 0.0
+    for _ in range(episodes):
+        x, _ = env.reset()
+        done = False
+        while not done:
+            a = act(adapter.observation(x[None]))
+            x, r, term, trunc, _ = env.step(scale * adapter.action(a[0]))
+            total += r
+            done = term or trunc
+    return total / episodes
+
+
+def run(task: str, steps: int, seed: int, eval_every: int, eval_episodes: int, reward_scale: float) -> list[dict]:
+    env = GymEnv(task, seed)
+    eval_env = gym.make(task)
+    eval_env.reset(seed=seed + 10_000)
+    config = dataclasses.replace(ZOO, reward_scale=reward_scale)
+    network = NetworkConfig(kind="mlp", mlp_hidden=(256, 256), log_std_init=-2.0)
+    networks = make_networks(network, env.num_limbs)
+    iterations = steps // config.rollout_length
+    agent = make_ppo(env, networks, config, iterations)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(seed))
+    iteration = jax.jit(agent.iteration, donate_argnums=0)
+    act = jax.jit(lambda s, o: agent.act(s, o))
+    rows, start, returns = [], time.perf_counter(), []
+    for i in range(1, iterations + 1):
+        state, metrics = iteration(state)
+        count = float(np.sum(metrics["episodes/count"]))
+        if count:
+            returns.append(float(np.sum(metrics["episodes/return_sum"])) / count)
+        t = i * config.rollout_length
+        if t // eval_every != (t - config.rollout_length) // eval_every or i == iterations:
+            wall = time.perf_counter() - start
+            score = evaluate(eval_env, env.adapter, lambda o: act(state, o), eval_episodes)
+            row = dict(task=task, algorithm="ppo", seed=seed, env_steps=t, eval_return=round(score, 1))
+            rows.append(dict(row, wall_seconds=round(wall, 1)))
+            append(rows[-1:])
+            print(f"{task} ppo seed {seed}: {t} steps, eval {score:.0f}, train {np.mean(returns[-10:]):.0f}, "
+                  f"{wall:.0f} s", flush=True)  # fmt: skip
+    env.close()
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="Hopper-v5")
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=100_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--reward-scale", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    run(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes, args.reward_scale)
+    plot()
+    write_table()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
