@@ -12,7 +12,9 @@ The settings are those of the tuned PPO of rl-baselines3-zoo for Hopper (2,410 a
 gamma 0.999, lambda 0.99, lr 9.8e-5, clip 0.2, gradient norm 0.7, value
 coefficient 0.835, entropy coefficient 0.00229, initial log std -2, observations
 normalised. The zoo also normalises rewards by a running return std; this PPO
-scales them by a constant (`--reward-scale`).
+scales them by a constant (`--reward-scale`, 0.01). The zoo's log-std is one
+learned number per action dimension; ours is read from the state unless
+`--shared-std` (network.state_dependent_std=false).
 
     python benchmarks/reference_gym_ppo.py --steps 1000000 --seed 0
 
@@ -55,7 +57,7 @@ ZOO = PPOConfig(
     clip_epsilon=0.2,
     value_coef=0.835,
     entropy_coef=0.00229,
-    reward_scale=0.1,
+    reward_scale=0.01,
 )
 
 
@@ -162,12 +164,21 @@ def evaluate(env: gym.Env, adapter: FlatAdapter, act, episodes: int) -> float:
     return total / episodes
 
 
-def run(task: str, steps: int, seed: int, eval_every: int, eval_episodes: int, reward_scale: float) -> list[dict]:
+def run(
+    task: str,
+    steps: int,
+    seed: int,
+    eval_every: int,
+    eval_episodes: int,
+    reward_scale: float,
+    shared_std: bool = False,
+) -> list[dict]:
     env = GymEnv(task, seed)
     eval_env = gym.make(task)
     eval_env.reset(seed=seed + 10_000)
     config = dataclasses.replace(ZOO, reward_scale=reward_scale)
-    network = NetworkConfig(kind="mlp", mlp_hidden=(256, 256), log_std_init=-2.0)
+    network = NetworkConfig(kind="mlp", mlp_hidden=(256, 256), log_std_init=-2.0, state_dependent_std=not shared_std)
+    name = "ppo_sharedstd" if shared_std else "ppo"
     networks = make_networks(network, env.num_limbs)
     iterations = steps // config.rollout_length
     agent = make_ppo(env, networks, config, iterations)
@@ -184,10 +195,10 @@ def run(task: str, steps: int, seed: int, eval_every: int, eval_episodes: int, r
         if t // eval_every != (t - config.rollout_length) // eval_every or i == iterations:
             wall = time.perf_counter() - start
             score = evaluate(eval_env, env.adapter, lambda o: act(state, o), eval_episodes)
-            row = dict(task=task, algorithm="ppo", seed=seed, env_steps=t, eval_return=round(score, 1))
+            row = dict(task=task, algorithm=name, seed=seed, env_steps=t, eval_return=round(score, 1))
             rows.append(dict(row, wall_seconds=round(wall, 1)))
             append(rows[-1:])
-            print(f"{task} ppo seed {seed}: {t} steps, eval {score:.0f}, train {np.mean(returns[-10:]):.0f}, "
+            print(f"{task} {name} seed {seed}: {t} steps, eval {score:.0f}, train {np.mean(returns[-10:]):.0f}, "
                   f"{wall:.0f} s", flush=True)  # fmt: skip
     env.close()
     return rows
@@ -200,9 +211,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=100_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--reward-scale", type=float, default=0.1)
+    parser.add_argument("--reward-scale", type=float, default=0.01)
+    parser.add_argument(
+        "--shared-std", action="store_true", help="one learned log-std per action dimension (stable-baselines3's)"
+    )
     args = parser.parse_args(argv)
-    run(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes, args.reward_scale)
+    run(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes, args.reward_scale, args.shared_std)
     plot()
     write_table()
     return 0

@@ -35,3 +35,14 @@ def test_train_throughput_runs():
         assert r[name]["sps"] > 0 and r[name]["timed_rounds"] >= 1
         assert r[name]["compile_s"] > 0
     assert math.isfinite(r["ratio"]) and r["ratio"] > 0
+
+
+@pytest.mark.benchmark
+def test_ppo_reference_check_steps_gymnasium_from_the_compiled_rollout(monkeypatch):
+    sys_path = str(BENCHMARKS)
+    monkeypatch.syspath_prepend(sys_path)
+    bench = _load("reference_gym_ppo")
+    monkeypatch.setattr(bench, "append", lambda rows: None)  # results/ stays as measured
+    rows = bench.run("Hopper-v5", steps=1024, seed=0, eval_every=512, eval_episodes=1, reward_scale=0.01)
+    assert [r["env_steps"] for r in rows] == [512, 1024]
+    assert all(math.isfinite(r["eval_return"]) for r in rows)

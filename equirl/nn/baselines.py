@@ -130,7 +130,13 @@ class MLPActor(nn.Module):
         x = MLPBody(self.config.mlp_hidden, name="body")(flat)
         shape = obs.limb_mask.shape + (3,)
         mean = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="mean")(x).reshape(shape)
-        raw = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="log_std")(x).reshape(shape)
+        if self.config.state_dependent_std:
+            raw = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="log_std")(x).reshape(shape)
+        else:  # one learned log-std per action dimension, as stable-baselines3's PPO
+            raw = jnp.broadcast_to(
+                self.param("shared_log_std", nn.initializers.zeros, (3 * self.max_limbs,)),
+                x.shape[:-1] + (3 * self.max_limbs,),
+            ).reshape(shape)
         return torque_distribution(mean, raw, action_mask(obs), self.config)
 
 
@@ -215,7 +221,8 @@ class TransformerActor(nn.Module):
     def __call__(self, obs: Observation):
         h = TransformerEncoder(self.config, name="encoder")(obs)
         mean = nn.Dense(3, kernel_init=SMALL_INIT, name="mean")(h)
-        return torque_distribution(mean, LogStdHead(name="log_std")(h), action_mask(obs), self.config)
+        log_std = LogStdHead(self.config.state_dependent_std, name="log_std")(h)
+        return torque_distribution(mean, log_std, action_mask(obs), self.config)
 
 
 class TransformerCritic(nn.Module):

@@ -35,8 +35,12 @@ class NetworkConfig:
     squash: tanh-squash actions (SAC turns it on itself; PPO may, and then keeps
       the pre-squash samples for its ratio); otherwise a Gaussian whose samples
       the environment clips to [-1, 1].
-    log_std_init, log_std_min, log_std_max: the invariant, state-dependent
-      log standard deviation starts near log_std_init and stays in [min, max].
+    log_std_init, log_std_min, log_std_max: the invariant log standard
+      deviation starts near log_std_init and stays in [min, max].
+    state_dependent_std: the log-std is read from each limb's invariant
+      features (SAC's convention); false: one learned log-std per hinge slot
+      (x, y, z), shared by every limb and state (PPO's usual convention, as in
+      stable-baselines3).
     q_norm: the normaliser inside the Q network: "default" (none in the MLP
       kinds, a LayerNorm before the pooled head of set and transformer),
       "none", "layer" (LayerNorm after every hidden layer: the LayerNorm-critic
@@ -65,6 +69,7 @@ class NetworkConfig:
     log_std_init: float = -0.5
     log_std_min: float = -5.0
     log_std_max: float = 1.0
+    state_dependent_std: bool = True
     q_norm: str = "default"
     q_hidden: tuple[int, ...] = ()
     renorm_momentum: float = 0.99
@@ -116,6 +121,7 @@ class NetworkConfig:
         check_float("renorm_momentum", self.renorm_momentum, 0.0, 1.0)
         check_int("renorm_warmup", self.renorm_warmup, 0)
         check_bool("squash", self.squash)
+        check_bool("state_dependent_std", self.state_dependent_std)
         for name in ("log_std_init", "log_std_min", "log_std_max"):
             check_float(name, getattr(self, name))
         if not self.log_std_min < self.log_std_init < self.log_std_max:

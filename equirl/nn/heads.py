@@ -2,7 +2,7 @@
 
 - `torque_distribution`: per-limb torque means and raw log-std features ->
   a `MaskedGaussian` (tanh-squashed for SAC), masked by the action mask.
-- `LogStdHead`: an invariant, state-dependent log standard deviation.
+- `LogStdHead`: an invariant log standard deviation, state-dependent or shared.
 - `PooledValueHead`: a scalar from per-limb invariant features, averaged over
   real limbs only (so padding never changes it).
 - `twin`: two independent copies of a Q trunk, run as one vmapped module.
@@ -43,10 +43,17 @@ def torque_distribution(mean: jax.Array, raw_log_std: jax.Array, mask: jax.Array
 
 class LogStdHead(nn.Module):
     """Raw log-std [..., L, 3] from per-limb invariant features (near zero at
-    init, so the log-std starts near log_std_init)."""
+    init, so the log-std starts near log_std_init); with `state_dependent`
+    false, one learned raw log-std per hinge slot, the same for every limb and
+    state (invariant either way)."""
+
+    state_dependent: bool = True
 
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:
+        if not self.state_dependent:
+            raw = self.param("shared_log_std", nn.initializers.zeros, (3,))
+            return jnp.broadcast_to(raw, features.shape[:-1] + (3,))
         return nn.Dense(3, kernel_init=SMALL_INIT, name="log_std")(features)
 
 

@@ -56,7 +56,7 @@ class SETActor(nn.Module):
         self.encoder = SETEncoder(cfg)
         self.readout_invariants = GramInvariants(cfg.invariant_channels)
         self.torque_vector = GatedVectorMix(cfg.vector_channels, 2, out_init=SMALL_INIT)
-        self.log_std = LogStdHead()
+        self.log_std = LogStdHead(cfg.state_dependent_std)
 
     def _features(self, obs: Observation):
         h, z, target = self.encoder(obs)
