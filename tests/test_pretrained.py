@@ -46,3 +46,16 @@ def test_a_shipped_controller_is_equivariant_and_steps_a_body(name):
     assert float(error) < 1e-4
     (result,) = evaluate(policy, [body], episodes=2, episode_length=50)
     assert result.ok and result.length_mean > 0 and np.isfinite(result.return_mean)
+
+
+def test_the_quickstart_shows_a_controller_on_bodies_it_never_saw_when_one_is_shipped():
+    from equirl.evaluation.quickstart import _held_out
+    from equirl.morphology.sgrl import ZERO_SHOT
+
+    card = {"measured": {"walker_7_full": {"split": "train"}, "walker_6_right_foot": {"split": "held_out"}}}
+    assert _held_out(card) == ["walker_6_right_foot"]
+    assert _held_out({"measured": {"hopper_5_full": {"split": "train"}}}) == []
+    shipped = [name for name in pretrained.names() if _held_out(pretrained.card(name))]
+    for name in shipped:  # every body it is shown on zero-shot is one the benchmark holds out of its family
+        family = pretrained.card(name)["trained_on"][0].split("_")[0]
+        assert set(_held_out(pretrained.card(name))) <= set(ZERO_SHOT[family])

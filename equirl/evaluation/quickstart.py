@@ -50,9 +50,14 @@ def _say(message: str) -> None:
     print(f"[quickstart] {message}", flush=True)
 
 
+def _held_out(card: dict) -> list[str]:
+    return [body for body, row in card.get("measured", {}).items() if row.get("split") == "held_out"]
+
+
 def _pretrained(video_dir: str) -> dict | None:
-    """Step 4: the first shipped pretrained controller, evaluated on its training bodies and
-    rendered on the first of them, with no training at all."""
+    """Step 4: a shipped pretrained controller, with no training at all: the first one measured on
+    bodies it never saw (else the first one), evaluated on its training bodies and those, and
+    rendered on a body it never saw (else on one of its own)."""
     from equirl.evaluation import pretrained
     from equirl.evaluation.evaluate import evaluate, format_table, stderr_log
     from equirl.evaluation.render import render_video
@@ -60,10 +65,16 @@ def _pretrained(video_dir: str) -> dict | None:
     names = pretrained.names()
     if not names:
         return None
-    name = names[0]
+    name = next((n for n in names if _held_out(pretrained.card(n))), names[0])
     policy = pretrained.load(name)
-    bodies = pretrained.card(name)["trained_on"]
-    _say(f"4/4 the shipped pretrained controller {name} (no training): {EPISODES} episodes per body, and a video")
+    card = pretrained.card(name)
+    unseen = _held_out(card)
+    bodies = list(card["trained_on"]) + unseen
+    _say(
+        f"4/4 the shipped pretrained controller {name} (no training): {EPISODES} episodes per body"
+        + (f", zero-shot on {', '.join(unseen)}" if unseen else "")
+        + ", and a video"
+    )
     print(format_table(evaluate(policy, bodies, episodes=EPISODES, seeds=(0,), log=stderr_log)), flush=True)
     video = render_video(policy, bodies[-1], seed=0, out_dir=video_dir)
     return {"name": name, "video": video.path, "return": video.episode_return, "length": video.length}
