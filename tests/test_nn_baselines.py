@@ -169,18 +169,20 @@ def test_gradients_finite_on_padded_batches(nets):
         assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(grads)), kind
 
 
-@pytest.mark.parametrize("kind", ["mlp", "transformer", "set"])
+@pytest.mark.parametrize("kind", ["mlp", "set"])  # the transformer shares SET's head (LogStdHead)
 def test_a_shared_log_std_is_one_learned_number_per_slot(kind):
     config = NetworkConfig(kind=kind, state_dependent_std=False, log_std_init=-2.0, **SMALL)
     actor = make_networks(config, LIMBS).actor
     first, second = random_observation(1, BATCH, LIMBS), random_observation(2, BATCH, LIMBS)
     params = actor.init(jax.random.PRNGKey(0), first)
     assert "shared_log_std" in str(jax.tree_util.tree_structure(params))
-    std = lambda obs: actor.apply(params, obs).stddev()  # noqa: E731
+    std = jax.jit(lambda obs: actor.apply(params, obs).stddev())
     real = np.asarray(first.action_mask & second.action_mask)
     # The same in every state (and, for the per-limb heads, every limb), and starting at log_std_init.
     np.testing.assert_allclose(np.asarray(std(first))[real], np.asarray(std(second))[real], rtol=1e-6)
     np.testing.assert_allclose(np.log(np.asarray(std(first))[real]), -2.0, atol=1e-4)
-    grads = jax.grad(lambda p: actor.apply(p, first).log_prob(jnp.zeros(first.action_mask.shape)).sum())(params)
+    grads = jax.jit(jax.grad(lambda p: actor.apply(p, first).log_prob(jnp.zeros(first.action_mask.shape)).sum()))(
+        params
+    )
     shared = [g for path, g in jax.tree_util.tree_leaves_with_path(grads) if "shared_log_std" in str(path)]
     assert len(shared) == 1 and np.any(np.asarray(shared[0]) != 0)  # it learns
