@@ -60,15 +60,15 @@ class FlatAdapter:
     def limbs(self) -> int:
         return max(math.ceil(self.obs_dim / NUM_SCALARS), math.ceil(self.act_dim / 3))
 
-    def observation(self, x: np.ndarray) -> Observation:
+    def observation(self, x) -> Observation:
+        """[..., obs_dim] (numpy or traced JAX) -> Observation with leaves [..., L, ...]."""
         lead = x.shape[:-1]
-        scalars = np.zeros(lead + (self.limbs * NUM_SCALARS,), np.float32)
-        scalars[..., : self.obs_dim] = x
+        scalars = jnp.zeros(lead + (self.limbs * NUM_SCALARS,), jnp.float32).at[..., : self.obs_dim].set(x)
         action_mask = np.zeros(self.limbs * 3, bool)
         action_mask[: self.act_dim] = True
         return Observation(
             vectors=jnp.zeros(lead + (self.limbs, NUM_VECTORS, 3), jnp.float32),
-            scalars=jnp.asarray(scalars.reshape(lead + (self.limbs, NUM_SCALARS))),
+            scalars=scalars.reshape(lead + (self.limbs, NUM_SCALARS)),
             limb_mask=jnp.ones(lead + (self.limbs,), bool),
             parent=jnp.full(lead + (self.limbs,), -1, jnp.int32),
             action_mask=jnp.broadcast_to(jnp.asarray(action_mask.reshape(self.limbs, 3)), lead + (self.limbs, 3)),

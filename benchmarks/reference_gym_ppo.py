@@ -44,7 +44,7 @@ from equirl.agents.config import PPOConfig  # noqa: E402
 from equirl.agents.ppo import make_ppo  # noqa: E402
 from equirl.envs.batched import step_info  # noqa: E402
 from equirl.nn import NetworkConfig, make_networks  # noqa: E402
-from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation  # noqa: E402
+from equirl.observation import Observation  # noqa: E402
 
 ZOO = PPOConfig(
     rollout_length=512,
@@ -91,18 +91,7 @@ class GymEnv:
         self.gym.close()
 
     def observation(self, x: jax.Array) -> Observation:
-        """The flat adapter's observation, built in JAX: [1, obs_dim] -> one environment's Observation."""
-        limbs, a = self.adapter.limbs, self.adapter
-        scalars = jnp.zeros((1, limbs * NUM_SCALARS), jnp.float32).at[:, : a.obs_dim].set(x)
-        mask = np.zeros(limbs * 3, bool)
-        mask[: a.act_dim] = True
-        return Observation(
-            vectors=jnp.zeros((1, limbs, NUM_VECTORS, 3), jnp.float32),
-            scalars=scalars.reshape(1, limbs, NUM_SCALARS),
-            limb_mask=jnp.ones((1, limbs), bool),
-            parent=jnp.full((1, limbs), -1, jnp.int32),
-            action_mask=jnp.asarray(mask.reshape(1, limbs, 3)),
-        )
+        return self.adapter.observation(x)  # [1, obs_dim] -> one environment's Observation
 
     # -- host side --------------------------------------------------------------------
 
