@@ -65,9 +65,9 @@ def _pretrained(video_dir: str) -> dict | None:
     names = pretrained.names()
     if not names:
         return None
-    name = next((n for n in names if _held_out(pretrained.card(n))), names[0])
-    policy = pretrained.load(name)
-    card = pretrained.card(name)
+    cards = {n: pretrained.card(n) for n in names}
+    name = next((n for n in names if _held_out(cards[n])), names[0])
+    policy, card = pretrained.load(name), cards[name]
     unseen = _held_out(card)
     bodies = list(card["trained_on"]) + unseen
     _say(

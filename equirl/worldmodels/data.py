@@ -176,9 +176,8 @@ def _record(env, act, config: CollectConfig, limbs: int, out: Path, log) -> list
         return before.obs.vectors, before.obs.scalars, action, before.qpos[:, :3], before.steps == 0
 
     @jax.jit
-    def chunk(state, key, t0):
-        state, key, records = rollout.unroll(env, state, policy_from(t0), key, config.shard_steps, record)
-        return state, key, records
+    def chunk(state, key, t0):  # -> (state, key, records)
+        return rollout.unroll(env, state, policy_from(t0), key, config.shard_steps, record)
 
     key = jax.random.PRNGKey(config.seed)
     key, k_reset = jax.random.split(key)
