@@ -87,8 +87,10 @@ def _network(algorithm: str, network: str) -> NetworkConfig:
         return dataclasses.replace(base, log_std_init=-1.0)
     if algorithm == "crossq":
         # CrossQ's critic: batch renorm, wider than the actor (the paper uses 2048; 512 fits a CPU).
+        # No renorm of the raw input: with it the critic ran away on a single walker, without it
+        # it stayed bounded, and the walker suite learned alike either way (README, issue 15).
         q_hidden = (512, 512) if network.startswith("mlp") or base.q_kind.startswith("mlp") else ()
-        return dataclasses.replace(base, squash=True, q_norm="batch_renorm", q_hidden=q_hidden)
+        return dataclasses.replace(base, squash=True, q_norm="batch_renorm", q_hidden=q_hidden, q_input_norm=False)
     if algorithm == "sac":
         # A LayerNorm critic: the one SAC variant measured stable on the 3D hoppers (README, issue 15).
         return dataclasses.replace(base, squash=True, q_norm="layer")
@@ -108,6 +110,10 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
     off = algorithm in OFF_POLICY
     num_envs = bodies if off else PPO_ENVS[suite]
     offpolicy = OffPolicyConfig(updates_per_iteration=num_envs)
+    if algorithm == "crossq":
+        # 3-step returns: without target networks the 3D hoppers' critic ran away with 1-step
+        # targets and stayed bounded with 3-step ones (README, issue 15).
+        offpolicy = dataclasses.replace(offpolicy, n_step=3)
     td3 = TD3Config()
     if algorithm == "td3_sgrl":
         # 3D-SGRL's published TD3: these are TD3Config's defaults; about one update per transition.

@@ -143,6 +143,33 @@ def test_sac_critic_loss_by_hand(tiny):
     assert float(stats["q/mean"]) == pytest.approx(float(np.mean(q)), rel=1e-5)
 
 
+def test_sac_actor_loss_and_gradient_by_hand(tiny):
+    # The actor's step against its loss written out: mean(alpha log pi(a|s) - min Q'(s, a)),
+    # Q' the critic after its step (the actor follows the updated critic).
+    nets = networks_for()
+    config = SACConfig(initial_alpha=0.3, actor_learning_rate=1e-3)
+    rule = sac.make_rule(nets, config)
+    learner = rule.init(jax.random.key(0), tiny.obs, tiny.action)
+    key = jax.random.key(9)
+    new, stats = rule.update(learner, tiny, key)
+
+    def loss(params):
+        a, logp = nets.actor.apply(params, tiny.obs).sample_and_log_prob(seed=jax.random.split(key)[1])
+        return jnp.mean(0.3 * logp - jnp.min(nets.q.apply(new.params.q, tiny.obs, a), -1))
+
+    value, grads = jax.value_and_grad(loss)(learner.params.actor)
+    assert float(stats["loss/actor"]) == pytest.approx(float(value), rel=1e-5)
+    # Adam's first step moves each parameter by lr * g / (|g| + eps): the sign of the hand gradient.
+    for g, before, after in zip(
+        jax.tree.leaves(grads), jax.tree.leaves(learner.params.actor), jax.tree.leaves(new.params.actor)
+    ):
+        g = np.asarray(g)
+        big = np.abs(g) > 1e-6
+        np.testing.assert_allclose(
+            (np.asarray(before) - np.asarray(after))[big], 1e-3 * np.sign(g[big]), rtol=1e-2, atol=1e-7
+        )
+
+
 def test_td3_critic_loss_by_hand(tiny):
     nets = networks_for()
     config = TD3Config()

@@ -121,6 +121,9 @@ class BatchedEnv:
                 max_pitch=np.minimum(t.max_pitch, limit),
                 max_roll=np.minimum(t.max_roll, limit),
             )
+        if config.training_progress_weight != 1.0:
+            weight = self.tables.progress_weight * config.training_progress_weight
+            self.tables = self.tables.replace(progress_weight=weight)
         self.backend_name = config.resolved_backend()
         if self.backend_name == "native":
             from equirl.envs.backends.native import NativeBackend

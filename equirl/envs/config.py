@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from equirl.checks import check_int
+from equirl.checks import check_float, check_int
 from equirl.errors import ConfigError
 
 TASKS = ("v1", "v2")
@@ -32,6 +32,9 @@ class EnvConfig:
       tighter than the published limit (1 rad; cheetah 1.35). Falling then
       ends before the lean toward the target has paid. None: the published
       limits. `equirl eval` always measures on the published task.
+    training_progress_weight: a training aid, not the task: the reward's two
+      progress terms are multiplied by it (0: alive bonus minus control cost
+      only, a reward for staying up). 1: the published reward.
     """
 
     bodies: tuple[str, ...] = ("hopper_5_full",)
@@ -47,6 +50,7 @@ class EnvConfig:
     isotropic_friction: bool = True
     num_threads: int | None = None  # native backend; None: every core we may use
     training_tilt_limit: float | None = None
+    training_progress_weight: float = 1.0
 
     def __post_init__(self):
         if isinstance(self.bodies, str):
@@ -74,6 +78,7 @@ class EnvConfig:
         limit = self.training_tilt_limit
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit):
             raise ConfigError(f"training_tilt_limit={limit!r}: must be None or a positive angle in radians")
+        check_float("training_progress_weight", self.training_progress_weight, 0.0)
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

@@ -58,6 +58,7 @@ class EnvTables:
     state_bound: jax.Array
     alive_bonus: jax.Array
     heading_weight: jax.Array
+    progress_weight: jax.Array
     qpos_noise: jax.Array
     qvel_noise: jax.Array
     qvel_noise_gaussian: jax.Array  # [B] bool

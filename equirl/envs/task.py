@@ -110,7 +110,8 @@ def reward(
     target: jax.Array,
     action: jax.Array,
 ) -> jax.Array:
-    """Progress toward the target + progress along the heading + alive - control cost."""
+    """Progress toward the target + progress along the heading + alive - control cost
+    (the progress terms times `progress_weight`: 1 on the published task)."""
     p0, p1 = qpos_before[:, :2], qpos_after[:, :2]
     # |T-p0| - |T-p1| without cancellation: the v1 target is 1e4 m away, where
     # float32 distances resolve only ~1e-3 m (0.1 reward per step).
@@ -119,7 +120,8 @@ def reward(
     progress = closer / tables.dt
     forward = jnp.sum((p1 - p0) * heading(qpos_before), -1) / tables.dt
     control = CONTROL_COST * jnp.sum(jnp.square(action), axis=(-2, -1))
-    return progress + tables.heading_weight * forward + tables.alive_bonus - control
+    moving = progress + tables.heading_weight * forward
+    return tables.progress_weight * moving + tables.alive_bonus - control
 
 
 # Why an episode ended: one bit each in info["end_reasons"] (see `end_reasons`).

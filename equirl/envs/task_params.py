@@ -25,6 +25,7 @@ class TaskParams:
     state_bound: float = INF  # |qpos[2:]| and |qvel| must stay below it
     alive_bonus: float = 1.0
     heading_weight: float = 1.0
+    progress_weight: float = 1.0  # scales both progress terms (EnvConfig.training_progress_weight)
     qpos_noise: float = 0.005
     qvel_noise: float = 0.005
     qvel_noise_gaussian: bool = False

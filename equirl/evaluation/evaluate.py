@@ -164,7 +164,8 @@ def make_env(
     num_threads: int | None = None,
 ):
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
-    and the published termination (a training run's `training_tilt_limit` is dropped)."""
+    and the published termination and reward (a training run's `training_tilt_limit` and
+    `training_progress_weight` are dropped)."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
@@ -179,6 +180,7 @@ def make_env(
         backend=backend or cfg.backend,
         num_threads=num_threads if num_threads is not None else cfg.num_threads,
         training_tilt_limit=None,
+        training_progress_weight=1.0,
     )
     return BatchedEnv(config)
 

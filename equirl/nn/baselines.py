@@ -88,14 +88,15 @@ def flatten_observation(obs: Observation, extra: jax.Array | None = None) -> jax
 
 class MLPBody(nn.Module):
     """Dense -> [norm] -> GELU per hidden layer; `norm` (a Q network's config) adds
-    config.q_norm after each Dense, and batch renorm also on the input (as CrossQ)."""
+    config.q_norm after each Dense, and with batch renorm also on the input if
+    config.q_input_norm (as CrossQ)."""
 
     hidden: tuple[int, ...]
     norm: NetworkConfig | None = None
 
     @nn.compact
     def __call__(self, x):
-        if self.norm is not None and self.norm.q_norm == "batch_renorm":
+        if self.norm is not None and self.norm.q_norm == "batch_renorm" and self.norm.q_input_norm:
             x = q_norm(self.norm, "input_norm")(x)
         for i, n in enumerate(self.hidden):
             x = nn.Dense(n, name=f"hidden_{i}")(x)

@@ -36,6 +36,19 @@ def polar_images(axial: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.stack([jnp.cross(down, axial), jnp.cross(target[..., None, :], axial)], -2)
 
 
+def axial_from_images(images: jax.Array, target: jax.Array) -> jax.Array:
+    """The inverse of `polar_images`: polar p [..., 2, 3] -> the axial w [..., 3] with
+    p = (down x w, target x w) when p are such images, and equivariant for any p.
+
+    -down x p0 is w's horizontal part; the vertical part is ((p1 x target) . down) down,
+    a pseudo-scalar (the product of two polar vectors dotted with a polar one) times down.
+    target: [..., 3], unit and horizontal (zero at padding drops the vertical part).
+    """
+    down = jnp.broadcast_to(jnp.asarray(DOWN, images.dtype), target.shape)
+    vertical = jnp.sum(jnp.cross(images[..., 1, :], target) * down, -1, keepdims=True)
+    return vertical * down - jnp.cross(down, images[..., 0, :])
+
+
 def polar_vectors(vectors: jax.Array, limb_mask: jax.Array, target: jax.Array) -> jax.Array:
     """Observation vectors [..., L, 8, 3] -> the network's polar inputs [..., L, 3, C], scaled
     and zero at padding: the polar channels as they are and each axial channel (angular

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from equirl.observation import HINGE_AXES, Observation
+from equirl.nn.vector_ops import axial_from_images, polar_images
+from equirl.observation import AXIAL_CHANNELS, HINGE_AXES, POLAR_CHANNELS, TARGET_CHANNEL, Observation
 from equirl.worldmodels.interface import (
     DYNAMIC_SCALARS,
     DYNAMIC_VECTORS,
@@ -24,6 +25,40 @@ def scaled_vectors(obs: Observation, stats: FeatureStats) -> jax.Array:
     v = obs.vectors / stats.vector_rms[:, None]
     v = jnp.where(obs.limb_mask[..., None, None], v, 0.0)
     return jnp.swapaxes(v, -1, -2)
+
+
+def target_direction(obs: Observation) -> jax.Array:
+    """[..., L, 3]: each limb's unit target direction, zero at padding."""
+    return jnp.where(obs.limb_mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
+
+
+def polar_features(obs: Observation, stats: FeatureStats) -> jax.Array:
+    """[..., L, 3, 12]: `scaled_vectors` with every axial channel (angular velocity, hinge
+    axes) replaced by its two polar images, so that an equivariant model that treats every
+    channel as polar is equivariant to reflections with the physics' parity."""
+    v = jnp.swapaxes(scaled_vectors(obs, stats), -1, -2)  # [..., L, 8, 3]
+    images = polar_images(v[..., AXIAL_CHANNELS, :], target_direction(obs))  # [..., L, A, 2, 3]
+    images = images.reshape(images.shape[:-3] + (2 * len(AXIAL_CHANNELS), 3))
+    return jnp.swapaxes(jnp.concatenate([v[..., POLAR_CHANNELS, :], images], -2), -1, -2)
+
+
+# A polar model predicts each dynamic channel as one polar vector, or two (the images) if axial.
+POLAR_OUTPUTS = sum(1 if i in POLAR_CHANNELS else 2 for i in DYNAMIC_VECTORS)
+
+
+def dynamic_from_polar(out: jax.Array, target: jax.Array) -> jax.Array:
+    """Polar predictions [..., L, 3, POLAR_OUTPUTS] -> dynamic vector channels [..., L, 7, 3]:
+    polar channels as predicted, axial ones rebuilt from their images (`axial_from_images`)."""
+    out = jnp.swapaxes(out, -1, -2)
+    channels, k = [], 0
+    for i in DYNAMIC_VECTORS:
+        if i in POLAR_CHANNELS:
+            channels.append(out[..., k, :])
+            k += 1
+        else:
+            channels.append(axial_from_images(out[..., k : k + 2, :], target))
+            k += 2
+    return jnp.stack(channels, -2)
 
 
 def scaled_scalars(obs: Observation, stats: FeatureStats) -> jax.Array:

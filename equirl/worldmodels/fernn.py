@@ -5,8 +5,11 @@ state -- invariant scalars h [L, D] and 3D vectors Z [L, 3, C] -- in the
 style of SET: vectors are only mixed linearly, scaled by invariant gates and
 read through inner products (Gram matrices with the fixed down direction and
 the target direction), so rotating every input vector rotates Z and leaves h
-unchanged. Limbs exchange messages through a mean over the body and the
-parent limb.
+unchanged. Every channel it handles is polar: the axial inputs (angular
+velocity, hinge axes, the torque) enter as their polar images and axial
+outputs are rebuilt from predicted images (`common.polar_features`,
+`common.dynamic_from_polar`), so a reflection acts as the physics does.
+Limbs exchange messages through a mean over the body and the parent limb.
 
 Lifting (Keller, 2025): the hidden state gets one copy per flow nu in V.
 Before each update, copy nu is transported by exp(nu) (Z rotated, the
@@ -57,13 +60,16 @@ import jax
 import jax.numpy as jnp
 
 from equirl.geometry import act_on_vectors, yaw_matrix
-from equirl.nn.vector_ops import GatedVectorMix, VectorDense, VectorNorm, gram_features
+from equirl.nn.vector_ops import GatedVectorMix, VectorDense, VectorNorm, gram_features, polar_images
 from equirl.observation import DYNAMIC_SCALARS, DYNAMIC_VECTORS, TARGET_CHANNEL
 from equirl.worldmodels.common import (
+    POLAR_OUTPUTS,
+    dynamic_from_polar,
     masked_action,
+    polar_features,
     rollout_loss,
     scaled_scalars,
-    scaled_vectors,
+    target_direction,
     torque_vector,
     with_dynamic,
 )
@@ -149,13 +155,13 @@ class Readout(nn.Module):
         zin = jnp.concatenate([z, vin], -1)
         inv = gram_features(VectorDense(INVARIANT_CHANNELS, name="gram_mix")(zin, target), target)
         f = nn.gelu(nn.Dense(cfg.width, name="hidden")(jnp.concatenate([h, inv], -1)))
-        out = len(DYNAMIC_VECTORS) + 1
+        out = POLAR_OUTPUTS + 1  # every channel polar (axial ones as two images), plus the displacement
         vec = GatedVectorMix(cfg.vector_channels, out, out_init=nn.initializers.zeros, name="vectors")(zin, target, f)
         vec = jnp.where(mask[..., None, None], vec, 0.0)
         scalars = nn.Dense(len(DYNAMIC_SCALARS), kernel_init=nn.initializers.zeros, name="scalars")(f)
         displacement = limb_mean(vec[..., -1], mask, 1)  # [..., 3]
         score = nn.Dense(1, name="score")(limb_mean(f, mask, 1))[..., 0]
-        return jnp.swapaxes(vec[..., :-1], -1, -2), scalars, displacement, score
+        return dynamic_from_polar(vec[..., :-1], target), scalars, displacement, score
 
 
 class FERNNCore(nn.Module):
@@ -177,22 +183,25 @@ class FERNNCore(nn.Module):
 
 
 def _inputs(frame: Frame, action: jax.Array, displacement: jax.Array, stats: FeatureStats):
-    """Per-copy inputs: vectors [N, B, L, 3, 10], scalars [N, B, L, 20], target [N, B, L, 3].
+    """Per-copy inputs: vectors [N, B, L, 3, 15], scalars [N, B, L, 20], target [N, B, L, 3].
 
+    Every vector input is polar (axial channels and the axial torque enter as their
+    polar images), so the cell's polar-only operations respect the physics' parity.
     displacement [N, B, 3] (metres; the torso's second difference) differs per
     copy; everything else is shared.
     """
     obs = frame.obs
-    v = scaled_vectors(obs, stats)  # [B, L, 3, 8]
-    torque = torque_vector(obs, action)[..., None]  # [B, L, 3, 1]
+    target = target_direction(obs)
+    v = polar_features(obs, stats)  # [B, L, 3, 12]
+    torque = jnp.swapaxes(polar_images(torque_vector(obs, action)[..., None, :], target)[..., 0, :, :], -1, -2)
     n = displacement.shape[0]
-    shared = jnp.broadcast_to(jnp.concatenate([v, torque], -1), (n,) + v.shape[:-1] + (9,))
+    v = jnp.concatenate([v, torque], -1)  # [B, L, 3, 14]
+    shared = jnp.broadcast_to(v, (n,) + v.shape)
     disp = displacement / stats.displacement_rms  # [N, B, 3]
     disp = jnp.broadcast_to(disp[:, :, None, :, None], shared.shape[:-1] + (1,))
     disp = jnp.where(obs.limb_mask[..., None, None], disp, 0.0)
     vin = jnp.concatenate([shared, disp], -1)
     sin = jnp.concatenate([scaled_scalars(obs, stats), masked_action(obs, action)], -1)
-    target = jnp.where(obs.limb_mask[..., None], obs.vectors[..., TARGET_CHANNEL, :], 0.0)
     copies = lambda x: jnp.broadcast_to(x, (n,) + x.shape)  # noqa: E731
     return vin, copies(sin), copies(target)
 

@@ -19,11 +19,11 @@ Data
 
 How the group acts on a frame (`act_on_frame`, g an equirl.geometry.Isometry)
 -----------------------------------------------------------------------------
-  every observation vector channel v -> R v: relative positions (from the
-    torso), target direction, linear and angular velocity, hinge axes. All
-    eight are treated as polar vectors, as in equirl.equivariance.
-    act_on_observation (the networks' test convention). Gravity is fixed:
-    R fixes the z axis, so R g = g (no special case needed).
+  each observation vector channel by its parity (equirl.observation, the same
+    action as `Observation.transform`): polar channels (relative positions from
+    the torso, target direction, linear velocity) v -> R v, axial ones (angular
+    velocity, hinge axes) v -> det(R) R v, so a reflection acts as the physics
+    does. Gravity is fixed: R fixes the z axis, so R g = g.
   scalars, masks, parent: unchanged (angles and the height are invariant;
     translations are horizontal).
   torso_position p -> R p + t: the only absolute position; it rotates about
@@ -73,7 +73,7 @@ from flax import struct
 from equirl.checks import check_float, check_int
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, act_on_vectors
-from equirl.observation import DYNAMIC_SCALARS, DYNAMIC_VECTORS, NUM_SCALARS, NUM_VECTORS, Observation
+from equirl.observation import DYNAMIC_SCALARS, DYNAMIC_VECTORS, NUM_SCALARS, NUM_VECTORS, Observation, parity_signs
 
 # Channels that change over time (the rest are copied from the last frame): see the
 # `dynamic` column of equirl.observation's channel tables.
@@ -140,13 +140,15 @@ class FeatureStats:
 
 
 def act_on_frame(g: Isometry, frame: Frame) -> Frame:
-    """Static action (module doc): vectors -> R v, torso position -> R p + t.
+    """Static action (module doc): polar vectors -> R v, axial ones -> det(R) R v,
+    torso position -> R p + t.
 
     g may carry leading axes that broadcast against the frame's leading axes
     (e.g. one element per time step: rotation [B, T, 3, 3] with obs [B, T, ...]).
     """
     rot = g.rotation
-    vectors = jnp.einsum("...ij,...lcj->...lci", rot, frame.obs.vectors)
+    signs = parity_signs(rot)[..., None, :, None]  # axial channels turn with det(R) R
+    vectors = jnp.einsum("...ij,...lcj->...lci", rot, frame.obs.vectors) * signs
     position = act_on_vectors(rot, frame.torso_position) + g.translation
     return Frame(frame.obs.replace(vectors=vectors), position)
 
