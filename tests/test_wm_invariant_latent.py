@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from equirl.errors import ConfigError
+from equirl.observation import POLAR_CHANNELS
 from equirl.worldmodels.data import feature_stats
 from equirl.worldmodels.interface import (
     InvariantLatentOptions,
@@ -45,10 +46,12 @@ def pairs(data):
 
 
 def fixed_linear_map(obs):
-    """Exactly equivariant: each limb's latent is a fixed mix of its vector channels
-    (a [3, 5] block that turns with R, an orthogonal latent action)."""
-    mix = jax.random.normal(jax.random.PRNGKey(0), (8, 5))
-    return jnp.einsum("btlcx,ck->btlxk", obs.vectors, mix)
+    """Exactly equivariant: each limb's latent is a fixed mix of its polar vector channels
+    (a [3, 5] block that turns with R, an orthogonal latent action). Axial channels turn with
+    det(R) R, so a mix that took them in too would not be equivariant to reflections."""
+    polar = obs.vectors[..., POLAR_CHANNELS, :]
+    mix = jax.random.normal(jax.random.PRNGKey(0), (len(POLAR_CHANNELS), 5))
+    return jnp.einsum("btlcx,ck->btlxk", polar, mix)
 
 
 def invariant_features(obs):
