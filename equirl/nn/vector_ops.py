@@ -55,11 +55,15 @@ def polar_vectors(vectors: jax.Array, limb_mask: jax.Array, target: jax.Array) -
     velocity, hinge axes) as its two `polar_images`, so that every channel turns as
     v -> R v and the network is equivariant to the physical mirror (equirl.observation)."""
     scale = jnp.asarray(INPUT_VECTOR_SCALE, vectors.dtype)[:, None]
-    v = jnp.where(limb_mask[..., None, None], vectors * scale, 0.0)
-    polar = v[..., POLAR_CHANNELS, :]
+    return as_polar_channels(jnp.where(limb_mask[..., None, None], vectors * scale, 0.0), target)
+
+
+def as_polar_channels(v: jax.Array, target: jax.Array) -> jax.Array:
+    """Vector channels [..., L, 8, 3] in the observation's order -> [..., L, 3, C]: the polar
+    channels as they are, each axial one as its two `polar_images` (target [..., L, 3])."""
     images = polar_images(v[..., AXIAL_CHANNELS, :], target)  # [..., L, A, 2, 3]
     images = images.reshape(images.shape[:-3] + (2 * len(AXIAL_CHANNELS), 3))
-    return jnp.swapaxes(jnp.concatenate([polar, images], -2), -1, -2)
+    return jnp.swapaxes(jnp.concatenate([v[..., POLAR_CHANNELS, :], images], -2), -1, -2)
 
 
 def down_like(z: jax.Array) -> jax.Array:

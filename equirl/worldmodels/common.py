@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from equirl.nn.vector_ops import axial_from_images, polar_images
-from equirl.observation import AXIAL_CHANNELS, HINGE_AXES, POLAR_CHANNELS, TARGET_CHANNEL, Observation
+from equirl.nn.vector_ops import as_polar_channels, axial_from_images
+from equirl.observation import HINGE_AXES, POLAR_CHANNELS, TARGET_CHANNEL, Observation
 from equirl.worldmodels.interface import (
     DYNAMIC_SCALARS,
     DYNAMIC_VECTORS,
@@ -36,10 +36,7 @@ def polar_features(obs: Observation, stats: FeatureStats) -> jax.Array:
     """[..., L, 3, 12]: `scaled_vectors` with every axial channel (angular velocity, hinge
     axes) replaced by its two polar images, so that an equivariant model that treats every
     channel as polar is equivariant to reflections with the physics' parity."""
-    v = jnp.swapaxes(scaled_vectors(obs, stats), -1, -2)  # [..., L, 8, 3]
-    images = polar_images(v[..., AXIAL_CHANNELS, :], target_direction(obs))  # [..., L, A, 2, 3]
-    images = images.reshape(images.shape[:-3] + (2 * len(AXIAL_CHANNELS), 3))
-    return jnp.swapaxes(jnp.concatenate([v[..., POLAR_CHANNELS, :], images], -2), -1, -2)
+    return as_polar_channels(jnp.swapaxes(scaled_vectors(obs, stats), -1, -2), target_direction(obs))
 
 
 # A polar model predicts each dynamic channel as one polar vector, or two (the images) if axial.
