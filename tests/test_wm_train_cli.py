@@ -196,3 +196,18 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_checkpoint_of_the_old_format_is_refused_naming_the_change(tmp_path, monkeypatch, capsys):
+    import equirl.worldmodels.train as wm_train
+
+    old = tmp_path / "old"
+    argv = ["wm", "train", "--config", str(REPO / "configs/wm/gru.yaml"), "--data", str(tiny_dataset())]
+    with monkeypatch.context() as patch:  # a run saved as before the parity change
+        patch.setattr(wm_train, "WM_CHECKPOINT_FORMAT", 1)
+        assert main([*argv, "--out", str(old), "--steps", "2", *TINY]) == 0
+    capsys.readouterr()
+    for argv in (["wm", "train", "--out", str(old), "--resume"], ["wm", "eval", "--run", str(old), "--ks", "1"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "checkpoint format 1" in err and "physical parity" in err and "Traceback" not in err, (argv, err)
