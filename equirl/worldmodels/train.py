@@ -223,9 +223,7 @@ def load_world_model(run_dir, step: int | None = None):
         target = {"params": params, "opt_state": opt_state, "step": jax.ShapeDtypeStruct((), jnp.int32)}
         _check_format(manager, run_dir, step)
         state, meta, step = checkpoints.restore_latest(manager, target, run_dir, step)
-        checkpoints.check_format(
-            meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT, _WM_FORMAT_CHANGES
-        )
+        checkpoints.check_format(meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT, _WM_FORMAT_CHANGES)
     finally:
         manager.close()
     return model, state["params"], config, stats
