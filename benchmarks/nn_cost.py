@@ -17,12 +17,12 @@ noisy neighbour on a shared machine hurts every kind alike.
 off-policy algorithm (--algorithms, default sac,crossq,td3; critic, actor and
 temperature as the rule does them) at --batch, for each network kind at its
 preset sizes (equirl.presets: the hopper-suite preset of that algorithm), on
-hopper_5_full and walker_7_full observations: ms, GFLOP (XLA's cost analysis
-of the compiled update including the actor's step), ms per update (mean over
+hopper_5_full and walker_7_full observations: ms per update (the mean over
 the policy-delay cycle: the actor steps every `policy_delay` updates) and
-updates/s, ms of the update that includes the actor, GFLOP/s of that update,
-and the profile of the compiled HLO: kernels (operations run one after
-another, fusions counted once; see `kernel_count`) and the time per kernel. It ends with one line per body,
+updates/s; ms of the update that includes the actor, its GFLOP (XLA's cost
+analysis) and GFLOP/s; and the profile of the compiled HLO: kernels
+(operations run one after another, fusions counted once; see `kernel_count`)
+and the time per kernel. It ends with one line per body,
 `update ratio set/mlp_heading <body>: X.XX` (SAC's update).
 
     python benchmarks/nn_cost.py --update [--algorithms sac,crossq] [--kinds set,mlp_heading]
@@ -193,6 +193,7 @@ def update_main(args) -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     ratios = {}
     for body, limbs in (("hopper_5_full", 5), ("walker_7_full", 7)):
+        per_update = {}  # (algorithm, kind) -> ms, the mean over the delay cycle
         obs = body_observations(body, args.batch, limbs)
         setups = {(a, k): update_step(a, k, obs, limbs) for a in algorithms for k in kinds}
         best = {(key, p): float("inf") for key, (_, _, phases) in setups.items() for p in phases}
@@ -203,14 +204,14 @@ def update_main(args) -> None:
         for (algorithm, kind), (gflop, kernels, phases) in setups.items():
             times = [best[(algorithm, kind), p] * 1e3 for p in phases]
             ms, full = sum(times) / len(times), max(times)  # mean over the delay cycle; the actor's step
-            best[algorithm, kind] = ms
+            per_update[algorithm, kind] = ms
             print(
                 f"| {body} | {algorithm} | {kind} | {ms:.1f} | {1e3 / ms:.1f} | {full:.1f} | {gflop:.2f} "
                 f"| {gflop / full * 1e3:.1f} | {kernels:,} | {full * 1e3 / kernels:.1f} |",
                 flush=True,
             )
-        if ("sac", "set") in best and ("sac", "mlp_heading") in best:
-            ratios[body] = best["sac", "set"] / best["sac", "mlp_heading"]
+        if ("sac", "set") in per_update and ("sac", "mlp_heading") in per_update:
+            ratios[body] = per_update["sac", "set"] / per_update["sac", "mlp_heading"]
     print()
     for body, ratio in ratios.items():
         print(f"update ratio set/mlp_heading {body}: {ratio:.2f}")

@@ -115,11 +115,16 @@ def restore_step(manager, step: int, target: Any) -> tuple[Any, dict]:
     return restored["state"], restored["meta"]
 
 
-def restore_latest(manager, target: Any, run_dir: Path, step: int | None = None) -> tuple[Any, dict, int]:
+def restore_latest(
+    manager, target: Any, run_dir: Path, step: int | None = None, expected_format: tuple[int, str] | None = None
+) -> tuple[Any, dict, int]:
     """(state, meta, step) of the newest readable checkpoint (or of `step`).
 
     An unreadable checkpoint (damaged or missing files) is reported in one
-    line and the one before it is tried.
+    line and the one before it is tried. With `expected_format` (the format
+    and what changed, as `check_format` takes them), a checkpoint's metadata
+    is checked before its state is restored: a state of another layout would
+    otherwise fail the shape check, naming a layer instead of the change.
     """
     run_dir = Path(run_dir)
     steps = sorted(manager.all_steps(), reverse=True)
@@ -130,13 +135,17 @@ def restore_latest(manager, target: Any, run_dir: Path, step: int | None = None)
     if not steps:
         raise ConfigError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINTS}")
     for candidate in steps:
+        where = run_dir / CHECKPOINTS / str(candidate)
         try:
+            if expected_format is not None:
+                check_format(read_meta(manager, candidate), str(where), *expected_format)
             state, meta = restore_step(manager, candidate, target)
             return state, meta, candidate
+        except EquirlError:
+            raise
         except Exception as err:  # orbax and tensorstore raise many kinds
             # TensorStore appends pages of details after ". See ": the first sentence says it.
             reason = " ".join(str(err).split()).split(". See ")[0][:200]
-            where = run_dir / CHECKPOINTS / str(candidate)
             if candidate == steps[-1]:
                 raise EquirlError(f"checkpoint {where} is unreadable ({type(err).__name__}: {reason})") from None
             warn(f"checkpoint {where} is unreadable ({type(err).__name__}: {reason}); using the previous one")

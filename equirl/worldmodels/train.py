@@ -44,21 +44,8 @@ STATS_JSON = "stats.json"
 # 2: the FERNN family reads axial channels as polar images (physical parity, 2026-12-02),
 # so its input layer's shapes changed; the format is checked before anything is restored.
 WM_CHECKPOINT_FORMAT = 2
-_WM_FORMAT_CHANGES = "format 2: the FERNN world models act on axial channels with the physical parity"
-
-
-def _check_format(manager, run_dir: Path, step: int | None = None) -> None:
-    """Refuse a checkpoint of another format before restoring (whose shape check would
-    otherwise name a layer instead of the change)."""
-    steps = manager.all_steps()
-    step = max(steps) if step is None and steps else step
-    if step is None or step not in steps:
-        return  # restore_latest says there is none
-    try:
-        meta = checkpoints.read_meta(manager, step)
-    except Exception:  # a damaged newest checkpoint: restore_latest reports it and falls back
-        return
-    checkpoints.check_format(meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT, _WM_FORMAT_CHANGES)
+# (format, what changed) as checkpoints.restore_latest checks it before restoring.
+_WM_FORMAT = (WM_CHECKPOINT_FORMAT, "format 2: the FERNN world models act on axial channels with the physical parity")
 
 
 @dataclasses.dataclass
@@ -154,11 +141,7 @@ def train_world_model(config: WMTrainConfig, resume: bool = False, log=None) -> 
     try:
         step = 0
         if resume:
-            _check_format(manager, run_dir)
-            state, meta, step = checkpoints.restore_latest(manager, state, run_dir)
-            checkpoints.check_format(
-                meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT, _WM_FORMAT_CHANGES
-            )
+            state, _, step = checkpoints.restore_latest(manager, state, run_dir, expected_format=_WM_FORMAT)
             checkpoints.drop_newer(manager, step)
             log(f"equirl: resuming {run_dir} from its checkpoint at step {step}")
         metrics_csv = MetricsCSV(run_dir / METRICS_CSV, ("step", "wall_seconds"), "step", step if resume else None)
@@ -221,9 +204,7 @@ def load_world_model(run_dir, step: int | None = None):
         params = jax.eval_shape(model.init, jax.random.PRNGKey(0), sample)
         opt_state = jax.eval_shape(optimizer(config).init, params)
         target = {"params": params, "opt_state": opt_state, "step": jax.ShapeDtypeStruct((), jnp.int32)}
-        _check_format(manager, run_dir, step)
-        state, meta, step = checkpoints.restore_latest(manager, target, run_dir, step)
-        checkpoints.check_format(meta, str(run_dir / CHECKPOINTS / str(step)), WM_CHECKPOINT_FORMAT, _WM_FORMAT_CHANGES)
+        state, _, step = checkpoints.restore_latest(manager, target, run_dir, step, expected_format=_WM_FORMAT)
     finally:
         manager.close()
     return model, state["params"], config, stats
