@@ -293,28 +293,22 @@ def test_run_episodes_folds_each_first_episode_end_once(make_env):
     assert np.all((length >= 1) & (length <= 5))
 
 
-def test_a_training_progress_weight_scales_only_the_progress_terms():
-    from equirl.envs.batched import BatchedEnv
-    from equirl.envs.config import EnvConfig
-
+def test_a_training_progress_weight_scales_only_the_progress_terms(make_env):
     with pytest.raises(ConfigError, match="training_progress_weight=-1.0"):
         EnvConfig(bodies=("hopper_3_shin",), training_progress_weight=-1.0)
-    bodies = ("hopper_3_shin", "walker_7_full")
+    # The published-reward env is the one test_reward_is_the_published_formula compiled.
     envs = [
-        BatchedEnv(EnvConfig(bodies=bodies, num_envs=2, max_limbs=7, backend="native", training_progress_weight=w))
-        for w in (1.0, 0.0)
+        make_env(bodies=MIXED, num_envs=6, autoreset=False),
+        make_env(bodies=MIXED, num_envs=6, autoreset=False, training_progress_weight=0.0),
     ]
-    try:
-        action = jnp.full((2,) + envs[0].action_shape, 0.5)
-        rewards = []
-        for env in envs:
-            state = env.reset(jax.random.PRNGKey(3))
-            for _ in range(5):  # the same physics in both: only the reward differs
-                state = env.step(state, action)
-            rewards.append(np.asarray(state.reward))
-        control = 0.001 * np.sum(np.where(np.asarray(envs[0].tables.action_mask), 0.25, 0.0), axis=(-2, -1))
-        np.testing.assert_allclose(rewards[1], 1.0 - control, atol=1e-5)  # alive bonus minus control cost
-        assert np.all(np.abs(rewards[0] - rewards[1]) > 1e-3)  # the published reward has progress in it
-    finally:
-        for env in envs:
-            env.close()
+    action = jnp.full((6,) + envs[0].action_shape, 0.5)
+    rewards = []
+    for env in envs:
+        state = env.reset(jax.random.PRNGKey(3))
+        for _ in range(5):  # the same physics in both: only the reward differs
+            state = env.step(state, action)
+        rewards.append(np.asarray(state.reward))
+    control = 0.001 * np.sum(np.where(np.asarray(envs[0].tables.action_mask), 0.25, 0.0), axis=(-2, -1))
+    alive = np.asarray(envs[0].tables.alive_bonus)  # the cheetah has none
+    np.testing.assert_allclose(rewards[1], alive - control, atol=1e-5)
+    assert np.all(np.abs(rewards[0] - rewards[1]) > 1e-3)  # the published reward has progress in it
