@@ -123,3 +123,18 @@ class Observation:
         signs = parity_signs(rotation)
         signs = signs[:, None, :, None] if batched else signs[:, None]
         return self.replace(vectors=moved * signs)
+
+
+def observation_shapes(max_limbs: int, batch: tuple[int, ...] = (1,)) -> Observation:
+    """An Observation of shapes and dtypes only (`jax.ShapeDtypeStruct` leaves), as an
+    environment with `max_limbs` limb slots would fill it: enough for `jax.eval_shape`
+    to build a network's parameter tree without building and stepping an environment."""
+    lead = (*batch, max_limbs)
+    real = jnp.zeros(()).dtype  # float64 only under jax_enable_x64, as the environments
+    return Observation(
+        vectors=jax.ShapeDtypeStruct((*lead, NUM_VECTORS, 3), real),
+        scalars=jax.ShapeDtypeStruct((*lead, NUM_SCALARS), real),
+        limb_mask=jax.ShapeDtypeStruct(lead, jnp.bool_),
+        parent=jax.ShapeDtypeStruct(lead, jnp.int32),
+        action_mask=jax.ShapeDtypeStruct((*lead, 3), jnp.bool_),
+    )

@@ -69,18 +69,11 @@ def load(name: str, folder: Path = CONTROLLERS):
 
 
 def _actor_template(networks, config):
-    """The actor's parameter tree (shapes only matter) from one tiny observation."""
-    from equirl.envs.batched import BatchedEnv
-    from equirl.envs.bodies import body_names
-    from equirl.envs.config import EnvConfig
+    """The actor's parameter tree (shapes only matter), traced from an observation's shapes:
+    no environment is built, so loading a controller takes a second, not a compile."""
+    from equirl.observation import observation_shapes
 
-    first = body_names(config.env.bodies[:1], config.env.max_limbs)[0]  # a suite names several
-    env = BatchedEnv(EnvConfig(bodies=(first,), num_envs=1, max_limbs=config.env.max_limbs))
-    try:
-        obs = env.reset(jax.random.PRNGKey(0)).obs
-    finally:
-        env.close()
-    return jax.eval_shape(networks.actor.init, jax.random.PRNGKey(0), obs)
+    return jax.eval_shape(networks.actor.init, jax.random.PRNGKey(0), observation_shapes(config.env.max_limbs))
 
 
 def export(run_dir: str | os.PathLike, name: str, card_fields: dict, folder: Path = CONTROLLERS) -> Path:
