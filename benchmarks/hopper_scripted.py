@@ -1,8 +1,15 @@
-"""How long do the 3D hoppers stay healthy with no learning at all? Zero torque and a
-proportional hold of every hinge at its initial angle, on the exact training task.
+"""How long do the 3D hoppers stay healthy with no learning at all? On the exact training
+task (published health bounds, reset noise), three scripted controllers:
+
+- zero torque;
+- a stiff hold: every hinge driven back to its initial angle, action g × (angle error);
+- the stiff hold (g = 3) plus linear lean feedback: a corrective torque about the world's x
+  axis of kx × (the torso's sideways lean plus 0.1 s of its rate) and about y of ky × (its
+  forward lean plus rate), shared out over the hinges by their world-frame axes; a grid of
+  gains, each pair on `--episodes` episodes.
 
 A reference for the learned policies' episode lengths: a policy whose episodes are no
-longer than these has learned speed but not balance.
+longer than these has learned speed but not balance. Actions are clipped to ±1.
 
     python benchmarks/hopper_scripted.py [--episodes 16]
 """
@@ -10,6 +17,7 @@ longer than these has learned speed but not balance.
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -17,25 +25,49 @@ import numpy as np
 
 from equirl.envs.batched import BatchedEnv
 from equirl.envs.config import EnvConfig
-from equirl.observation import ANGLE_SCALARS
+from equirl.observation import ANGLE_SCALARS, HINGE_AXES
 
 BODIES = ("hopper_3_shin", "hopper_4_lower_shin", "hopper_5_full")
-GAINS = (0.0, 1.0, 3.0, 10.0)  # action per radian away from the initial angle (actions are clipped to ±1)
+HOLD_GAINS = (0.0, 1.0, 3.0, 10.0)
+LEAN_GAINS = (-20.0, -5.0, -1.0, 0.0, 1.0, 5.0, 20.0)
 
 
-def episode_lengths(body: str, gain: float, episodes: int, limit: int = 1000) -> np.ndarray:
-    env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=episodes, max_limbs=5, autoreset=False, episode_length=limit))
+def torso_lean(qpos: jax.Array, qvel: jax.Array) -> jax.Array:
+    """[B, 2]: the torso axis' world x and y parts, each plus 0.1 s of its rate of change."""
+    w, x, y, z = (qpos[:, 3 + i] for i in range(4))
+    up = jnp.stack([2 * (x * z + w * y), 2 * (y * z - w * x)], -1)
+    # The free joint's angular velocity is in the torso frame; turned into the world frame, the
+    # axis tips at spin × up, whose x and y parts are about spin_y and -spin_x for a near-upright torso.
+    rot = jnp.stack(
+        [
+            jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            jnp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            jnp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+    spin = jnp.einsum("bij,bj->bi", rot, qvel[:, 3:6])
+    return up + 0.1 * jnp.stack([spin[:, 1], -spin[:, 0]], -1)
+
+
+def episode_lengths(body: str, hold: np.ndarray, kx: np.ndarray, ky: np.ndarray, limit: int = 1000) -> np.ndarray:
+    """Healthy steps of one episode per entry of the gain arrays [B], run as one batch."""
+    env = BatchedEnv(EnvConfig(bodies=(body,), num_envs=len(hold), max_limbs=5, autoreset=False, episode_length=limit))
+    hold, kx, ky = (jnp.asarray(g, jnp.float32) for g in (hold, kx, ky))
     try:
         state = env.reset(jax.random.PRNGKey(0))
         angle0 = state.obs.scalars[..., ANGLE_SCALARS]
 
         @jax.jit
         def step(state):
-            angle = state.obs.scalars[..., ANGLE_SCALARS]
-            action = jnp.clip(-gain * (angle - angle0), -1.0, 1.0) * state.obs.action_mask
-            return env.step(state, action)
+            obs = state.obs
+            lean = torso_lean(state.qpos, state.qvel)
+            torque = jnp.stack([kx * lean[:, 1], ky * lean[:, 0], jnp.zeros_like(kx)], -1)  # [B, 3], world
+            feedback = jnp.einsum("blhk,bk->blh", obs.vectors[..., HINGE_AXES, :], torque)
+            action = -hold[:, None, None] * (obs.scalars[..., ANGLE_SCALARS] - angle0) + feedback
+            return env.step(state, jnp.clip(action, -1.0, 1.0) * obs.action_mask)
 
-        length = np.full(episodes, limit)
+        length = np.full(len(hold), limit)
         for t in range(limit):
             state = step(state)
             ended = np.asarray(state.terminated | state.truncated) & (length == limit)
@@ -50,12 +82,18 @@ def episode_lengths(body: str, gain: float, episodes: int, limit: int = 1000) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=16)
-    args = parser.parse_args()
-    print("| body | " + " | ".join(f"gain {g:g}" for g in GAINS) + " |")
-    print("|---|" + "---:|" * len(GAINS))
+    n = parser.parse_args().episodes
+    zeros = np.zeros(n * len(HOLD_GAINS))
+    pairs = list(itertools.product(LEAN_GAINS, LEAN_GAINS))
+    print("| body | " + " | ".join(f"hold {g:g}" for g in HOLD_GAINS) + " | best lean gains (kx, ky) | steps |")
+    print("|---|" + "---:|" * len(HOLD_GAINS) + "---|---:|")
     for body in BODIES:
-        cells = [episode_lengths(body, g, args.episodes) for g in GAINS]
-        print(f"| {body} | " + " | ".join(f"{c.mean():.0f} ({c.min()}–{c.max()})" for c in cells) + " |", flush=True)
+        held = episode_lengths(body, np.repeat(HOLD_GAINS, n), zeros, zeros).reshape(len(HOLD_GAINS), n)
+        kx, ky = (np.repeat([p[i] for p in pairs], n) for i in (0, 1))
+        lean = episode_lengths(body, np.full(len(kx), 3.0), kx, ky).reshape(len(pairs), n).mean(1)
+        best = int(np.argmax(lean))
+        cells = [f"{c.mean():.0f} ({c.min()}–{c.max()})" for c in held]
+        print(f"| {body} | " + " | ".join(cells) + f" | {pairs[best]} | {lean[best]:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
