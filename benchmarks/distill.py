@@ -2,9 +2,10 @@
 
     python benchmarks/distill.py --family hopper --teachers runs/offpolicy/hopper_td3_... --steps 30000
     python benchmarks/distill.py --family hopper --teachers RUN --steps 30000 --ship hopper_set_distilled
+    python benchmarks/distill.py --family hopper --teachers lqr --tag lqr --ship hopper_set_balance
     python benchmarks/distill.py --table-only
 
-Trains `equirl distill`'s config (resuming a stopped run) in runs/distill/<family>_<student>,
+Trains `equirl distill`'s config (resuming a stopped run) in runs/distill/<family>_<student>[_<tag>],
 then evaluates, deterministically on the published task (--episodes per body): every teacher
 on its own training bodies, and the student on the family's training bodies and its held-out
 bodies (<family>_zero_shot where the benchmark has them). Rows go to
@@ -26,6 +27,8 @@ import datetime
 import json
 from pathlib import Path
 
+from equirl.envs.lqr import NAME as LQR
+
 OUT = Path("results/distill")
 COLUMNS = ("family", "student", "teachers", "body", "split", "return_mean", "return_std", "episode_length")
 COLUMNS += ("wall_seconds",)
@@ -45,7 +48,7 @@ def train_student(args) -> Path:
     from equirl.agents.train import train
     from equirl.runs.checkpoints import has_checkpoints
 
-    run_dir = Path(args.runs) / f"{args.family}_{args.student}"
+    run_dir = Path(args.runs) / f"{args.family}_{args.student}{'_' + args.tag if args.tag else ''}"
     config = distill_config(
         args.teachers,
         bodies=[args.family],
@@ -88,7 +91,7 @@ def evaluate_rows(args, run_dir: Path) -> list[dict]:
                 )
 
     for teacher in args.teachers:
-        policy = load_policy_for_eval(teacher)
+        policy = lqr_policy(args.family) if teacher == LQR else load_policy_for_eval(teacher)
         bodies = [b for b in sgrl.SUITES[args.family] if b in _bodies_of(policy)]
         add(evaluate(policy, bodies, episodes=args.episodes), "teacher")
     student = load_policy_for_eval(run_dir)
@@ -97,6 +100,22 @@ def evaluate_rows(args, run_dir: Path) -> list[dict]:
     if held_out:
         add(evaluate(student, list(held_out), episodes=args.episodes), "held_out")
     return out
+
+
+def lqr_policy(family: str):
+    """The lqr teacher as an evaluable policy: zero actions on top of the LQR base controller."""
+    import jax.numpy as jnp
+
+    from equirl.agents.config import TrainConfig
+    from equirl.envs.bodies import resolve
+    from equirl.envs.config import EnvConfig
+    from equirl.evaluation import Policy
+    from equirl.presets import NETWORKS
+
+    max_limbs = max(m.num_limbs for m, _ in resolve(family, max_limbs=EnvConfig().max_limbs))
+    env = EnvConfig(bodies=(family,), max_limbs=max_limbs, base_controller=LQR)
+    config = TrainConfig(env=env, network=NETWORKS["set"])
+    return Policy(config=config, state=(), act=lambda state, obs: jnp.zeros(obs.action_mask.shape))
 
 
 def _bodies_of(policy) -> set[str]:
@@ -109,25 +128,41 @@ def write(rows: list[dict]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "summary.csv"
     old = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
-    keys = {(r["family"], r["student"]) for r in rows}
-    kept = [r for r in old if (r["family"], r["student"]) not in keys]
+    keys = {(r["family"], r["student"], r["teachers"]) for r in rows}
+    kept = [r for r in old if (r["family"], r["student"], r["teachers"]) not in keys]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
         writer.writerows(kept + rows)
-    # When and where the rows were measured: --table-only must not restamp them with today's machine.
+    # When and where each group of rows was measured: --table-only and later groups must not restamp them.
     from equirl.machine import describe as machine
 
-    (OUT / "measured.json").write_text(json.dumps({"date": str(datetime.date.today()), "machine": machine()}) + "\n")
+    stamps = _stamps()
+    stamp = {"date": str(datetime.date.today()), "machine": machine()}
+    stamps.update({"/".join(key): stamp for key in keys})
+    (OUT / "measured.json").write_text(json.dumps(stamps, indent=1) + "\n")
     table()
 
 
+def _stamps() -> dict:
+    """family/student/teachers -> {date, machine} (an older file held one stamp for every row)."""
+    path = OUT / "measured.json"
+    stamps = json.loads(path.read_text()) if path.exists() else {}
+    if "date" in stamps:
+        rows = list(csv.DictReader(open(OUT / "summary.csv", newline="")))
+        old = {"date": stamps["date"], "machine": stamps["machine"]}
+        stamps = {"/".join((r["family"], r["student"], r["teachers"])): old for r in rows}
+    return stamps
+
+
 def table() -> None:
-    measured = json.loads((OUT / "measured.json").read_text())
+    stamps = _stamps()
     rows = list(csv.DictReader(open(OUT / "summary.csv", newline="")))
     lines = [
-        f"Distillation into one student (benchmarks/distill.py), {measured['date']}, {measured['machine']}. "
-        "Deterministic evaluation on the published task; teacher rows: each teacher on its own bodies.",
+        "Distillation into one student (benchmarks/distill.py). Deterministic evaluation on the published task; "
+        "teacher rows: each teacher on its own bodies. Measured:",
+        "",
+        *(f"- {key}: {s['date']}, {s['machine']}" for key, s in stamps.items()),
         "",
         "| family | student | teachers | body | split | return | episode length | student wall clock | SGRL SET |",
         "|---|---|---|---|---|---:|---:|---:|---:|",
@@ -174,6 +209,8 @@ def _teacher_line(run_dir: str) -> str:
     """What a teacher was: algorithm, network, bodies, budget and its training aid, from its stored config."""
     from equirl.agents.saved_runs import run_config
 
+    if run_dir == LQR:
+        return "lqr: the scripted standing balance controller (equirl.envs.lqr), one LQR gain per body"
     c = run_config(run_dir)
     aid = f", training_tilt_limit {c.env.training_tilt_limit} rad" if c.env.training_tilt_limit else ""
     return (
@@ -187,6 +224,7 @@ def main() -> None:
     parser.add_argument("--family", default="hopper")
     parser.add_argument("--teachers", nargs="+", default=[])
     parser.add_argument("--student", default="set")
+    parser.add_argument("--tag", default="", help="run directory suffix")
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--runs", default="runs/distill")

@@ -166,7 +166,7 @@ def _distill(args) -> None:
         config = load_yaml(TrainConfig, Path(out) / CONFIG_YAML)
     else:
         if not args.teachers:
-            raise EquirlError("distill: --teachers RUN_DIR [RUN_DIR ...] is required (or --resume)")
+            raise EquirlError("distill: --teachers RUN_DIR [RUN_DIR ...] (or lqr) is required (or --resume)")
         config = distill_config(
             args.teachers,
             bodies=args.bodies,
@@ -320,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     train.set_defaults(run=_train)
 
     distill = sub.add_parser("distill", help="distil trained teacher runs into one student network (DAgger)")
-    distill.add_argument("--teachers", nargs="+", help="teacher run directories (each labels its own bodies)")
+    distill.add_argument(
+        "--teachers",
+        nargs="+",
+        help="teacher run directories (each labels its own bodies), or lqr: the scripted balance controller",
+    )
     distill.add_argument("--bodies", nargs="+", help="the student's bodies (default: all the teachers')")
     distill.add_argument("--student", default="set", help="student network kind (default set)")
     distill.add_argument("--steps", type=int, default=100_000, help="environment steps (default 100000)")

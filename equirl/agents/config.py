@@ -169,7 +169,9 @@ class DistillConfig:
     the `network` block, SET by default).
 
     teachers: run directories; each labels the bodies it was trained on, and
-      every body of the student's environment needs one.
+      every body of the student's environment needs one. "lqr" names the
+      scripted balance controller (`equirl.envs.lqr`), which
+      labels every body (it stands, it does not walk).
     The student acts; with probability beta (per environment and step,
     beta_start at first, falling linearly to 0 over beta_decay_steps
     environment steps) the teacher's action is taken instead. The teacher
@@ -200,7 +202,7 @@ class DistillConfig:
                 self, "teachers", (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
             )
         if not all(isinstance(t, str) and t for t in self.teachers):
-            raise ConfigError(f"teachers={self.teachers!r}: must be run directories (strings)")
+            raise ConfigError(f"teachers={self.teachers!r}: must be run directories or 'lqr' (strings)")
         for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration"):
             check_int(name, getattr(self, name), 1)
         check_int("learning_starts", self.learning_starts, 0)

@@ -41,7 +41,8 @@ from equirl.agents.policy import (
     maybe_normalize,
 )
 from equirl.agents.registry import AlgorithmSpec
-from equirl.envs.rollout import episode_ends, unroll
+from equirl.envs import lqr
+from equirl.envs.rollout import StatePolicy, episode_ends, unroll
 from equirl.errors import ConfigError
 from equirl.nn.config import FIXED_LIMB_KINDS
 from equirl.observation import Observation
@@ -67,7 +68,17 @@ class DistillState:
 class Teacher(NamedTuple):
     run_dir: str
     bodies: tuple[str, ...]  # body names it was trained on
-    act: Any  # obs -> deterministic action [B, L, 3]
+    act: Any  # env state -> deterministic action [B, L, 3]
+
+
+def lqr_teacher(env) -> Teacher:
+    """The scripted balance controller, one gain per body of the student's environments."""
+    gains = lqr.tables(env)
+
+    def act(env_state) -> jax.Array:
+        return lqr.act(gains, env.tables, env_state.qpos, env_state.qvel)
+
+    return Teacher(lqr.NAME, tuple(m.name for m in env.morphologies), act)
 
 
 def load_teacher(run_dir: str, task: str, max_limbs: int) -> Teacher:
@@ -86,8 +97,8 @@ def load_teacher(run_dir: str, task: str, max_limbs: int) -> Teacher:
     bodies = body_names(config.env.bodies, config.env.max_limbs)
     small = acting_state(state)
 
-    def act(obs: Observation) -> jax.Array:
-        return agent.act(small, obs, None, True)
+    def act(env_state) -> jax.Array:
+        return agent.act(small, env_state.obs, None, True)
 
     return Teacher(str(run_dir), bodies, act)
 
@@ -110,16 +121,17 @@ def teacher_of_envs(teachers: list[Teacher], env) -> np.ndarray:
 def make_distill(config, env, networks) -> Agent:
     d = config.distill
     mesh = env.mesh
-    teachers = [load_teacher(t, config.env.task, config.env.max_limbs) for t in d.teachers]
+    task, max_limbs = config.env.task, config.env.max_limbs
+    teachers = [lqr_teacher(env) if t == lqr.NAME else load_teacher(t, task, max_limbs) for t in d.teachers]
     which = jnp.asarray(teacher_of_envs(teachers, env))
     one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
     optimizer = optax.chain(optax.clip_by_global_norm(d.max_grad_norm), optax.adam(d.learning_rate))
     norm = lambda s, o: maybe_normalize(d.normalize_observations, s, o)  # noqa: E731
     steps_per_iteration = env.num_envs * d.steps_per_iteration
 
-    def labels(obs: Observation) -> jax.Array:
+    def labels(env_state) -> jax.Array:
         """Each environment's teacher's action (every teacher acts on the whole batch: they are small)."""
-        actions = jnp.stack([t.act(obs) for t in teachers])  # [T, B, L, 3]
+        actions = jnp.stack([t.act(env_state) for t in teachers])  # [T, B, L, 3]
         # Clipped as the environment clips: a Gaussian (PPO) teacher's mean may lie outside [-1, 1].
         return jnp.clip(jnp.take_along_axis(actions, which[None, :, None, None], axis=0)[0], -1.0, 1.0)
 
@@ -153,9 +165,9 @@ def make_distill(config, env, networks) -> Agent:
         params, normalizer = state.params, state.normalizer
 
         # COLLECT: the student's actions, the teacher's where beta's coin says so; every state labelled.
-        def policy(obs, key, t):
-            label = labels(obs)
-            own = student_action(params, normalizer, obs)
+        def policy(env_state, key, t):
+            label = labels(env_state)
+            own = student_action(params, normalizer, env_state.obs)
             env_steps = state.env_steps + t * env.num_envs
             beta = d.beta_start * jnp.clip(1.0 - env_steps / d.beta_decay_steps, 0.0, 1.0)
             teacher_acts = jax.random.uniform(key, (env.num_envs,)) < beta
@@ -169,7 +181,7 @@ def make_distill(config, env, networks) -> Agent:
 
         constrain = lambda s: distributed.constrain(s, mesh)  # noqa: E731
         env_state, key, (items, ends, gap, beta) = unroll(
-            env, state.env_state, policy, state.key, d.steps_per_iteration, record, constrain
+            env, state.env_state, StatePolicy(policy), state.key, d.steps_per_iteration, record, constrain
         )
         flat = flatten_time(items)
         if d.normalize_observations:
@@ -255,27 +267,34 @@ def distill_config(
 ):
     """The TrainConfig `equirl distill` runs: the teachers' task and limb slots, their bodies
     (or `bodies`), one environment per body, one update per collected transition, and a
-    `student` network of the shipped preset sizes (`equirl.presets.NETWORKS`), tanh-squashed."""
+    `student` network of the shipped preset sizes (`equirl.presets.NETWORKS`), tanh-squashed.
+    With only the lqr teacher, `bodies` is required and the task is v1."""
     import dataclasses
 
     from equirl.agents.config import DistillConfig, RunConfig, TrainConfig
     from equirl.agents.saved_runs import run_config
     from equirl.config_io import apply_overrides
-    from equirl.envs.bodies import body_names
+    from equirl.envs.bodies import body_names, resolve
     from equirl.envs.config import EnvConfig
     from equirl.presets import NETWORKS
 
     teachers = tuple(str(t) for t in teachers)
     if not teachers:
-        raise ConfigError("distill: name at least one teacher run directory")
+        raise ConfigError("distill: name at least one teacher run directory (or lqr)")
     if student not in NETWORKS:
         raise ConfigError(f"distill: student={student!r}: must be one of {tuple(NETWORKS)}")
-    configs = [run_config(t) for t in teachers]
-    tasks = {c.env.task for c in configs}
+    configs = [run_config(t) for t in teachers if t != lqr.NAME]
+    if not configs and not bodies:
+        raise ConfigError("distill: the lqr teacher was trained on nothing; name the student's bodies")
+    tasks = {c.env.task for c in configs} or {"v1"}
     if len(tasks) > 1:
         raise ConfigError(f"distill.teachers: trained on different tasks ({', '.join(sorted(tasks))}); use one task")
     entries = tuple(bodies) if bodies else tuple(dict.fromkeys(e for c in configs for e in c.env.bodies))
-    max_limbs = max(c.env.max_limbs for c in configs)
+    if configs:
+        max_limbs = max(c.env.max_limbs for c in configs)
+    else:  # the lqr teacher alone: as many limb slots as the largest body has
+        limit = EnvConfig().max_limbs
+        max_limbs = max(m.num_limbs for e in entries for m, _ in resolve(e, max_limbs=limit))
     num_envs = num_envs or len(body_names(entries, max_limbs))
     config = TrainConfig(
         algorithm="distill",

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from equirl.envs import task
+from equirl.envs import lqr, task
 from equirl.envs.bodies import resolve
 from equirl.envs.config import EnvConfig
 from equirl.envs.tables import build_tables, padded_sizes
@@ -124,6 +124,7 @@ class BatchedEnv:
         if config.training_progress_weight != 1.0:
             weight = self.tables.progress_weight * config.training_progress_weight
             self.tables = self.tables.replace(progress_weight=weight)
+        self.base_gains = lqr.tables(self) if config.base_controller == lqr.NAME else None
         self.backend_name = config.resolved_backend()
         if self.backend_name == "native":
             from equirl.envs.backends.native import NativeBackend
@@ -212,6 +213,9 @@ class BatchedEnv:
         t = self.tables
         dtype = state.qpos.dtype
         action, nonfinite = sanitize_action(action, t.action_mask, dtype)
+        if self.base_gains is not None:  # the policy's action is a residual on the base controller's
+            base = lqr.act(self.base_gains, t, state.qpos, state.qvel).astype(dtype)
+            action = jnp.where(t.action_mask, jnp.clip(base + action, -1.0, 1.0), 0.0)
 
         b = self.num_envs
         ctrl = jnp.zeros((b, self.sizes.nu + 1), dtype)

@@ -10,6 +10,7 @@ from equirl.errors import ConfigError
 
 TASKS = ("v1", "v2")
 BACKENDS = ("auto", "native", "mjx")
+BASE_CONTROLLERS = (None, "lqr")  # equirl.envs.lqr.NAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,11 @@ class EnvConfig:
     training_progress_weight: a training aid, not the task: the reward's two
       progress terms are multiplied by it (0: alive bonus minus control cost
       only, a reward for staying up). 1: the published reward.
+    base_controller: None, or "lqr": the policy acts as a residual on a scripted
+      controller. Each step the motors get clip(base(state) + action, -1, 1);
+      "lqr" is the standing balance controller of `equirl.envs.lqr` (one gain
+      per body, from the body's own MuJoCo model). Part of the controller, not
+      a training aid: `equirl eval` keeps it.
     """
 
     bodies: tuple[str, ...] = ("hopper_5_full",)
@@ -51,6 +57,7 @@ class EnvConfig:
     num_threads: int | None = None  # native backend; None: every core we may use
     training_tilt_limit: float | None = None
     training_progress_weight: float = 1.0
+    base_controller: str | None = None
 
     def __post_init__(self):
         if isinstance(self.bodies, str):
@@ -79,6 +86,8 @@ class EnvConfig:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit):
             raise ConfigError(f"training_tilt_limit={limit!r}: must be None or a positive angle in radians")
         check_float("training_progress_weight", self.training_progress_weight, 0.0)
+        if self.base_controller not in BASE_CONTROLLERS:
+            raise ConfigError(f"base_controller={self.base_controller!r}: must be one of {BASE_CONTROLLERS}")
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

@@ -27,6 +27,14 @@ from equirl.observation import Observation
 Policy = Callable[[Observation, jax.Array, jax.Array], tuple[jax.Array, Any]]
 
 
+class StatePolicy(NamedTuple):
+    """A policy that acts on the whole environment state, `fn(env_state, key, t)`: scripted
+    controllers that read the physics (`equirl.envs.lqr`), and the learners that
+    mix them in. Learned policies see only the observation."""
+
+    fn: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+
+
 class Step(NamedTuple):
     before: Any  # the environment state the policy acted in
     action: jax.Array  # what it sent (the environment cleans it: batched.sanitize_action)
@@ -61,7 +69,10 @@ def deterministic(act: Callable[[Observation], jax.Array]) -> Policy:
 def _act_and_step(env, policy: Policy, env_state, key, t) -> tuple[Step, jax.Array]:
     # The key is split the same way for every caller, so a run is reproducible from its seed.
     key, k_act = jax.random.split(key)
-    action, extras = policy(env_state.obs, k_act, t)
+    if isinstance(policy, StatePolicy):
+        action, extras = policy.fn(env_state, k_act, t)
+    else:
+        action, extras = policy(env_state.obs, k_act, t)
     return Step(env_state, action, extras, env.step(env_state, action)), key
 
 

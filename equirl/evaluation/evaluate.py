@@ -165,7 +165,7 @@ def make_env(
 ):
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
     and the published termination and reward (a training run's `training_tilt_limit` and
-    `training_progress_weight` are dropped)."""
+    `training_progress_weight` are dropped; its `base_controller` is kept, as part of the controller)."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env

@@ -1,0 +1,82 @@
+"""The scripted LQR controller (a distillation teacher and a base for residual policies): it
+balances a 3D hopper that falls without it, and it is symmetric (turns about gravity and mirrors
+move its actions as they move the body)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from equirl.agents.distill import distill_config
+from equirl.envs import lqr, symmetry
+from equirl.envs.batched import BatchedEnv
+from equirl.envs.config import EnvConfig
+from equirl.errors import ConfigError
+from equirl.morphology.mirror import mirror_map
+
+ENVS = 4
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    env = BatchedEnv(EnvConfig(bodies=("hopper_5_full",), num_envs=ENVS, max_limbs=5, autoreset=False))
+    yield env, lqr.tables(env)
+    env.close()
+
+
+def healthy_steps(env, act, steps: int) -> np.ndarray:
+    """Steps each environment stayed healthy, up to `steps`, from the same starts."""
+
+    def body(carry, _):
+        state, alive = carry
+        state = env.step(state, act(state))
+        alive = alive & ~state.terminated
+        return (state, alive), alive
+
+    start = env.reset(jax.random.PRNGKey(0))
+    _, alive = jax.lax.scan(body, (start, jnp.ones(ENVS, bool)), None, length=steps)
+    return np.asarray(alive.sum(0))
+
+
+def test_the_lqr_keeps_a_hopper_up_that_falls_without_it(hopper):
+    """Zero torque falls; the same zero policy as a residual on the LQR base controller stands."""
+    env, _ = hopper
+    based = BatchedEnv(dataclasses.replace(env.config, base_controller="lqr"))
+    try:
+        zero = lambda e: lambda s: jnp.zeros((ENVS,) + e.action_shape)  # noqa: E731
+        fallen = healthy_steps(env, zero(env), 400)
+        held = healthy_steps(based, zero(based), 400)
+    finally:
+        based.close()
+    assert fallen.max() < 300  # zero torque: down within about 160-230 steps
+    assert (held == 400).sum() >= 3, held
+
+
+def test_the_lqr_is_equivariant(hopper):
+    env, gains = hopper
+    act = jax.jit(lambda q, v: lqr.act(gains, env.tables, q, v))
+    # 20 steps off the reset pose, so that every gain column matters.
+    state = jax.jit(lambda s: jax.lax.fori_loop(0, 20, lambda _, s: env.step(s, act(s.qpos, s.qvel)), s))(
+        env.reset(jax.random.PRNGKey(1))
+    )
+    base = act(state.qpos, state.qvel)
+    angle = jax.random.uniform(jax.random.PRNGKey(2), (ENVS,), minval=-np.pi, maxval=np.pi)
+    q, v, _ = symmetry.rotate_state(state.qpos, state.qvel, state.target, angle)
+    np.testing.assert_allclose(act(q, v), base, atol=1e-4)
+    mirror = mirror_map(env.morphologies[0])
+    q, v, _ = symmetry.reflect_state(state.qpos, state.qvel, state.target, mirror, angle)
+    np.testing.assert_allclose(act(q, v), symmetry.transform_action(base, mirror), atol=1e-3)
+
+
+def test_an_unknown_base_controller_is_refused():
+    with pytest.raises(ConfigError, match="base_controller='pd'"):
+        EnvConfig(base_controller="pd")
+
+
+def test_an_lqr_student_needs_its_bodies():
+    with pytest.raises(ConfigError, match="name the student's bodies"):
+        distill_config(["lqr"])
+    config = distill_config(["lqr"], bodies=["hopper"], student="mlp_heading", steps=100)
+    assert config.env.max_limbs == 5 and config.distill.teachers == ("lqr",)
