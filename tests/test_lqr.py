@@ -21,17 +21,20 @@ ENVS = 4
 
 @pytest.fixture(scope="module")
 def hopper():
-    env = BatchedEnv(EnvConfig(bodies=("hopper_5_full",), num_envs=ENVS, max_limbs=5, autoreset=False))
-    yield env, lqr.tables(env)
-    env.close()
+    """hopper_5_full bare, and with the LQR as base controller (its gain designed once, there)."""
+    config = EnvConfig(bodies=("hopper_5_full",), num_envs=ENVS, max_limbs=5, autoreset=False)
+    bare, based = BatchedEnv(config), BatchedEnv(dataclasses.replace(config, base_controller="lqr"))
+    yield bare, based
+    bare.close()
+    based.close()
 
 
-def healthy_steps(env, act, steps: int) -> np.ndarray:
-    """Steps each environment stayed healthy, up to `steps`, from the same starts."""
+def healthy_steps(env, steps: int) -> np.ndarray:
+    """Steps each environment stayed healthy under zero actions, up to `steps`, from the same starts."""
 
     def body(carry, _):
         state, alive = carry
-        state = env.step(state, act(state))
+        state = env.step(state, jnp.zeros((ENVS,) + env.action_shape))
         alive = alive & ~state.terminated
         return (state, alive), alive
 
@@ -42,25 +45,19 @@ def healthy_steps(env, act, steps: int) -> np.ndarray:
 
 def test_the_lqr_keeps_a_hopper_up_that_falls_without_it(hopper):
     """Zero torque falls; the same zero policy as a residual on the LQR base controller stands."""
-    env, _ = hopper
-    based = BatchedEnv(dataclasses.replace(env.config, base_controller="lqr"))
-    try:
-        zero = lambda e: lambda s: jnp.zeros((ENVS,) + e.action_shape)  # noqa: E731
-        fallen = healthy_steps(env, zero(env), 400)
-        held = healthy_steps(based, zero(based), 400)
-    finally:
-        based.close()
+    bare, based = hopper
+    fallen, held = healthy_steps(bare, 400), healthy_steps(based, 400)
     assert fallen.max() < 300  # zero torque: down within about 160-230 steps
     assert (held == 400).sum() >= 3, held
 
 
 def test_the_lqr_is_equivariant(hopper):
-    env, gains = hopper
-    act = jax.jit(lambda q, v: lqr.act(gains, env.tables, q, v))
-    # 20 steps off the reset pose, so that every gain column matters.
-    state = jax.jit(lambda s: jax.lax.fori_loop(0, 20, lambda _, s: env.step(s, act(s.qpos, s.qvel)), s))(
-        env.reset(jax.random.PRNGKey(1))
-    )
+    _, env = hopper
+    act = jax.jit(lambda q, v: lqr.act(env.base_gains, env.tables, q, v))
+    # 20 steps off the reset pose (zero residual: the LQR acting), so that every gain column matters.
+    state = jax.jit(
+        lambda s: jax.lax.fori_loop(0, 20, lambda _, s: env.step(s, jnp.zeros_like(s.obs.action_mask, jnp.float32)), s)
+    )(env.reset(jax.random.PRNGKey(1)))
     base = act(state.qpos, state.qvel)
     angle = jax.random.uniform(jax.random.PRNGKey(2), (ENVS,), minval=-np.pi, maxval=np.pi)
     q, v, _ = symmetry.rotate_state(state.qpos, state.qvel, state.target, angle)
