@@ -145,14 +145,9 @@ def write(rows: list[dict]) -> None:
 
 
 def _stamps() -> dict:
-    """family/student/teachers -> {date, machine} (an older file held one stamp for every row)."""
+    """family/student/teachers -> {date, machine}."""
     path = OUT / "measured.json"
-    stamps = json.loads(path.read_text()) if path.exists() else {}
-    if "date" in stamps:
-        rows = list(csv.DictReader(open(OUT / "summary.csv", newline="")))
-        old = {"date": stamps["date"], "machine": stamps["machine"]}
-        stamps = {"/".join((r["family"], r["student"], r["teachers"])): old for r in rows}
-    return stamps
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def table() -> None:

@@ -22,8 +22,6 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 
 from equirl.errors import ConfigError
 from equirl.geometry import quat_mul, yaw_quat
@@ -51,6 +49,8 @@ def standing_equilibrium(model: mujoco.MjModel, qpos0: np.ndarray) -> tuple[np.n
     """(qref, ctrl0): qpos0 with its height and pitch-hinge angles moved until the contact holds the body
     still (mj_inverse at zero acceleration), and the motor commands that give the hinges' share.
     The bodies start in the air (hopper_3 about 0.5 m up), so the height is first found by a scan."""
+    import scipy.optimize  # here, not at the top: only designing a gain needs SciPy (0.6 s to import)
+
     types = model.jnt_type
     if model.njnt < 2 or types[0] != mujoco.mjtJoint.mjJNT_FREE or np.any(types[1:] != mujoco.mjtJoint.mjJNT_HINGE):
         raise ConfigError("lqr teacher: the body needs a free-joint torso and hinges only below it")
@@ -80,6 +80,8 @@ def standing_equilibrium(model: mujoco.MjModel, qpos0: np.ndarray) -> tuple[np.n
 
 def design(model: mujoco.MjModel, qpos0: np.ndarray, frame_skip: int, weights: tuple = WEIGHTS) -> Gain:
     """The discrete LQR gain over one control step (frame_skip physics steps, the action held)."""
+    import scipy.linalg
+
     qref, ctrl0 = standing_equilibrium(model, qpos0)
     # mjd_transitionFD does not take RK4; the linearisation uses a semi-implicit Euler copy of the model.
     euler = model.__copy__()
