@@ -107,13 +107,12 @@ def lqr_policy(family: str):
     import jax.numpy as jnp
 
     from equirl.agents.config import TrainConfig
-    from equirl.envs.bodies import resolve
+    from equirl.envs.bodies import largest_limb_count
     from equirl.envs.config import EnvConfig
     from equirl.evaluation import Policy
     from equirl.presets import NETWORKS
 
-    max_limbs = max(m.num_limbs for m, _ in resolve(family, max_limbs=EnvConfig().max_limbs))
-    env = EnvConfig(bodies=(family,), max_limbs=max_limbs, base_controller=LQR)
+    env = EnvConfig(bodies=(family,), max_limbs=largest_limb_count((family,)), base_controller=LQR)
     config = TrainConfig(env=env, network=NETWORKS["set"])
     return Policy(config=config, state=(), act=lambda state, obs: jnp.zeros(obs.action_mask.shape))
 

@@ -67,9 +67,26 @@ def test_the_lqr_is_equivariant(hopper):
     np.testing.assert_allclose(act(q, v), symmetry.transform_action(base, mirror), atol=1e-3)
 
 
+def test_the_residual_scale_scales_the_policy_action_only(hopper):
+    """residual_scale=0.25 with action a moves the body as scale 1 with action a/4: the LQR part is unscaled."""
+    _, based = hopper
+    scaled = BatchedEnv(dataclasses.replace(based.config, residual_scale=0.25))
+    try:
+        start = based.reset(jax.random.PRNGKey(3))
+        action = jax.random.uniform(jax.random.PRNGKey(4), (ENVS,) + based.action_shape, minval=-1, maxval=1)
+        np.testing.assert_allclose(scaled.step(start, action).qpos, based.step(start, action / 4).qpos, atol=1e-6)
+        assert not np.allclose(scaled.step(start, action).qpos, based.step(start, action).qpos, atol=1e-6)
+    finally:
+        scaled.close()
+
+
 def test_an_unknown_base_controller_is_refused():
     with pytest.raises(ConfigError, match="base_controller='pd'"):
         EnvConfig(base_controller="pd")
+    with pytest.raises(ConfigError, match="residual_scale=0.5: only applies with a base_controller"):
+        EnvConfig(residual_scale=0.5)
+    with pytest.raises(ConfigError, match="residual_scale=0: must be > 0"):
+        EnvConfig(base_controller="lqr", residual_scale=0)
 
 
 def test_an_lqr_student_needs_its_bodies():

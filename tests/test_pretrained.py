@@ -49,12 +49,17 @@ def test_a_shipped_controller_is_equivariant_and_steps_a_body(name):
 
 
 def test_the_quickstart_shows_a_controller_on_bodies_it_never_saw_when_one_is_shipped():
-    from equirl.evaluation.quickstart import _held_out
+    from equirl.evaluation.quickstart import _held_out, _longest_lived
     from equirl.morphology.sgrl import ZERO_SHOT
 
     card = {"measured": {"walker_7_full": {"split": "train"}, "walker_6_right_foot": {"split": "held_out"}}}
     assert _held_out(card) == ["walker_6_right_foot"]
     assert _held_out({"measured": {"hopper_5_full": {"split": "train"}}}) == []
+    # The video shows the controller that stays up longest, on its longest-lived training body.
+    card["measured"]["walker_5_foot"] = {"split": "train", "episode_length": 300.0}
+    card["measured"]["walker_7_full"]["episode_length"] = 100.0
+    card["measured"]["walker_6_right_foot"]["episode_length"] = 900.0  # held out: not counted
+    assert _longest_lived(card) == (200.0, "walker_5_foot")
     shipped = [name for name in pretrained.names() if _held_out(pretrained.card(name))]
     for name in shipped:  # every body it is shown on zero-shot is one the benchmark holds out of its family
         family = pretrained.card(name)["trained_on"][0].split("_")[0]

@@ -274,7 +274,7 @@ def distill_config(
     from equirl.agents.config import DistillConfig, RunConfig, TrainConfig
     from equirl.agents.saved_runs import run_config
     from equirl.config_io import apply_overrides
-    from equirl.envs.bodies import body_names, resolve
+    from equirl.envs.bodies import body_names, largest_limb_count
     from equirl.envs.config import EnvConfig
     from equirl.presets import NETWORKS
 
@@ -293,8 +293,7 @@ def distill_config(
     if configs:
         max_limbs = max(c.env.max_limbs for c in configs)
     else:  # the lqr teacher alone: as many limb slots as the largest body has
-        limit = EnvConfig().max_limbs
-        max_limbs = max(m.num_limbs for e in entries for m, _ in resolve(e, max_limbs=limit))
+        max_limbs = largest_limb_count(entries)
     num_envs = num_envs or len(body_names(entries, max_limbs))
     config = TrainConfig(
         algorithm="distill",

@@ -215,7 +215,8 @@ class BatchedEnv:
         action, nonfinite = sanitize_action(action, t.action_mask, dtype)
         if self.base_gains is not None:  # the policy's action is a residual on the base controller's
             base = lqr.act(self.base_gains, t, state.qpos, state.qvel).astype(dtype)
-            action = jnp.where(t.action_mask, jnp.clip(base + action, -1.0, 1.0), 0.0)
+            residual = self.config.residual_scale * action
+            action = jnp.where(t.action_mask, jnp.clip(base + residual, -1.0, 1.0), 0.0)
 
         b = self.num_envs
         ctrl = jnp.zeros((b, self.sizes.nu + 1), dtype)

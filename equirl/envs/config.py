@@ -41,6 +41,10 @@ class EnvConfig:
       "lqr" is the standing balance controller of `equirl.envs.lqr` (one gain
       per body, from the body's own MuJoCo model). Part of the controller, not
       a training aid: `equirl eval` keeps it.
+    residual_scale: with a base controller, the motors get
+      clip(base(state) + residual_scale * action, -1, 1). Below 1 the learner's
+      exploration (uniform warm-up, a wide initial sigma) cannot knock the body
+      off balance; part of the controller, like base_controller.
     """
 
     bodies: tuple[str, ...] = ("hopper_5_full",)
@@ -58,6 +62,7 @@ class EnvConfig:
     training_tilt_limit: float | None = None
     training_progress_weight: float = 1.0
     base_controller: str | None = None
+    residual_scale: float = 1.0
 
     def __post_init__(self):
         if isinstance(self.bodies, str):
@@ -88,6 +93,9 @@ class EnvConfig:
         check_float("training_progress_weight", self.training_progress_weight, 0.0)
         if self.base_controller not in BASE_CONTROLLERS:
             raise ConfigError(f"base_controller={self.base_controller!r}: must be one of {BASE_CONTROLLERS}")
+        check_float("residual_scale", self.residual_scale, 0.0, open_low=True)
+        if self.residual_scale != 1.0 and self.base_controller is None:
+            raise ConfigError(f"residual_scale={self.residual_scale!r}: only applies with a base_controller")
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

@@ -8,7 +8,10 @@
    zero-shot, on walkers it never saw (the walker zero-shot split; the SET
    network takes any number of limbs);
 3. renders one video of a zero-shot walker;
-4. prints where the checkpoint, the table and the video are.
+4. evaluates the shipped pretrained controller whose episodes last longest
+   (no training) and renders it, and evaluates a shipped controller zero-shot
+   on bodies it never saw;
+then prints where the checkpoint, the tables and the videos are.
 
 Running it again goes on from the run's checkpoint (nothing is retrained
 once the budget is reached).
@@ -54,10 +57,19 @@ def _held_out(card: dict) -> list[str]:
     return [body for body, row in card.get("measured", {}).items() if row.get("split") == "held_out"]
 
 
+def _longest_lived(card: dict) -> tuple[float, str]:
+    """(mean measured episode length on the training bodies, the body it lasts longest on)."""
+    rows = {body: row for body, row in card.get("measured", {}).items() if row.get("split") == "train"}
+    if not rows:
+        return 0.0, card["trained_on"][0]
+    body = max(rows, key=lambda b: rows[b]["episode_length"])
+    return sum(r["episode_length"] for r in rows.values()) / len(rows), body
+
+
 def _pretrained(video_dir: str) -> dict | None:
-    """Step 4: a shipped pretrained controller, with no training at all: the first one measured on
-    bodies it never saw (else the first one), evaluated on its training bodies and those, and
-    rendered on a body it never saw (else on one of its own)."""
+    """Step 4: shipped pretrained controllers, with no training at all. The one whose measured
+    episodes last longest is evaluated on its training bodies and rendered on the body it lasts
+    longest on; the first one measured on bodies it never saw (if another) is evaluated there."""
     from equirl.evaluation import pretrained
     from equirl.evaluation.evaluate import evaluate, format_table, stderr_log
     from equirl.evaluation.render import render_video
@@ -66,17 +78,18 @@ def _pretrained(video_dir: str) -> dict | None:
     if not names:
         return None
     cards = {n: pretrained.card(n) for n in names}
-    name = next((n for n in names if _held_out(cards[n])), names[0])
+    name = max(names, key=lambda n: _longest_lived(cards[n])[0])
+    unseen_name = name if _held_out(cards[name]) else next((n for n in names if _held_out(cards[n])), None)
     policy, card = pretrained.load(name), cards[name]
-    unseen = _held_out(card)
-    bodies = list(card["trained_on"]) + unseen
-    _say(
-        f"4/4 the shipped pretrained controller {name} (no training): {EPISODES} episodes per body"
-        + (f", zero-shot on {', '.join(unseen)}" if unseen else "")
-        + ", and a video"
-    )
+    bodies = list(card["trained_on"]) + (_held_out(card) if unseen_name == name else [])
+    _say(f"4/4 the shipped pretrained controller {name} (no training): {EPISODES} episodes per body, and a video")
     print(format_table(evaluate(policy, bodies, episodes=EPISODES, seeds=(0,), log=stderr_log)), flush=True)
-    video = render_video(policy, bodies[-1], seed=0, out_dir=video_dir)
+    if unseen_name not in (None, name):
+        unseen = _held_out(cards[unseen_name])
+        _say(f"    and {unseen_name}, zero-shot on {', '.join(unseen)} (bodies it never saw)")
+        other = pretrained.load(unseen_name)
+        print(format_table(evaluate(other, unseen, episodes=EPISODES, seeds=(0,), log=stderr_log)), flush=True)
+    video = render_video(policy, _longest_lived(card)[1], seed=0, out_dir=video_dir)
     return {"name": name, "video": video.path, "return": video.episode_return, "length": video.length}
 
 
