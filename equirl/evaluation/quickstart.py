@@ -105,7 +105,7 @@ def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir
     ckpt_dir = Path(run_dir) / CHECKPOINTS
     resume = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
     _say(
-        f"1/3 training SET-PPO on the hopper suite for {total_steps:,} environment steps -> {run_dir}"
+        f"1/4 training SET-PPO on the hopper suite for {total_steps:,} environment steps -> {run_dir}"
         + (" (resuming)" if resume else "")
     )
     result = train(config, resume=resume)
@@ -115,7 +115,7 @@ def quickstart(run_dir: str = RUN_DIR, total_steps: int = TOTAL_STEPS, video_dir
         _say(f"trained in {train_seconds:.0f} s; last training return {last['return/mean']:.1f}")
 
     _say(
-        f"2/3 evaluating ({EPISODES} deterministic episodes per body) on the training bodies and, zero-shot, "
+        f"2/4 evaluating ({EPISODES} deterministic episodes per body) on the training bodies and, zero-shot, "
         f"on {', '.join(ZERO_SHOT_BODIES)}"
     )
     policy = load_policy_for_eval(run_dir)
