@@ -37,11 +37,11 @@ class EnvConfig:
       progress terms are multiplied by it (0: alive bonus minus control cost
       only, a reward for staying up). 1: the published reward.
     base_controller: None, or "lqr": the policy acts as a residual on a scripted
-      controller. Each step the motors get clip(base(state) + action, -1, 1);
+      controller (see residual_scale for how the two add up);
       "lqr" is the standing balance controller of `equirl.envs.lqr` (one gain
       per body, from the body's own MuJoCo model). Part of the controller, not
       a training aid: `equirl eval` keeps it.
-    residual_scale: with a base controller, the motors get
+    residual_scale: with a base controller, each step the motors get
       clip(base(state) + residual_scale * action, -1, 1). Below 1 the learner's
       exploration (uniform warm-up, a wide initial sigma) cannot knock the body
       off balance; part of the controller, like base_controller.
