@@ -257,6 +257,7 @@ def _render(args) -> None:
         out_dir=args.dir,
         distance=args.distance,
         task=args.task,
+        max_fps=args.max_fps,
     )
     extra = f" and {result.gif}" if result.gif else ""
     print(
@@ -372,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--height", type=int, default=480)
     render.add_argument("--distance", type=float, default=4.0, help="camera distance from the torso (m)")
     render.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
+    render.add_argument(
+        "--max-fps", type=float, default=30.0, help="draw every k-th control step to stay at or under this (default 30)"
+    )
     render.set_defaults(run=_render)
 
     shipped = sub.add_parser("pretrained", help="list the controllers shipped with equirl and their measured returns")
