@@ -53,12 +53,13 @@ def body_names(entries, max_limbs: int) -> tuple[str, ...]:
     return tuple(m.name for entry in entries for m, _ in resolve(entry, max_limbs=max_limbs))
 
 
-def largest_limb_count(entries) -> int:
-    """The most limbs any body of the entries has (resolved under the default padding limit): the
-    smallest max_limbs that fits them all."""
-    from equirl.envs.config import EnvConfig
+def largest_limb_count(entries, limit: int | None = None) -> int:
+    """The most limbs any body of the entries has, resolved under `limit` (default: the default
+    padding limit): the smallest max_limbs that fits them all."""
+    if limit is None:
+        from equirl.envs.config import EnvConfig
 
-    limit = EnvConfig().max_limbs
+        limit = EnvConfig().max_limbs
     return max(m.num_limbs for entry in entries for m, _ in resolve(entry, max_limbs=limit))
 
 

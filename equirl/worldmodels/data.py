@@ -109,7 +109,7 @@ def _policy_fn(config: CollectConfig, num_limbs: int):
 def collect(config: CollectConfig, log=print) -> Path:
     """Record trajectories to config.out (shards + metadata.json); returns the folder."""
     from equirl.envs.batched import UNBOUNDED_LIMBS, BatchedEnv
-    from equirl.envs.bodies import resolve
+    from equirl.envs.bodies import largest_limb_count
     from equirl.envs.config import EnvConfig
 
     out = Path(config.out)
@@ -117,7 +117,7 @@ def collect(config: CollectConfig, log=print) -> Path:
         raise ConfigError(f"collect.policy={config.policy!r}: not 'random' and not a run directory (no checkpoints/)")
     if (out / METADATA).exists():
         raise ConfigError(f"{out}: already holds a dataset ({METADATA}); choose another --out")
-    limbs = max(m.num_limbs for entry in config.bodies for m, _ in resolve(entry, max_limbs=UNBOUNDED_LIMBS))
+    limbs = largest_limb_count(config.bodies, UNBOUNDED_LIMBS)
     act, max_limbs, description = _policy_fn(config, limbs)
     if limbs > max_limbs:
         raise ConfigError(f"collect.policy={config.policy!r}: its network takes {max_limbs} limbs, a body has {limbs}")
