@@ -77,8 +77,11 @@ class OffPolicyConfig:
     n_step: int = 1
     reward_scale: float = 1.0
     normalize_observations: bool = True
+    init_actor: str = ""
 
     def __post_init__(self):
+        if not isinstance(self.init_actor, str):
+            raise ConfigError(f"init_actor={self.init_actor!r}: must be a run directory or a controller name")
         for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration", "n_step"):
             check_int(name, getattr(self, name), 1)
         check_int("learning_starts", self.learning_starts, 0)
@@ -97,6 +100,13 @@ class SACConfig:
       driven action dimensions of each body (SimbaV2 uses -0.5).
     policy_delay: critic steps per actor (and temperature) step.
     adam_beta1: Adam's first-moment decay for all three optimisers.
+    actor_warmup_updates: gradient steps of the critic alone before the actor's
+      (and temperature's) first step: a started actor (offpolicy.init_actor) is
+      not moved by a critic that has not yet learned its values.
+    prior_weight: with offpolicy.init_actor, the actor's loss adds this times the
+      squared distance (summed over driven dimensions) between its deterministic
+      action and the starting policy's, so fine-tuning stays near a policy known
+      to work unless the critic pays for leaving it.
     """
 
     actor_learning_rate: float = 3e-4
@@ -108,6 +118,8 @@ class SACConfig:
     max_grad_norm: float = 10.0
     policy_delay: int = 1
     adam_beta1: float = 0.9
+    actor_warmup_updates: int = 0
+    prior_weight: float = 0.0
 
     def __post_init__(self):
         for name in (
@@ -122,6 +134,8 @@ class SACConfig:
         check_float("tau", self.tau, 0.0, 1.0, open_low=True)
         check_int("policy_delay", self.policy_delay, 1)
         check_float("adam_beta1", self.adam_beta1, 0.0, 1.0)
+        check_int("actor_warmup_updates", self.actor_warmup_updates, 0)
+        check_float("prior_weight", self.prior_weight, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)

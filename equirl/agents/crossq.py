@@ -57,8 +57,8 @@ def joint_critic_step(networks, config: CrossQConfig, tx):
     return step
 
 
-def make_rule(networks, config: CrossQConfig):
-    return sac.make_rule(networks, config, critic_step=joint_critic_step, targets=False)
+def make_rule(networks, config: CrossQConfig, prior=None):
+    return sac.make_rule(networks, config, critic_step=joint_critic_step, targets=False, prior=prior)
 
 
 def _check(config) -> None:
@@ -69,4 +69,4 @@ def _check(config) -> None:
         )
 
 
-SPEC = offpolicy_spec("crossq", "crossq", make_rule, _check)
+SPEC = offpolicy_spec("crossq", "crossq", make_rule, _check, starts_from_policy=True)

@@ -174,8 +174,10 @@ def mc_returns(per_env: PerEnv, reward: jax.Array, ends: Ends, config: OffPolicy
     return PerEnv(mc_sum=mc_sum), mc_mean
 
 
-def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule) -> Agent:
-    """An `Agent` running `rule` in the shared collect/replay/update loop on `env`."""
+def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule, start=None) -> Agent:
+    """An `Agent` running `rule` in the shared collect/replay/update loop on `env`.
+    start: an `ActingState` (`equirl.agents.start`) whose actor and normaliser the learner
+    starts from, instead of fresh ones."""
     if not getattr(networks.actor.config, "squash", False):
         raise ConfigError("off-policy learners need a tanh-squashed actor: build the networks with network.squash=true")
     batch = config.steps_per_iteration * env.num_envs
@@ -207,9 +209,13 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
             terminated=env_state.terminated[0],
             done=env_state.terminated[0],
         )
+        learner, normalizer = rule.init(k_learner, obs, action), initial_normalizer()
+        if start is not None:  # the optimiser's state depends on shapes only: it stays valid
+            learner = learner._replace(params=learner.params._replace(actor=start.params.actor))
+            normalizer = start.normalizer
         state = OffPolicyState(
-            learner=rule.init(k_learner, obs, action),
-            normalizer=initial_normalizer(),
+            learner=learner,
+            normalizer=normalizer,
             buffer=replay.init(example, config.buffer_size),
             env_state=env_state,
             per_env=PerEnv(mc_sum=jnp.zeros(env.num_envs, jnp.float32)),

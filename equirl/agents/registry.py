@@ -61,20 +61,39 @@ def spec(name: str) -> AlgorithmSpec:
     return found
 
 
-def offpolicy_spec(name: str, block: str, make_rule: Callable[..., Any], check: Callable[[Any], None] | None = None):
+def offpolicy_spec(
+    name: str,
+    block: str,
+    make_rule: Callable[..., Any],
+    check: Callable[[Any], None] | None = None,
+    starts_from_policy: bool = False,
+):
     """The spec of an off-policy algorithm: the shared `offpolicy` block plus its own `block`;
-    make_rule(networks, block_config) -> UpdateRule."""
+    make_rule(networks, block_config) -> UpdateRule. starts_from_policy: the rule's learner
+    can start from a given actor (offpolicy.init_actor), and make_rule takes it as `prior=`."""
 
     def make(config, env, networks, total_iterations):
         from equirl.agents.offpolicy import make_offpolicy
+        from equirl.agents.start import load_start
 
-        return make_offpolicy(env, networks, config.offpolicy, make_rule(networks, getattr(config, block)))
+        source = config.offpolicy.init_actor
+        start = load_start(source, networks, config) if source else None
+        prior = {"prior": start.params.actor} if start is not None else {}
+        rule = make_rule(networks, getattr(config, block), **prior)
+        return make_offpolicy(env, networks, config.offpolicy, rule, start)
 
     def full_check(config) -> None:
         if not config.network.squash:
             raise ConfigError(
                 f"network.squash=false: {name} needs a tanh-squashed actor (bounded actions); set network.squash=true"
             )
+        if config.offpolicy.init_actor and not starts_from_policy:
+            raise ConfigError(
+                f"offpolicy.init_actor={config.offpolicy.init_actor!r}: {name} cannot start from a given actor "
+                "(sac and crossq can)"
+            )
+        if getattr(getattr(config, block), "prior_weight", 0.0) > 0 and not config.offpolicy.init_actor:
+            raise ConfigError(f"{block}.prior_weight: anchors the actor to offpolicy.init_actor, which is not set")
         if check is not None:
             check(config)
 

@@ -112,10 +112,14 @@ def target_critic_step(networks, config: SACConfig, tx: optax.GradientTransforma
     return step
 
 
-def make_rule(networks, config: SACConfig, critic_step: Callable | None = None, targets: bool = True) -> UpdateRule:
+def make_rule(
+    networks, config: SACConfig, critic_step: Callable | None = None, targets: bool = True, prior: Any = None
+) -> UpdateRule:
     """SAC's `UpdateRule`; `critic_step` (default: `target_critic_step`) and whether
-    target networks are kept let CrossQ reuse the rest."""
+    target networks are kept let CrossQ reuse the rest. `prior`: the starting actor's
+    parameters (offpolicy.init_actor), the anchor of `config.prior_weight`."""
     tx = optimizers(config)
+    anchored = prior is not None and config.prior_weight > 0
     critic = critic_step(networks, config, tx.q) if critic_step else target_critic_step(networks, config, tx.q)
 
     def init(key, obs, action) -> Learner:
@@ -130,10 +134,18 @@ def make_rule(networks, config: SACConfig, critic_step: Callable | None = None, 
             step=jnp.zeros((), jnp.int32),
         )
 
+    def prior_gap(dist, obs) -> jax.Array:
+        """[N] squared distance between the actor's deterministic action and the starting policy's."""
+        gap = jnp.where(obs.action_mask, dist.mode() - networks.actor.apply(prior, obs).mode(), 0.0)
+        return jnp.sum(jnp.square(gap), axis=(-2, -1))
+
     def actor_loss(actor_params, q_vars, alpha, obs, key):
-        action, log_prob = networks.actor.apply(actor_params, obs).sample_and_log_prob(seed=key)
+        dist = networks.actor.apply(actor_params, obs)
+        action, log_prob = dist.sample_and_log_prob(seed=key)
         q = jnp.min(networks.q.apply(q_vars, obs, action), -1)  # eval mode: batch renorm uses running stats
-        return jnp.mean(alpha * log_prob - q), log_prob
+        loss = jnp.mean(alpha * log_prob - q)
+        gap = jnp.mean(prior_gap(dist, obs)) if anchored else jnp.zeros((), jnp.float32)
+        return loss + config.prior_weight * gap, (log_prob, gap)
 
     def alpha_loss(log_alpha, log_prob, target):
         # Raises alpha while the entropy (-log_prob) is below its target.
@@ -141,26 +153,26 @@ def make_rule(networks, config: SACConfig, critic_step: Callable | None = None, 
 
     def actor_and_alpha(learner: Learner, q_vars, batch: Batch, key):
         alpha = jnp.exp(learner.log_alpha)
-        (a_loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
+        (a_loss, (log_prob, gap)), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             learner.params.actor, q_vars, alpha, batch.obs, key
         )
         actor, actor_opt = apply_step(tx.actor, learner.opt_state.actor, learner.params.actor, grads)
         target = target_entropy(batch.obs.action_mask, config.target_entropy_per_dim)
         al_loss, grads = jax.value_and_grad(alpha_loss)(learner.log_alpha, log_prob, target)
         log_alpha, alpha_opt = apply_step(tx.alpha, learner.opt_state.alpha, learner.log_alpha, grads)
-        return actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss
+        return actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss, gap
 
     def skip_actor(learner: Learner, q_vars, batch, key):
         zero = jnp.zeros((), jnp.float32)
         o = learner.opt_state
-        return learner.params.actor, o.actor, learner.log_alpha, o.alpha, zero, zero
+        return learner.params.actor, o.actor, learner.log_alpha, o.alpha, zero, zero, zero
 
     def update(learner: Learner, batch: Batch, key: jax.Array):
         k_critic, k_actor = jax.random.split(key)
         alpha = jnp.exp(learner.log_alpha)
         q_vars, q_opt, c_loss, q_mean, next_log_prob = critic(learner, batch, k_critic, alpha)
-        delayed = learner.step % config.policy_delay == 0
-        actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss = jax.lax.cond(
+        delayed = (learner.step % config.policy_delay == 0) & (learner.step >= config.actor_warmup_updates)
+        actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss, gap = jax.lax.cond(
             delayed, actor_and_alpha, skip_actor, learner, q_vars, batch, k_actor
         )
         target_q = polyak(learner.params.target_q, q_vars, config.tau) if targets else learner.params.target_q
@@ -178,12 +190,15 @@ def make_rule(networks, config: SACConfig, critic_step: Callable | None = None, 
             "policy/entropy": -next_log_prob.mean(),
             "q/mean": q_mean,
         }
+        if anchored:
+            stats["policy/prior_gap"] = gap
         return new, stats
 
     def explore(learner: Learner, obs, key):
         return networks.actor.apply(learner.params.actor, obs).sample(seed=key)
 
-    return UpdateRule(init=init, update=update, explore=explore, stat_names=STAT_NAMES)
+    names = STAT_NAMES + (("policy/prior_gap",) if anchored else ())
+    return UpdateRule(init=init, update=update, explore=explore, stat_names=names)
 
 
 def _check(config) -> None:
@@ -194,4 +209,4 @@ def _check(config) -> None:
         )
 
 
-SPEC = offpolicy_spec("sac", "sac", make_rule, _check)
+SPEC = offpolicy_spec("sac", "sac", make_rule, _check, starts_from_policy=True)
