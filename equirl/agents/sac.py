@@ -145,7 +145,7 @@ def make_rule(
         q = jnp.min(networks.q.apply(q_vars, obs, action), -1)  # eval mode: batch renorm uses running stats
         loss = jnp.mean(alpha * log_prob - q)
         gap = jnp.mean(prior_gap(dist, obs)) if anchored else jnp.zeros((), jnp.float32)
-        return loss + config.prior_weight * gap, (log_prob, gap)
+        return loss + config.prior_weight * gap, log_prob
 
     def alpha_loss(log_alpha, log_prob, target):
         # Raises alpha while the entropy (-log_prob) is below its target.
@@ -153,26 +153,26 @@ def make_rule(
 
     def actor_and_alpha(learner: Learner, q_vars, batch: Batch, key):
         alpha = jnp.exp(learner.log_alpha)
-        (a_loss, (log_prob, gap)), grads = jax.value_and_grad(actor_loss, has_aux=True)(
+        (a_loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             learner.params.actor, q_vars, alpha, batch.obs, key
         )
         actor, actor_opt = apply_step(tx.actor, learner.opt_state.actor, learner.params.actor, grads)
         target = target_entropy(batch.obs.action_mask, config.target_entropy_per_dim)
         al_loss, grads = jax.value_and_grad(alpha_loss)(learner.log_alpha, log_prob, target)
         log_alpha, alpha_opt = apply_step(tx.alpha, learner.opt_state.alpha, learner.log_alpha, grads)
-        return actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss, gap
+        return actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss
 
     def skip_actor(learner: Learner, q_vars, batch, key):
         zero = jnp.zeros((), jnp.float32)
         o = learner.opt_state
-        return learner.params.actor, o.actor, learner.log_alpha, o.alpha, zero, zero, zero
+        return learner.params.actor, o.actor, learner.log_alpha, o.alpha, zero, zero
 
     def update(learner: Learner, batch: Batch, key: jax.Array):
         k_critic, k_actor = jax.random.split(key)
         alpha = jnp.exp(learner.log_alpha)
         q_vars, q_opt, c_loss, q_mean, next_log_prob = critic(learner, batch, k_critic, alpha)
         delayed = (learner.step % config.policy_delay == 0) & (learner.step >= config.actor_warmup_updates)
-        actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss, gap = jax.lax.cond(
+        actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss = jax.lax.cond(
             delayed, actor_and_alpha, skip_actor, learner, q_vars, batch, k_actor
         )
         target_q = polyak(learner.params.target_q, q_vars, config.tau) if targets else learner.params.target_q
@@ -190,8 +190,8 @@ def make_rule(
             "policy/entropy": -next_log_prob.mean(),
             "q/mean": q_mean,
         }
-        if anchored:
-            stats["policy/prior_gap"] = gap
+        if anchored:  # measured on every step (not only actor steps, whose values would be diluted in the mean)
+            stats["policy/prior_gap"] = jnp.mean(prior_gap(networks.actor.apply(actor, batch.obs), batch.obs))
         return new, stats
 
     def explore(learner: Learner, obs, key):
