@@ -134,27 +134,27 @@ def make_rule(
             step=jnp.zeros((), jnp.int32),
         )
 
-    def prior_gap(dist, obs) -> jax.Array:
+    def prior_gap(dist, prior_action, obs) -> jax.Array:
         """[N] squared distance between the actor's deterministic action and the starting policy's."""
-        gap = jnp.where(obs.action_mask, dist.mode() - networks.actor.apply(prior, obs).mode(), 0.0)
+        gap = jnp.where(obs.action_mask, dist.mode() - prior_action, 0.0)
         return jnp.sum(jnp.square(gap), axis=(-2, -1))
 
-    def actor_loss(actor_params, q_vars, alpha, obs, key):
+    def actor_loss(actor_params, q_vars, alpha, obs, key, prior_action):
         dist = networks.actor.apply(actor_params, obs)
         action, log_prob = dist.sample_and_log_prob(seed=key)
         q = jnp.min(networks.q.apply(q_vars, obs, action), -1)  # eval mode: batch renorm uses running stats
         loss = jnp.mean(alpha * log_prob - q)
-        gap = jnp.mean(prior_gap(dist, obs)) if anchored else jnp.zeros((), jnp.float32)
+        gap = jnp.mean(prior_gap(dist, prior_action, obs)) if anchored else jnp.zeros((), jnp.float32)
         return loss + config.prior_weight * gap, log_prob
 
     def alpha_loss(log_alpha, log_prob, target):
         # Raises alpha while the entropy (-log_prob) is below its target.
         return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_prob + target))
 
-    def actor_and_alpha(learner: Learner, q_vars, batch: Batch, key):
+    def actor_and_alpha(learner: Learner, q_vars, batch: Batch, key, prior_action):
         alpha = jnp.exp(learner.log_alpha)
         (a_loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
-            learner.params.actor, q_vars, alpha, batch.obs, key
+            learner.params.actor, q_vars, alpha, batch.obs, key, prior_action
         )
         actor, actor_opt = apply_step(tx.actor, learner.opt_state.actor, learner.params.actor, grads)
         target = target_entropy(batch.obs.action_mask, config.target_entropy_per_dim)
@@ -162,7 +162,7 @@ def make_rule(
         log_alpha, alpha_opt = apply_step(tx.alpha, learner.opt_state.alpha, learner.log_alpha, grads)
         return actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss
 
-    def skip_actor(learner: Learner, q_vars, batch, key):
+    def skip_actor(learner: Learner, q_vars, batch, key, prior_action):
         zero = jnp.zeros((), jnp.float32)
         o = learner.opt_state
         return learner.params.actor, o.actor, learner.log_alpha, o.alpha, zero, zero
@@ -171,9 +171,11 @@ def make_rule(
         k_critic, k_actor = jax.random.split(key)
         alpha = jnp.exp(learner.log_alpha)
         q_vars, q_opt, c_loss, q_mean, next_log_prob = critic(learner, batch, k_critic, alpha)
+        # The starting policy's actions on this batch, once per step (the loss and the logged gap share them).
+        prior_action = networks.actor.apply(prior, batch.obs).mode() if anchored else None
         delayed = (learner.step % config.policy_delay == 0) & (learner.step >= config.actor_warmup_updates)
         actor, actor_opt, log_alpha, alpha_opt, a_loss, al_loss = jax.lax.cond(
-            delayed, actor_and_alpha, skip_actor, learner, q_vars, batch, k_actor
+            delayed, actor_and_alpha, skip_actor, learner, q_vars, batch, k_actor, prior_action
         )
         target_q = polyak(learner.params.target_q, q_vars, config.tau) if targets else learner.params.target_q
         new = Learner(
@@ -191,7 +193,8 @@ def make_rule(
             "q/mean": q_mean,
         }
         if anchored:  # measured on every step (not only actor steps, whose values would be diluted in the mean)
-            stats["policy/prior_gap"] = jnp.mean(prior_gap(networks.actor.apply(actor, batch.obs), batch.obs))
+            now = networks.actor.apply(actor, batch.obs)
+            stats["policy/prior_gap"] = jnp.mean(prior_gap(now, prior_action, batch.obs))
         return new, stats
 
     def explore(learner: Learner, obs, key):
