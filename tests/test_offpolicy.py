@@ -225,6 +225,14 @@ def test_buffer_must_hold_an_iteration(env):
         make_agent(env, "sac", "mlp", OffPolicyConfig(buffer_size=6, batch_size=4, steps_per_iteration=2))
 
 
+def test_buffer_holds_whole_rows_of_environments(env):
+    """An environment's steps are num_envs rows apart, also across the ring's wrap (n-step
+    successors and mirror tables read them so): the capacity is rounded down to a multiple."""
+    agent, _ = make_agent(env, "sac", "mlp", OffPolicyConfig(buffer_size=23, batch_size=4, steps_per_iteration=2))
+    shapes = jax.eval_shape(agent.init, jax.random.key(0))
+    assert env.num_envs == 4 and shapes.buffer.capacity == 20
+
+
 # -- behaviour ------------------------------------------------------------------------
 
 

@@ -66,6 +66,14 @@ class OffPolicyConfig:
     `updates_per_iteration` gradient steps on batches of `batch_size` n-step
     transitions (`n_step` = 1: the usual one-step target). Updates per
     collected transition = updates_per_iteration / (steps_per_iteration * num_envs).
+    The buffer holds buffer_size rounded down to a multiple of num_envs, so that
+    an environment's steps stay num_envs rows apart across the ring's wrap.
+
+    mirror_probability: the chance that each sampled transition is replaced by
+    its image under a random vertical mirror (`equirl.envs.symmetry`: vectors
+    reflected, left and right limbs and hinges relabelled) -- symmetry as data
+    for networks that do not have it built in. Only mirror-symmetric bodies are
+    mirrored.
     """
 
     buffer_size: int = 300_000
@@ -78,8 +86,10 @@ class OffPolicyConfig:
     reward_scale: float = 1.0
     normalize_observations: bool = True
     init_actor: str = ""
+    mirror_probability: float = 0.0
 
     def __post_init__(self):
+        check_float("mirror_probability", self.mirror_probability, 0.0, 1.0)
         if not isinstance(self.init_actor, str):
             raise ConfigError(f"init_actor={self.init_actor!r}: must be a run directory or a controller name")
         for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration", "n_step"):

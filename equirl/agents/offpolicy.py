@@ -11,7 +11,9 @@ batch, and its behaviour policy. Everything else is here:
   (`equirl.agents.replay`); the normaliser takes in each collected batch;
 - LEARN: once the buffer holds enough, `updates_per_iteration` gradient
   steps, each on a batch of n-step transitions (`replay.sample_n_step`)
-  whose observations are normalised with the statistics of the moment.
+  whose observations are normalised with the statistics of the moment;
+  with `mirror_probability` > 0 some of them are first replaced by their
+  mirror images (`mirror_sample`).
 
 Pitfalls handled where they bite:
 - the stored next observation is info["final_obs"], the one the step ended
@@ -50,6 +52,7 @@ from equirl.agents.policy import (
     make_act,
     maybe_normalize,
 )
+from equirl.envs import symmetry
 from equirl.envs.base import Env
 from equirl.envs.rollout import Ends, episode_ends, unroll
 from equirl.errors import ConfigError
@@ -132,17 +135,46 @@ def to_batch(sample: replay.NStep, config: OffPolicyConfig) -> Batch:
     )
 
 
-def make_learn(rule: UpdateRule, config: OffPolicyConfig, row_stride: int, mesh=None):
+def mirror_sample(
+    sample: replay.NStep, tables: symmetry.MirrorTables, stride: int, probability: float, key: jax.Array
+) -> replay.NStep:
+    """Each transition, with `probability` (and only on a mirror-symmetric body), replaced by
+    its image under a random vertical mirror: observations, next observations and the action
+    reflected and relabelled; rewards, discounts and ends are invariant. The environment of
+    a transition is its first row modulo `stride` (rows are written time-major)."""
+    k_pick, k_plane = jax.random.split(key)
+    rows = jax.tree.map(lambda t: t[sample.row % stride], tables)
+    pick = rows.mirrorable & (jax.random.uniform(k_pick, rows.mirrorable.shape) < probability)
+    normal = jax.random.uniform(k_plane, pick.shape, minval=-jnp.pi, maxval=jnp.pi)
+
+    def choose(new, old):
+        return jnp.where(pick.reshape(pick.shape + (1,) * (new.ndim - 1)), new, old)
+
+    mirrored = sample._replace(
+        obs=symmetry.mirror_observation(sample.obs, rows, normal),
+        next_obs=symmetry.mirror_observation(sample.next_obs, rows, normal),
+        action=symmetry.mirror_action(sample.action, rows),
+    )
+    return jax.tree.map(choose, mirrored, sample)
+
+
+def make_learn(rule: UpdateRule, config: OffPolicyConfig, row_stride: int, mesh=None, mirror=None):
     """learn(learner, buffer, normalizer, key) -> (learner, mean stats): `updates_per_iteration`
     gradient steps on n-step batches. row_stride: buffer rows between two consecutive steps
-    of one environment (the number of environments)."""
+    of one environment (the number of environments). mirror: the environments'
+    `symmetry.MirrorTables`, needed when config.mirror_probability > 0."""
     norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
     place = (lambda x: distributed.constrain(x, mesh)) if mesh is not None else (lambda x: x)
+    mirroring = config.mirror_probability > 0
+    if mirroring and mirror is None:
+        raise ConfigError("offpolicy.mirror_probability > 0 needs the environments' mirror tables")
 
     def learn(learner, buffer: replay.ReplayBuffer, normalizer, key: jax.Array):
         def one(learner, k):
-            k_sample, k_update = jax.random.split(k)
+            k_sample, k_update, k_mirror = jax.random.split(k, 3)
             sample = replay.sample_n_step(buffer, k_sample, config.batch_size, config.n_step, config.gamma, row_stride)
+            if mirroring:
+                sample = mirror_sample(sample, mirror, row_stride, config.mirror_probability, k_mirror)
             mb = place(to_batch(sample, config))
             mb = mb._replace(obs=norm(normalizer, mb.obs), next_obs=norm(normalizer, mb.next_obs))
             return rule.update(learner, mb, k_update)
@@ -190,8 +222,20 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
     distributed.check_divisible("env.num_envs", env.num_envs, mesh.size)
     distributed.check_divisible("offpolicy.batch_size", config.batch_size, mesh.size)
     distributed.check_divisible("offpolicy.buffer_size", config.buffer_size, mesh.size)
+    # Whole rows of environments only: n-step successors and a row's environment are read
+    # `num_envs` rows apart, which must still hold across the ring's wrap.
+    capacity = config.buffer_size - config.buffer_size % env.num_envs
     one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
-    learn = make_learn(rule, config, env.num_envs, mesh)
+    mirror = None
+    if config.mirror_probability > 0:
+        mirror = symmetry.mirror_tables(env.morphologies, env.body_of_env, env.num_limbs)
+        if not bool(mirror.mirrorable.any()):
+            names = ", ".join(sorted({m.name for m in env.morphologies}))
+            raise ConfigError(
+                f"offpolicy.mirror_probability={config.mirror_probability}: no body here is mirror-symmetric "
+                f"({names}), so there is nothing to mirror"
+            )
+    learn = make_learn(rule, config, env.num_envs, mesh, mirror)
     ready_at = max(config.learning_starts, config.batch_size)
     norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
 
@@ -216,7 +260,7 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
         state = OffPolicyState(
             learner=learner,
             normalizer=normalizer,
-            buffer=replay.init(example, config.buffer_size),
+            buffer=replay.init(example, capacity),
             env_state=env_state,
             per_env=PerEnv(mc_sum=jnp.zeros(env.num_envs, jnp.float32)),
             key=key,

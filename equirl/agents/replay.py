@@ -76,6 +76,7 @@ class NStep(NamedTuple):
     next_obs: Any  # the observation the last step taken ended in
     terminated: jax.Array  # bool: the last step taken terminated the episode
     steps: jax.Array  # int32 in [1, n]: steps taken
+    row: jax.Array  # int32: the buffer row of the first step (its environment is row % stride)
 
 
 def sample_n_step(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n: int, gamma: float, stride: int) -> NStep:
@@ -104,4 +105,4 @@ def sample_n_step(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n: int,
         terminated = jnp.where(valid, tr.terminated, terminated)
         steps = jnp.where(valid, k + 1, steps)
         alive = valid & ~tr.done
-    return NStep(first.obs, first.action, reward, next_obs, terminated, steps)
+    return NStep(first.obs, first.action, reward, next_obs, terminated, steps, rows)
