@@ -171,10 +171,11 @@ def make_learn(rule: UpdateRule, config: OffPolicyConfig, row_stride: int, mesh=
 
     def learn(learner, buffer: replay.ReplayBuffer, normalizer, key: jax.Array):
         def one(learner, k):
-            k_sample, k_update, k_mirror = jax.random.split(k, 3)
+            # A third key only when mirroring: runs without it draw the batches they always drew.
+            k_sample, k_update, *k_mirror = jax.random.split(k, 3 if mirroring else 2)
             sample = replay.sample_n_step(buffer, k_sample, config.batch_size, config.n_step, config.gamma, row_stride)
             if mirroring:
-                sample = mirror_sample(sample, mirror, row_stride, config.mirror_probability, k_mirror)
+                sample = mirror_sample(sample, mirror, row_stride, config.mirror_probability, k_mirror[0])
             mb = place(to_batch(sample, config))
             mb = mb._replace(obs=norm(normalizer, mb.obs), next_obs=norm(normalizer, mb.next_obs))
             return rule.update(learner, mb, k_update)
