@@ -312,3 +312,19 @@ def test_a_training_progress_weight_scales_only_the_progress_terms(make_env):
     alive = np.asarray(envs[0].tables.alive_bonus)  # the cheetah has none
     np.testing.assert_allclose(rewards[1], alive - control, atol=1e-5)
     assert np.all(np.abs(rewards[0] - rewards[1]) > 1e-3)  # the published reward has progress in it
+
+
+def test_a_training_target_spread_puts_the_first_target_near_the_initial_heading(make_env):
+    for bad in (-0.1, 4.0, True):
+        with pytest.raises(ConfigError, match="training_target_spread"):
+            EnvConfig(bodies=("hopper_3_shin",), training_target_spread=bad)
+    for spread in (0.0, 0.5):
+        env = make_env(bodies=("hopper_3_shin", "walker_7_full"), num_envs=64, training_target_spread=spread)
+        state = env.reset(jax.random.PRNGKey(5))
+        h, d = np.asarray(task.heading(state.qpos)), np.asarray(state.target - state.qpos[:, :2])
+        off = np.abs(np.arctan2(h[:, 0] * d[:, 1] - h[:, 1] * d[:, 0], np.sum(h * d, -1)))
+        assert off.max() <= spread + 1e-4
+        if spread:  # spread over the interval, not a fixed offset
+            assert off.min() < 0.1 * spread and off.max() > 0.8 * spread
+        headings = np.arctan2(h[:, 1], h[:, 0])  # the robots still face every way
+        assert np.ptp(headings) > 5.0

@@ -188,7 +188,11 @@ class BatchedEnv:
         split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
         keys, k_init, k_target = split[:, 0], split[:, 1], split[:, 2]
         qpos, qvel = task.initial_state(t, k_init)
-        target = task.random_targets(k_target, qpos[:, :2], self.config.task)
+        spread = self.config.training_target_spread
+        if spread is None:
+            target = task.random_targets(k_target, qpos[:, :2], self.config.task)
+        else:  # a training aid: the first target near the initial heading
+            target = task.random_targets(k_target, qpos[:, :2], self.config.task, task.heading(qpos), spread)
         kin = task.kinematics(t, qpos, qvel)
         obs = task.observe(t, kin, qpos, target)
         b = self.num_envs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from equirl.checks import check_float, check_int
@@ -36,6 +37,10 @@ class EnvConfig:
     training_progress_weight: a training aid, not the task: the reward's two
       progress terms are multiplied by it (0: alive bonus minus control cost
       only, a reward for staying up). 1: the published reward.
+    training_target_spread: a training aid, not the task: the first target of
+      each episode lies within this many radians of the torso's initial heading
+      (0: straight ahead, as in the planar benchmarks) instead of in a uniformly
+      random direction. None: the published task (any direction, pi).
     base_controller: None, or "lqr": the policy acts as a residual on a scripted
       controller (see residual_scale for how the two add up);
       "lqr" is the standing balance controller of `equirl.envs.lqr` (one gain
@@ -61,6 +66,7 @@ class EnvConfig:
     num_threads: int | None = None  # native backend; None: every core we may use
     training_tilt_limit: float | None = None
     training_progress_weight: float = 1.0
+    training_target_spread: float | None = None
     base_controller: str | None = None
     residual_scale: float = 1.0
 
@@ -91,6 +97,11 @@ class EnvConfig:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit):
             raise ConfigError(f"training_tilt_limit={limit!r}: must be None or a positive angle in radians")
         check_float("training_progress_weight", self.training_progress_weight, 0.0)
+        spread = self.training_target_spread
+        if spread is not None and (
+            isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= math.pi
+        ):
+            raise ConfigError(f"training_target_spread={spread!r}: must be None or an angle in [0, pi] radians")
         if self.base_controller not in BASE_CONTROLLERS:
             raise ConfigError(f"base_controller={self.base_controller!r}: must be one of {BASE_CONTROLLERS}")
         check_float("residual_scale", self.residual_scale, 0.0, open_low=True)

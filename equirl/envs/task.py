@@ -10,6 +10,8 @@ coordinate), and the control cost counts only actions that drive a motor.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -194,10 +196,15 @@ def _per_env_uniform(keys: jax.Array, size: int) -> jax.Array:
     return jax.vmap(lambda k: jax.random.uniform(k, (size,)))(keys)
 
 
-def random_targets(keys: jax.Array, origin: jax.Array, task: str) -> jax.Array:
-    """Targets in a uniformly random direction from `origin` [B, 2]."""
+def random_targets(
+    keys: jax.Array, origin: jax.Array, task: str, around: jax.Array | None = None, spread: float = math.pi
+) -> jax.Array:
+    """Targets from `origin` [B, 2] in a uniformly random direction, or, given unit
+    directions `around` [B, 2], within `spread` radians of them."""
     u = _per_env_uniform(keys, 2)
     angle = jnp.pi * (2.0 * u[:, 0] - 1.0)
+    if around is not None:
+        angle = jnp.arctan2(around[:, 1], around[:, 0]) + (spread / jnp.pi) * angle
     if task == "v1":
         distance = jnp.full_like(angle, V1_TARGET_DISTANCE)
     else:
