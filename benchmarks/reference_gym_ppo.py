@@ -11,7 +11,8 @@ The settings are those of the tuned PPO of rl-baselines3-zoo for Hopper (2,410 a
 1M steps): one environment, 512 steps per rollout, minibatches of 32, 5 epochs,
 gamma 0.999, lambda 0.99, lr 9.8e-5, clip 0.2, gradient norm 0.7, value
 coefficient 0.835, entropy coefficient 0.00229, initial log std -2, observations
-normalised. The zoo also normalises rewards by a running return std; this PPO
+normalised. The zoo also normalises rewards by a running return std: so does
+this PPO with `--normalize-rewards` (ppo.normalize_rewards); without it, it
 scales them by a constant (`--reward-scale`, 0.01). The zoo's log-std is one
 learned number per action dimension; ours is read from the state unless
 `--shared-std` (network.state_dependent_std=false).
@@ -161,13 +162,14 @@ def run(
     eval_episodes: int,
     reward_scale: float,
     shared_std: bool = False,
+    normalize_rewards: bool = False,
 ) -> list[dict]:
     env = GymEnv(task, seed)
     eval_env = gym.make(task)
     eval_env.reset(seed=seed + 10_000)
-    config = dataclasses.replace(ZOO, reward_scale=reward_scale)
+    config = dataclasses.replace(ZOO, reward_scale=reward_scale, normalize_rewards=normalize_rewards)
     network = NetworkConfig(kind="mlp", mlp_hidden=(256, 256), log_std_init=-2.0, state_dependent_std=not shared_std)
-    name = "ppo_sharedstd" if shared_std else "ppo"
+    name = "ppo" + ("_sharedstd" if shared_std else "") + ("_retnorm" if normalize_rewards else "")
     networks = make_networks(network, env.num_limbs)
     iterations = steps // config.rollout_length
     agent = make_ppo(env, networks, config, iterations)
@@ -204,8 +206,23 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--shared-std", action="store_true", help="one learned log-std per action dimension (stable-baselines3's)"
     )
+    parser.add_argument(
+        "--normalize-rewards",
+        action="store_true",
+        help="rewards divided by a running return std, as the zoo's VecNormalize (--reward-scale then multiplies)",
+    )
     args = parser.parse_args(argv)
-    run(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes, args.reward_scale, args.shared_std)
+    scale = args.reward_scale
+    run(
+        args.task,
+        args.steps,
+        args.seed,
+        args.eval_every,
+        args.eval_episodes,
+        scale,
+        args.shared_std,
+        args.normalize_rewards,
+    )
     plot()
     write_table()
     return 0

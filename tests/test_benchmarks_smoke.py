@@ -6,6 +6,7 @@ Marked `benchmark` (not run by default): even at 4 envs and a hidden layer of
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -43,6 +45,8 @@ def test_ppo_reference_check_steps_gymnasium_from_the_compiled_rollout(monkeypat
     monkeypatch.syspath_prepend(sys_path)
     bench = _load("reference_gym_ppo")
     monkeypatch.setattr(bench, "append", lambda rows: None)  # results/ stays as measured
-    rows = bench.run("Hopper-v5", steps=1024, seed=0, eval_every=512, eval_episodes=1, reward_scale=0.01)
+    rows = bench.run(
+        "Hopper-v5", steps=1024, seed=0, eval_every=512, eval_episodes=1, reward_scale=1.0, normalize_rewards=True
+    )
     assert [r["env_steps"] for r in rows] == [512, 1024]
     assert all(math.isfinite(r["eval_return"]) for r in rows)

@@ -76,3 +76,22 @@ def test_padding_is_ignored_and_stays_zero(observations):
     out = normalization.normalize(stats, padded)
     assert not np.any(np.asarray(out.vectors)[~np.asarray(obs.limb_mask)])
     assert np.isfinite(out.vectors).all() and np.isfinite(out.scalars).all()
+
+
+def test_rewards_are_scaled_by_the_running_std_of_the_discounted_return():
+    """VecNormalize's reward scaling: returns accumulate per environment, restart after an
+    episode ends, carry across rollouts, and their running std divides the rewards."""
+    gamma, rng = 0.9, np.random.default_rng(0)
+    rollouts = [(rng.normal(size=(6, 3)), rng.random((6, 3)) < 0.2) for _ in range(3)]
+    state = normalization.return_scale_init(3)
+    ret, seen = np.zeros(3), []
+    for rewards, done in rollouts:
+        state, scaled = normalization.scale_rewards(state, jnp.asarray(rewards), jnp.asarray(done), gamma)
+        for r, d in zip(rewards, done):
+            ret = gamma * ret + r
+            seen.append(ret.copy())
+            ret = np.where(d, 0.0, ret)
+        std = np.std(np.concatenate(seen))
+        np.testing.assert_allclose(np.asarray(scaled), np.clip(rewards / std, -10, 10), rtol=1e-4)
+        np.testing.assert_allclose(np.asarray(state.per_env), ret, rtol=1e-5)
+    assert float(state.count) == 3 * 6 * 3

@@ -40,6 +40,9 @@ class PPOConfig:
     reward_scale: float = 0.1
     normalize_advantages: bool = True
     normalize_observations: bool = True
+    # Rewards divided by a running std of the discounted return (clipped to +-10),
+    # as stable-baselines3's VecNormalize does, then multiplied by reward_scale.
+    normalize_rewards: bool = False
 
     def __post_init__(self):
         for name in ("rollout_length", "epochs", "minibatches"):
@@ -52,7 +55,7 @@ class PPOConfig:
         check_float("value_coef", self.value_coef, 0.0)
         check_float("entropy_coef", self.entropy_coef, 0.0)
         check_float("reward_scale", self.reward_scale, 0.0, open_low=True)
-        for name in ("anneal_learning_rate", "normalize_advantages", "normalize_observations"):
+        for name in ("anneal_learning_rate", "normalize_advantages", "normalize_observations", "normalize_rewards"):
             check_bool(name, getattr(self, name))
 
 

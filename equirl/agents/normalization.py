@@ -75,3 +75,47 @@ def normalize(state: NormalizerState, obs: Observation, clip: float = 10.0) -> O
         scalars=jnp.where(mask[..., None], scalars, 0.0),
         vectors=jnp.where(mask[..., None, None], vectors, 0.0),
     )
+
+
+@struct.dataclass
+class ReturnScaleState:
+    """Running std of the discounted return, to scale rewards by (gymnasium's
+    NormalizeReward, stable-baselines3's VecNormalize): a reward's size then no
+    longer depends on the task's units or on how long episodes have become."""
+
+    per_env: jax.Array  # [B] discounted return of each environment's episode so far
+    count: jax.Array
+    mean: jax.Array
+    m2: jax.Array
+
+
+def return_scale_init(num_envs: int) -> ReturnScaleState:
+    zero = jnp.zeros(())
+    return ReturnScaleState(per_env=jnp.zeros(num_envs), count=zero, mean=zero, m2=zero)
+
+
+def scale_rewards(
+    state: ReturnScaleState, rewards: jax.Array, done: jax.Array, gamma: float, clip: float = 10.0
+) -> tuple[ReturnScaleState, jax.Array]:
+    """Rewards [T, B] divided by the running std of the discounted returns they add up to
+    (clipped to +-clip), and the statistics with this rollout's returns merged in.
+    A return restarts after a step that ended its episode (`done`)."""
+
+    def accumulate(ret, x):
+        r, d = x
+        ret = gamma * ret + r
+        return jnp.where(d, 0.0, ret), ret
+
+    per_env, returns = jax.lax.scan(accumulate, state.per_env, (rewards, done))
+    n = jnp.asarray(returns.size, jnp.float32)
+    mean, m2 = jnp.mean(returns), jnp.sum(jnp.square(returns - jnp.mean(returns)))
+    total = state.count + n
+    delta = mean - state.mean
+    new = ReturnScaleState(
+        per_env=per_env,
+        count=total,
+        mean=state.mean + delta * n / total,
+        m2=state.m2 + m2 + jnp.square(delta) * state.count * n / total,
+    )
+    std = jnp.sqrt(new.m2 / new.count + EPS)
+    return new, jnp.clip(rewards / std, -clip, clip)

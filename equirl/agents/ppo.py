@@ -5,6 +5,8 @@ An iteration: roll the policy out for `rollout_length` steps
 an episode cut by the time limit bootstraps from the value of its final
 observation, one that terminated does not -- then run `epochs` passes of
 shuffled minibatches through an optax optimiser (global-norm clipping, Adam).
+With `normalize_rewards` the rewards are first divided by a running std of
+the discounted return (stable-baselines3's VecNormalize).
 The observation normaliser (symmetry-preserving) takes in the rollout's
 observations before the gradient steps (as brax does), so the networks learn
 on the statistics they will act with next.
@@ -59,6 +61,8 @@ class PPOState:
     key: jax.Array
     env_steps: jax.Array  # environment steps taken so far (all envs)
     iteration: jax.Array
+    # ppo.normalize_rewards only (None otherwise, so older checkpoints keep their shape)
+    return_scale: normalization.ReturnScaleState | None = None
 
 
 class Transition(NamedTuple):
@@ -125,6 +129,7 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
+            return_scale=normalization.return_scale_init(env.num_envs) if config.normalize_rewards else None,
         )
         return distributed.constrain_state(state, mesh)
 
@@ -197,6 +202,10 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
 
     def iteration(state: PPOState) -> tuple[PPOState, dict]:
         env_state, key, tr, ends, raw_reward = rollout(state)
+        return_scale = state.return_scale
+        if config.normalize_rewards:
+            return_scale, scaled = normalization.scale_rewards(return_scale, raw_reward, tr.done, config.gamma)
+            tr = tr._replace(reward=scaled * config.reward_scale)
         last_value = networks.critic.apply(state.params.critic, norm(state.normalizer, env_state.obs))
         advantages, targets = gae(config, tr, last_value)
         data = flatten_time((tr, advantages, targets))
@@ -237,6 +246,7 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
             key=key,
             env_steps=state.env_steps + batch,
             iteration=state.iteration + 1,
+            return_scale=return_scale,
         )
         return distributed.constrain_state(new_state, mesh), distributed.replicate(metrics, mesh)
 
