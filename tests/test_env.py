@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from equirl.envs import rollout, task
 from equirl.envs.config import EnvConfig
@@ -312,6 +313,26 @@ def test_a_training_progress_weight_scales_only_the_progress_terms(make_env):
     alive = np.asarray(envs[0].tables.alive_bonus)  # the cheetah has none
     np.testing.assert_allclose(rewards[1], alive - control, atol=1e-5)
     assert np.all(np.abs(rewards[0] - rewards[1]) > 1e-3)  # the published reward has progress in it
+
+
+def test_a_training_tilt_penalty_charges_the_torsos_tilt(make_env):
+    with pytest.raises(ConfigError, match="training_tilt_penalty=-1.0"):
+        EnvConfig(bodies=("hopper_3_shin",), training_tilt_penalty=-1.0)
+    envs = [
+        make_env(bodies=MIXED, num_envs=6, autoreset=False),
+        make_env(bodies=MIXED, num_envs=6, autoreset=False, training_tilt_penalty=5.0),
+    ]
+    action = jnp.full((6,) + envs[0].action_shape, 0.5)
+    states = [env.reset(jax.random.PRNGKey(3)) for env in envs]
+    for _ in range(20):  # the same physics in both: only the reward differs
+        states = [env.step(state, action) for env, state in zip(envs, states)]
+    np.testing.assert_array_equal(states[0].qpos, states[1].qpos)
+    # cos(tilt): the world z component of the torso's z axis, its free joint's rotation applied to (0, 0, 1).
+    rotations = [Rotation.from_quat(q, scalar_first=True) for q in np.asarray(states[1].qpos[:, 3:7], np.float64)]
+    cos_tilt = np.array([r.apply([0.0, 0.0, 1.0])[2] for r in rotations])
+    charged = np.asarray(states[0].reward) - np.asarray(states[1].reward)
+    np.testing.assert_allclose(charged, 5.0 * (1.0 - cos_tilt), rtol=1e-3, atol=1e-6)
+    assert charged.max() > 1e-3  # the bodies tilt, so the penalty is not zero
 
 
 def test_a_training_target_spread_puts_the_first_target_near_the_initial_heading(make_env):

@@ -124,6 +124,9 @@ class BatchedEnv:
         if config.training_progress_weight != 1.0:
             weight = self.tables.progress_weight * config.training_progress_weight
             self.tables = self.tables.replace(progress_weight=weight)
+        if config.training_tilt_penalty:
+            penalty = np.full_like(self.tables.progress_weight, config.training_tilt_penalty)
+            self.tables = self.tables.replace(tilt_penalty=penalty)
         self.base_gains = lqr.tables(self) if config.base_controller == lqr.NAME else None
         self.backend_name = config.resolved_backend()
         if self.backend_name == "native":

@@ -37,6 +37,11 @@ class EnvConfig:
     training_progress_weight: a training aid, not the task: the reward's two
       progress terms are multiplied by it (0: alive bonus minus control cost
       only, a reward for staying up). 1: the published reward.
+    training_tilt_penalty: a training aid, not the task: this weight times
+      1 - cos of the torso's tilt from vertical (about tilt^2 / 2) is taken off
+      every reward, the orientation term of legged-robot rewards. A lean then
+      costs as it grows, not only when it ends in a fall hundreds of steps later,
+      beyond the critic's discounted horizon. 0: the published reward.
     training_target_spread: a training aid, not the task: the first target of
       each episode lies within this many radians of the torso's initial heading
       (0: straight ahead, as in the planar benchmarks) instead of in a uniformly
@@ -66,6 +71,7 @@ class EnvConfig:
     num_threads: int | None = None  # native backend; None: every core we may use
     training_tilt_limit: float | None = None
     training_progress_weight: float = 1.0
+    training_tilt_penalty: float = 0.0
     training_target_spread: float | None = None
     base_controller: str | None = None
     residual_scale: float = 1.0
@@ -97,6 +103,7 @@ class EnvConfig:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit):
             raise ConfigError(f"training_tilt_limit={limit!r}: must be None or a positive angle in radians")
         check_float("training_progress_weight", self.training_progress_weight, 0.0)
+        check_float("training_tilt_penalty", self.training_tilt_penalty, 0.0)
         spread = self.training_target_spread
         if spread is not None and (
             isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= math.pi

@@ -59,6 +59,7 @@ class EnvTables:
     alive_bonus: jax.Array
     heading_weight: jax.Array
     progress_weight: jax.Array
+    tilt_penalty: jax.Array
     qpos_noise: jax.Array
     qvel_noise: jax.Array
     qvel_noise_gaussian: jax.Array  # [B] bool

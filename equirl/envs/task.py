@@ -113,7 +113,8 @@ def reward(
     action: jax.Array,
 ) -> jax.Array:
     """Progress toward the target + progress along the heading + alive - control cost
-    (the progress terms times `progress_weight`: 1 on the published task)."""
+    (the progress terms times `progress_weight`: 1 on the published task), minus
+    `tilt_penalty` (0 on the published task) times 1 - cos of the torso's tilt after the step."""
     p0, p1 = qpos_before[:, :2], qpos_after[:, :2]
     # |T-p0| - |T-p1| without cancellation: the v1 target is 1e4 m away, where
     # float32 distances resolve only ~1e-3 m (0.1 reward per step).
@@ -123,7 +124,10 @@ def reward(
     forward = jnp.sum((p1 - p0) * heading(qpos_before), -1) / tables.dt
     control = CONTROL_COST * jnp.sum(jnp.square(action), axis=(-2, -1))
     moving = progress + tables.heading_weight * forward
-    return tables.progress_weight * moving + tables.alive_bonus - control
+    quat = qpos_after[:, 3:7] / jnp.linalg.norm(qpos_after[:, 3:7], axis=-1, keepdims=True)
+    # 1 - cos(tilt) = 1 - R[2, 2] = 2 (x^2 + y^2) for the unit quaternion (w, x, y, z).
+    tilt = 2.0 * jnp.sum(jnp.square(quat[:, 1:3]), -1)
+    return tables.progress_weight * moving + tables.alive_bonus - control - tables.tilt_penalty * tilt
 
 
 # Why an episode ended: one bit each in info["end_reasons"] (see `end_reasons`).

@@ -26,6 +26,7 @@ class TaskParams:
     alive_bonus: float = 1.0
     heading_weight: float = 1.0
     progress_weight: float = 1.0  # scales both progress terms (EnvConfig.training_progress_weight)
+    tilt_penalty: float = 0.0  # times 1 - cos(torso tilt), taken off each reward (EnvConfig.training_tilt_penalty)
     qpos_noise: float = 0.005
     qvel_noise: float = 0.005
     qvel_noise_gaussian: bool = False

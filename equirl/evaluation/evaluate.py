@@ -165,8 +165,8 @@ def make_env(
 ):
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
     and the published termination, reward and targets (a training run's `training_tilt_limit`,
-    `training_progress_weight` and `training_target_spread` are dropped; its `base_controller` is
-    kept, as part of the controller)."""
+    `training_progress_weight`, `training_tilt_penalty` and `training_target_spread` are dropped;
+    its `base_controller` is kept, as part of the controller)."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
@@ -182,6 +182,7 @@ def make_env(
         num_threads=num_threads if num_threads is not None else cfg.num_threads,
         training_tilt_limit=None,
         training_progress_weight=1.0,
+        training_tilt_penalty=0.0,
         training_target_spread=None,
     )
     return BatchedEnv(config)
