@@ -163,13 +163,21 @@ def run(
     reward_scale: float,
     shared_std: bool = False,
     normalize_rewards: bool = False,
+    activation: str = "gelu",
 ) -> list[dict]:
     env = GymEnv(task, seed)
     eval_env = gym.make(task)
     eval_env.reset(seed=seed + 10_000)
     config = dataclasses.replace(ZOO, reward_scale=reward_scale, normalize_rewards=normalize_rewards)
-    network = NetworkConfig(kind="mlp", mlp_hidden=(256, 256), log_std_init=-2.0, state_dependent_std=not shared_std)
+    network = NetworkConfig(
+        kind="mlp",
+        mlp_hidden=(256, 256),
+        mlp_activation=activation,
+        log_std_init=-2.0,
+        state_dependent_std=not shared_std,
+    )
     name = "ppo" + ("_sharedstd" if shared_std else "") + ("_retnorm" if normalize_rewards else "")
+    name += "" if activation == "gelu" else f"_{activation}"
     networks = make_networks(network, env.num_limbs)
     iterations = steps // config.rollout_length
     agent = make_ppo(env, networks, config, iterations)
@@ -211,17 +219,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="rewards divided by a running return std, as the zoo's VecNormalize (--reward-scale then multiplies)",
     )
-    args = parser.parse_args(argv)
-    scale = args.reward_scale
+    parser.add_argument("--activation", default="gelu", help="the MLPs' nonlinearity (the zoo's: relu)")
+    a = parser.parse_args(argv)
     run(
-        args.task,
-        args.steps,
-        args.seed,
-        args.eval_every,
-        args.eval_episodes,
-        scale,
-        args.shared_std,
-        args.normalize_rewards,
+        a.task,
+        a.steps,
+        a.seed,
+        a.eval_every,
+        a.eval_episodes,
+        a.reward_scale,
+        a.shared_std,
+        a.normalize_rewards,
+        a.activation,
     )
     plot()
     write_table()

@@ -13,6 +13,7 @@ from equirl import equivariance as eq
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, random_isometry
 from equirl.nn import NetworkConfig, make_networks
+from equirl.nn.baselines import MLPQTrunk
 from helpers.synthetic import (
     edge_case_observation,
     pad_with_garbage,
@@ -186,3 +187,28 @@ def test_a_shared_log_std_is_one_learned_number_per_slot(kind):
     )
     shared = [g for path, g in jax.tree_util.tree_leaves_with_path(grads) if "shared_log_std" in str(path)]
     assert len(shared) == 1 and np.any(np.asarray(shared[0]) != 0)  # it learns
+
+
+@pytest.mark.parametrize("activation, check", [("relu", lambda h: h.min() >= 0.0), ("tanh", lambda h: h.max() <= 1.0)])
+def test_the_mlp_activation_is_the_configured_one(activation, check):
+    """The hidden layer (SMALL has one) of the actor, critic and Q trunk applies `mlp_activation`:
+    the MLP body's outputs lie in that nonlinearity's range, which GELU's (down to about -0.17,
+    unbounded above) leaves."""
+    config = NetworkConfig(kind="mlp", mlp_activation=activation, **SMALL)
+    n = make_networks(config, LIMBS)
+    obs = random_observation(3, BATCH, LIMBS)
+    action = jnp.zeros(obs.action_mask.shape)
+    q_trunk = MLPQTrunk(config, LIMBS)  # one of the twin Q networks (vmap keeps no intermediates)
+    for module, args in ((n.actor, (obs,)), (n.critic, (obs,)), (q_trunk, (obs, action))):
+        params = random_parameters(module, 5, *args)
+        hidden = _body_outputs(module, params, *args)
+        assert hidden and all(check(h) for h in hidden)
+    gelu = make_networks(NetworkConfig(kind="mlp", **SMALL), LIMBS).critic
+    params = random_parameters(gelu, 5, obs)
+    assert not all(check(h) for h in _body_outputs(gelu, params, obs))
+
+
+def _body_outputs(module, params, *args) -> list[np.ndarray]:
+    """What the MLP body returns (its last hidden layer, after the activation)."""
+    _, seen = module.apply(params, *args, capture_intermediates=True)
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(seen["intermediates"]["body"]["__call__"])]

@@ -25,6 +25,7 @@ from helpers.synthetic import random_observation
         ({"mlp_hidden": ()}, "mlp_hidden"),
         ({"mlp_hidden": (64, 0)}, "mlp_hidden"),
         ({"squash": 1}, "squash"),
+        ({"mlp_activation": "swish"}, "mlp_activation"),
         ({"log_std_init": float("nan")}, "log_std_init"),
         ({"log_std_init": 2.0}, "log_std_init"),
         ({"log_std_min": 0.0, "log_std_max": -1.0}, "log_std_init"),

@@ -87,12 +87,13 @@ def flatten_observation(obs: Observation, extra: jax.Array | None = None) -> jax
 
 
 class MLPBody(nn.Module):
-    """Dense -> [norm] -> GELU per hidden layer; `norm` (a Q network's config) adds
+    """Dense -> [norm] -> activation per hidden layer; `norm` (a Q network's config) adds
     config.q_norm after each Dense, and with batch renorm also on the input if
     config.q_input_norm (as CrossQ)."""
 
     hidden: tuple[int, ...]
     norm: NetworkConfig | None = None
+    activation: str = "gelu"  # NetworkConfig.mlp_activation
 
     @nn.compact
     def __call__(self, x):
@@ -101,7 +102,7 @@ class MLPBody(nn.Module):
         for i, n in enumerate(self.hidden):
             x = nn.Dense(n, name=f"hidden_{i}")(x)
             norm = q_norm(self.norm, f"norm_{i}") if self.norm is not None else None
-            x = nn.gelu(norm(x) if norm is not None else x)
+            x = getattr(nn, self.activation)(norm(x) if norm is not None else x)
         return x
 
 
@@ -128,7 +129,7 @@ class MLPActor(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation):
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
-        x = MLPBody(self.config.mlp_hidden, name="body")(flat)
+        x = MLPBody(self.config.mlp_hidden, activation=self.config.mlp_activation, name="body")(flat)
         shape = obs.limb_mask.shape + (3,)
         mean = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="mean")(x).reshape(shape)
         if self.config.state_dependent_std:
@@ -149,7 +150,7 @@ class MLPCritic(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
-        x = MLPBody(self.config.mlp_hidden, name="body")(flat)
+        x = MLPBody(self.config.mlp_hidden, activation=self.config.mlp_activation, name="body")(flat)
         return nn.Dense(1, name="value")(x)[..., 0]
 
 
@@ -162,7 +163,8 @@ class MLPQTrunk(nn.Module):
     def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
         action = masked_actions(action, action_mask(obs))
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading), extra=action)
-        body = MLPBody(self.config.q_hidden or self.config.mlp_hidden, norm=self.config, name="body")
+        hidden = self.config.q_hidden or self.config.mlp_hidden
+        body = MLPBody(hidden, norm=self.config, activation=self.config.mlp_activation, name="body")
         return nn.Dense(1, name="value")(body(flat))[..., 0]
 
 

@@ -13,6 +13,9 @@ FIXED_LIMB_KINDS = ("mlp", "mlp_heading")
 Q_NORMS = ("default", "none", "layer", "batch_renorm")
 
 
+MLP_ACTIVATIONS = ("gelu", "relu", "tanh")
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     """Which network to build and how big.
@@ -32,6 +35,8 @@ class NetworkConfig:
       keys, whose inner products across limbs enter the logits (set only).
     max_tree_distance: limb-tree distances above this share one attention bias.
     mlp_hidden: hidden layer sizes of the mlp and mlp_heading kinds.
+    mlp_activation: their hidden layers' nonlinearity, "gelu", "relu" or "tanh"
+      (stable-baselines3's tuned PPO uses relu).
     squash: tanh-squash actions (SAC turns it on itself; PPO may, and then keeps
       the pre-squash samples for its ratio); otherwise a Gaussian whose samples
       the environment clips to [-1, 1].
@@ -69,6 +74,7 @@ class NetworkConfig:
     vector_key_channels: int = 4
     max_tree_distance: int = 8
     mlp_hidden: tuple[int, ...] = (256, 256)
+    mlp_activation: str = "gelu"
     squash: bool = False
     log_std_init: float = -0.5
     log_std_min: float = -5.0
@@ -116,6 +122,8 @@ class NetworkConfig:
             not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.q_hidden
         ):
             raise ConfigError(f"q_hidden={self.q_hidden!r}: must be a tuple of integers >= 1 (empty: mlp_hidden)")
+        if self.mlp_activation not in MLP_ACTIVATIONS:
+            raise ConfigError(f"mlp_activation={self.mlp_activation!r}: must be one of {MLP_ACTIVATIONS}")
         if self.q_kind not in ("same",) + KINDS:
             raise ConfigError(f"q_kind={self.q_kind!r}: must be 'same' or one of {KINDS}")
         check_int("q_width", self.q_width, 0)
