@@ -297,36 +297,34 @@ def test_run_episodes_folds_each_first_episode_end_once(make_env):
 def test_a_training_progress_weight_scales_only_the_progress_terms(make_env):
     with pytest.raises(ConfigError, match="training_progress_weight=-1.0"):
         EnvConfig(bodies=("hopper_3_shin",), training_progress_weight=-1.0)
-    # The published-reward env is the one test_reward_is_the_published_formula compiled.
-    envs = [
-        make_env(bodies=MIXED, num_envs=6, autoreset=False),
-        make_env(bodies=MIXED, num_envs=6, autoreset=False, training_progress_weight=0.0),
-    ]
-    action = jnp.full((6,) + envs[0].action_shape, 0.5)
-    rewards = []
-    for env in envs:
-        state = env.reset(jax.random.PRNGKey(3))
-        for _ in range(5):  # the same physics in both: only the reward differs
-            state = env.step(state, action)
-        rewards.append(np.asarray(state.reward))
-    control = 0.001 * np.sum(np.where(np.asarray(envs[0].tables.action_mask), 0.25, 0.0), axis=(-2, -1))
-    alive = np.asarray(envs[0].tables.alive_bonus)  # the cheetah has none
+    published, states = _beside_the_published_reward(make_env, 5, training_progress_weight=0.0)
+    rewards = [np.asarray(s.reward) for s in states]
+    control = 0.001 * np.sum(np.where(np.asarray(published.tables.action_mask), 0.25, 0.0), axis=(-2, -1))
+    alive = np.asarray(published.tables.alive_bonus)  # the cheetah has none
     np.testing.assert_allclose(rewards[1], alive - control, atol=1e-5)
     assert np.all(np.abs(rewards[0] - rewards[1]) > 1e-3)  # the published reward has progress in it
+
+
+def _beside_the_published_reward(make_env, steps, **training_aid):
+    """The published-reward env (the one test_reward_is_the_published_formula compiled) and the
+    final states of it and of an env with `training_aid`, both stepped `steps` times with the
+    same actions from the same starts."""
+    envs = [
+        make_env(bodies=MIXED, num_envs=6, autoreset=False),
+        make_env(bodies=MIXED, num_envs=6, autoreset=False, **training_aid),
+    ]
+    action = jnp.full((6,) + envs[0].action_shape, 0.5)
+    states = [env.reset(jax.random.PRNGKey(3)) for env in envs]
+    for _ in range(steps):  # the same physics in both: only the reward differs
+        states = [env.step(state, action) for env, state in zip(envs, states)]
+    np.testing.assert_array_equal(states[0].qpos, states[1].qpos)
+    return envs[0], states
 
 
 def test_a_training_tilt_penalty_charges_the_torsos_tilt(make_env):
     with pytest.raises(ConfigError, match="training_tilt_penalty=-1.0"):
         EnvConfig(bodies=("hopper_3_shin",), training_tilt_penalty=-1.0)
-    envs = [
-        make_env(bodies=MIXED, num_envs=6, autoreset=False),
-        make_env(bodies=MIXED, num_envs=6, autoreset=False, training_tilt_penalty=5.0),
-    ]
-    action = jnp.full((6,) + envs[0].action_shape, 0.5)
-    states = [env.reset(jax.random.PRNGKey(3)) for env in envs]
-    for _ in range(20):  # the same physics in both: only the reward differs
-        states = [env.step(state, action) for env, state in zip(envs, states)]
-    np.testing.assert_array_equal(states[0].qpos, states[1].qpos)
+    _, states = _beside_the_published_reward(make_env, 20, training_tilt_penalty=5.0)
     # cos(tilt): the world z component of the torso's z axis, its free joint's rotation applied to (0, 0, 1).
     rotations = [Rotation.from_quat(q, scalar_first=True) for q in np.asarray(states[1].qpos[:, 3:7], np.float64)]
     cos_tilt = np.array([r.apply([0.0, 0.0, 1.0])[2] for r in rotations])
