@@ -50,15 +50,21 @@ def update(state: NormalizerState, obs: Observation) -> NormalizerState:
     m2 = jnp.sum(jnp.square(scalars - mean) * mask[:, None], 0)
     vec = jnp.sum(sq_len * mask[:, None], 0) / safe_n
 
-    total = state.count + n
-    safe_total = jnp.maximum(total, 1.0)
-    delta = mean - state.scalar_mean
+    total, scalar_mean, scalar_m2 = _merge_moments(state.count, state.scalar_mean, state.scalar_m2, n, mean, m2)
     return NormalizerState(
         count=total,
-        scalar_mean=state.scalar_mean + delta * n / safe_total,
-        scalar_m2=state.scalar_m2 + m2 + jnp.square(delta) * state.count * n / safe_total,
-        vector_sq=state.vector_sq + (vec - state.vector_sq) * n / safe_total,
+        scalar_mean=scalar_mean,
+        scalar_m2=scalar_m2,
+        vector_sq=state.vector_sq + (vec - state.vector_sq) * n / jnp.maximum(total, 1.0),
     )
+
+
+def _merge_moments(count, mean, m2, n, batch_mean, batch_m2):
+    """(count, mean, sum of squared deviations) of two samples merged: Welford's parallel form."""
+    total = count + n
+    safe_total = jnp.maximum(total, 1.0)
+    delta = batch_mean - mean
+    return total, mean + delta * n / safe_total, m2 + batch_m2 + jnp.square(delta) * count * n / safe_total
 
 
 def normalize(state: NormalizerState, obs: Observation, clip: float = 10.0) -> Observation:
@@ -107,15 +113,8 @@ def scale_rewards(
         return jnp.where(d, 0.0, ret), ret
 
     per_env, returns = jax.lax.scan(accumulate, state.per_env, (rewards, done))
-    n = jnp.asarray(returns.size, jnp.float32)
-    mean, m2 = jnp.mean(returns), jnp.sum(jnp.square(returns - jnp.mean(returns)))
-    total = state.count + n
-    delta = mean - state.mean
-    new = ReturnScaleState(
-        per_env=per_env,
-        count=total,
-        mean=state.mean + delta * n / total,
-        m2=state.m2 + m2 + jnp.square(delta) * state.count * n / total,
-    )
-    std = jnp.sqrt(new.m2 / new.count + EPS)
-    return new, jnp.clip(rewards / std, -clip, clip)
+    mean = jnp.mean(returns)
+    n, m2 = jnp.asarray(returns.size, jnp.float32), jnp.sum(jnp.square(returns - mean))
+    count, mean, m2 = _merge_moments(state.count, state.mean, state.m2, n, mean, m2)
+    std = jnp.sqrt(m2 / count + EPS)
+    return ReturnScaleState(per_env=per_env, count=count, mean=mean, m2=m2), jnp.clip(rewards / std, -clip, clip)
