@@ -164,6 +164,7 @@ def run(
     shared_std: bool = False,
     normalize_rewards: bool = False,
     activation: str = "gelu",
+    mean_init_scale: float = 1e-4,
 ) -> list[dict]:
     env = GymEnv(task, seed)
     eval_env = gym.make(task)
@@ -175,9 +176,11 @@ def run(
         mlp_activation=activation,
         log_std_init=-2.0,
         state_dependent_std=not shared_std,
+        mean_init_scale=mean_init_scale,
     )
     name = "ppo" + ("_sharedstd" if shared_std else "") + ("_retnorm" if normalize_rewards else "")
     name += "" if activation == "gelu" else f"_{activation}"
+    name += "" if mean_init_scale == 1e-4 else f"_meaninit{mean_init_scale:g}"
     networks = make_networks(network, env.num_limbs)
     iterations = steps // config.rollout_length
     agent = make_ppo(env, networks, config, iterations)
@@ -220,6 +223,12 @@ def main(argv=None) -> int:
         help="rewards divided by a running return std, as the zoo's VecNormalize (--reward-scale then multiplies)",
     )
     parser.add_argument("--activation", default="gelu", help="the MLPs' nonlinearity (the zoo's: relu)")
+    parser.add_argument(
+        "--mean-init-scale",
+        type=float,
+        default=1e-4,
+        help="variance scale of the action mean's output layer (1/3: PyTorch's default, the zoo's ortho_init=False)",
+    )
     a = parser.parse_args(argv)
     run(
         a.task,
@@ -231,6 +240,7 @@ def main(argv=None) -> int:
         a.shared_std,
         a.normalize_rewards,
         a.activation,
+        a.mean_init_scale,
     )
     plot()
     write_table()

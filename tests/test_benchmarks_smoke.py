@@ -1,7 +1,7 @@
 """The benchmark scripts run end to end at tiny settings.
 
-Marked `benchmark` (not run by default): even at 4 envs and a hidden layer of
-8, compiling two PPO trainers (Brax's twice) takes minutes on a small CPU.
+The trainers' smoke tests are marked `benchmark` (not run by default): even at 4 envs and a
+hidden layer of 8, compiling two PPO trainers (Brax's twice) takes minutes on a small CPU.
 """
 
 import importlib.util
@@ -50,3 +50,18 @@ def test_ppo_reference_check_steps_gymnasium_from_the_compiled_rollout(monkeypat
     )
     assert [r["env_steps"] for r in rows] == [512, 1024]
     assert all(math.isfinite(r["eval_return"]) for r in rows)
+
+
+def test_discounted_value_discounts_each_episode_from_its_start():
+    """Cheap enough to run by default. The shipped standing controller stays up for a 30-step
+    episode, earning about one per step (the alive bonus, give or take a little progress and
+    control cost); so each discounted value lies within 10% of the geometric sum of ones."""
+    from equirl.evaluation import pretrained
+
+    bench = _load("discounted_value")
+    row = bench.measure(pretrained.load("hopper_set_balance"), "hopper_5_full", episodes=2, episode_length=30)
+    assert row["length"] == 30 and 27 < row["return"] < 33
+    for gamma in bench.GAMMAS:
+        geometric = (1 - gamma**30) / (1 - gamma)
+        assert 0.9 * geometric < row[gamma] < 1.1 * geometric
+    assert row[0.99] < row[0.995] < row[0.999] < row["return"]

@@ -212,3 +212,21 @@ def _body_outputs(module, params, *args) -> list[np.ndarray]:
     """What the MLP body returns (its last hidden layer, after the activation)."""
     _, seen = module.apply(params, *args, capture_intermediates=True)
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(seen["intermediates"]["body"]["__call__"])]
+
+
+@pytest.mark.parametrize("kind", ["mlp_heading", "transformer", "set"])
+def test_mean_init_scale_sets_how_far_the_first_policy_departs_from_zero_torque(kind):
+    """By default a fresh actor's mean torque is near zero everywhere; at mean_init_scale 1/3
+    (PyTorch's default layer initialisation, stable-baselines3's with ortho_init=False) it varies
+    with the state, its spread about sqrt(1/3 / 1e-4) = 58 times the default's."""
+    obs = random_observation(3, BATCH, LIMBS)
+    real = np.asarray(obs.action_mask)
+    spread = {}
+    for scale in (1e-4, 1 / 3):
+        actor = make_networks(NetworkConfig(kind=kind, mean_init_scale=scale, **SMALL), LIMBS).actor
+        params = actor.init(jax.random.PRNGKey(0), obs)
+        spread[scale] = np.asarray(actor.apply(params, obs).loc)[real].std()
+    assert spread[1e-4] < 0.01
+    assert spread[1 / 3] > 20 * spread[1e-4]
+    with pytest.raises(ConfigError, match="mean_init_scale"):
+        NetworkConfig(kind=kind, mean_init_scale=0.0)

@@ -236,6 +236,7 @@ def train(config: TrainConfig, resume: bool = False, callback: Callable[[Any, di
         guard = DivergenceGuard(run.max_q_bias, run.divergence_window)
         try:
             while iteration < last and not stop:
+                env.set_training_progress(env_steps)  # a fading training aid follows the step count
                 new_state, metrics = step_fn(state)
                 before, env_steps = env_steps, env_steps + agent.steps_per_iteration
                 state, iteration = new_state, iteration + 1

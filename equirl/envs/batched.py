@@ -19,6 +19,7 @@ from equirl.envs import lqr, task
 from equirl.envs.bodies import resolve
 from equirl.envs.config import EnvConfig
 from equirl.envs.tables import build_tables, padded_sizes
+from equirl.envs.torso_damping import TorsoDamping
 from equirl.errors import ConfigError
 from equirl.observation import Observation
 
@@ -129,6 +130,14 @@ class BatchedEnv:
             self.tables = self.tables.replace(tilt_penalty=penalty)
         self.base_gains = lqr.tables(self) if config.base_controller == lqr.NAME else None
         self.backend_name = config.resolved_backend()
+        self.torso_damping = None
+        if config.training_torso_damping:
+            if config.training_torso_damping_steps and self.backend_name != "native":
+                raise ConfigError("training_torso_damping_steps: fading the damping needs the native backend")
+            self.torso_damping = TorsoDamping(
+                self.morphologies, config.training_torso_damping, config.training_torso_damping_steps
+            )
+            self.torso_damping.set(0)  # before MJX copies the models
         if self.backend_name == "native":
             from equirl.envs.backends.native import NativeBackend
 
@@ -140,6 +149,12 @@ class BatchedEnv:
 
             self.backend = MjxBackend(self.morphologies, self.body_of_env, config.frame_skip)
         self._physics = self.backend.step if mesh is None else self.backend.sharded_step(mesh)
+
+    def set_training_progress(self, env_steps: int) -> None:
+        """Bring the training aids that change over training to where `env_steps` steps put
+        them (the torso damping's fade); a training loop calls it before each iteration."""
+        if self.torso_damping is not None:
+            self.torso_damping.set(env_steps)
 
     # -- descriptions ---------------------------------------------------------
 

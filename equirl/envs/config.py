@@ -46,6 +46,12 @@ class EnvConfig:
       each episode lies within this many radians of the torso's initial heading
       (0: straight ahead, as in the planar benchmarks) instead of in a uniformly
       random direction. None: the published task (any direction, pi).
+    training_torso_damping: a training aid, not the task: this much damping
+      (N m s / rad) on the torso's rotation about every axis, which slows every
+      fall alike (`equirl.envs.torso_damping`). 0: the published physics.
+    training_torso_damping_steps: the damping fades linearly to zero over this
+      many environment steps of training (0: it stays). A fade needs the native
+      backend (MJX fixes the model when the environment is built).
     base_controller: None, or "lqr": the policy acts as a residual on a scripted
       controller (see residual_scale for how the two add up);
       "lqr" is the standing balance controller of `equirl.envs.lqr` (one gain
@@ -73,6 +79,8 @@ class EnvConfig:
     training_progress_weight: float = 1.0
     training_tilt_penalty: float = 0.0
     training_target_spread: float | None = None
+    training_torso_damping: float = 0.0
+    training_torso_damping_steps: int = 0
     base_controller: str | None = None
     residual_scale: float = 1.0
 
@@ -109,11 +117,28 @@ class EnvConfig:
             isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= math.pi
         ):
             raise ConfigError(f"training_target_spread={spread!r}: must be None or an angle in [0, pi] radians")
+        check_float("training_torso_damping", self.training_torso_damping, 0.0)
+        check_int("training_torso_damping_steps", self.training_torso_damping_steps, 0)
+        if self.training_torso_damping_steps and not self.training_torso_damping:
+            raise ConfigError(
+                f"training_torso_damping_steps={self.training_torso_damping_steps}: "
+                "only applies with a training_torso_damping above 0"
+            )
+        if self.training_torso_damping_steps and self.backend == "mjx":
+            raise ConfigError(
+                "training_torso_damping_steps: fading the damping needs the native backend "
+                "(MJX fixes the model when the environment is built); use backend native or a constant damping"
+            )
         if self.base_controller not in BASE_CONTROLLERS:
             raise ConfigError(f"base_controller={self.base_controller!r}: must be one of {BASE_CONTROLLERS}")
         check_float("residual_scale", self.residual_scale, 0.0, open_low=True)
         if self.residual_scale != 1.0 and self.base_controller is None:
             raise ConfigError(f"residual_scale={self.residual_scale!r}: only applies with a base_controller")
+
+    def without_training_aids(self) -> EnvConfig:
+        """This config on the published task: every training_* aid back at its default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name.startswith("training_")}
+        return dataclasses.replace(self, **defaults)
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

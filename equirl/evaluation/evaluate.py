@@ -164,14 +164,14 @@ def make_env(
     num_threads: int | None = None,
 ):
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
-    and the published termination, reward and targets (a training run's `training_tilt_limit`,
-    `training_progress_weight`, `training_tilt_penalty` and `training_target_spread` are dropped;
-    its `base_controller` is kept, as part of the controller)."""
+    and the published task: a training run's `training_*` aids (tilt limit, progress weight, tilt
+    penalty, target spread, torso damping) are dropped; its `base_controller` is kept, as part of
+    the controller."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
     config = dataclasses.replace(
-        cfg,
+        cfg.without_training_aids(),
         bodies=(body,),
         num_envs=num_envs,
         max_limbs=max_limbs,
@@ -180,10 +180,6 @@ def make_env(
         task=task or cfg.task,
         backend=backend or cfg.backend,
         num_threads=num_threads if num_threads is not None else cfg.num_threads,
-        training_tilt_limit=None,
-        training_progress_weight=1.0,
-        training_tilt_penalty=0.0,
-        training_target_spread=None,
     )
     return BatchedEnv(config)
 

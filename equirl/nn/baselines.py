@@ -31,6 +31,7 @@ from equirl.nn.heads import (
     PooledValueHead,
     action_mask,
     masked_actions,
+    mean_init,
     q_norm,
     torque_distribution,
     twin,
@@ -131,7 +132,7 @@ class MLPActor(nn.Module):
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
         x = MLPBody(self.config.mlp_hidden, activation=self.config.mlp_activation, name="body")(flat)
         shape = obs.limb_mask.shape + (3,)
-        mean = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="mean")(x).reshape(shape)
+        mean = nn.Dense(3 * self.max_limbs, kernel_init=mean_init(self.config), name="mean")(x).reshape(shape)
         if self.config.state_dependent_std:
             raw = nn.Dense(3 * self.max_limbs, kernel_init=SMALL_INIT, name="log_std")(x).reshape(shape)
         else:  # one learned log-std per action dimension, as stable-baselines3's PPO
@@ -223,7 +224,7 @@ class TransformerActor(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation):
         h = TransformerEncoder(self.config, name="encoder")(obs)
-        mean = nn.Dense(3, kernel_init=SMALL_INIT, name="mean")(h)
+        mean = nn.Dense(3, kernel_init=mean_init(self.config), name="mean")(h)
         log_std = LogStdHead(self.config.state_dependent_std, name="log_std")(h)
         return torque_distribution(mean, log_std, action_mask(obs), self.config)
 

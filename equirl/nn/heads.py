@@ -25,6 +25,11 @@ from equirl.nn.vector_ops import masked_mean
 SMALL_INIT = nn.initializers.variance_scaling(1e-4, "fan_in", "truncated_normal")
 
 
+def mean_init(config: NetworkConfig) -> nn.initializers.Initializer:
+    """The action mean's output-layer initialiser (`config.mean_init_scale`; SMALL_INIT by default)."""
+    return nn.initializers.variance_scaling(config.mean_init_scale, "fan_in", "truncated_normal")
+
+
 def soft_log_std(raw: jax.Array, config: NetworkConfig) -> jax.Array:
     """Map raw in R to (log_std_min, log_std_max), with raw = 0 -> log_std_init.
 

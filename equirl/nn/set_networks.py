@@ -24,11 +24,11 @@ import jax.numpy as jnp
 
 from equirl.nn.config import NetworkConfig
 from equirl.nn.heads import (
-    SMALL_INIT,
     LogStdHead,
     PooledValueHead,
     action_mask,
     masked_actions,
+    mean_init,
     torque_distribution,
     twin,
 )
@@ -55,7 +55,7 @@ class SETActor(nn.Module):
         cfg = self.config
         self.encoder = SETEncoder(cfg)
         self.readout_invariants = GramInvariants(cfg.invariant_channels)
-        self.torque_vector = GatedVectorMix(cfg.vector_channels, 2, out_init=SMALL_INIT)
+        self.torque_vector = GatedVectorMix(cfg.vector_channels, 2, out_init=mean_init(cfg))
         self.log_std = LogStdHead(cfg.state_dependent_std)
 
     def _features(self, obs: Observation):
