@@ -1,14 +1,19 @@
 """The torso-damping training aid: it slows falls, fades with the step count, and never reaches eval."""
 
+import dataclasses
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from equirl.agents.config import TrainConfig
 from equirl.envs.batched import BatchedEnv
 from equirl.envs.config import EnvConfig
 from equirl.errors import ConfigError
 
+evaluate = importlib.import_module("equirl.evaluation.evaluate")  # the package exports a function of that name
 BODY = dict(bodies=("hopper_5_full",), num_envs=4, autoreset=False, backend="native")
 
 
@@ -74,3 +79,13 @@ def test_evaluation_drops_every_training_aid_and_keeps_the_controller():
     )
     published = trained.without_training_aids()
     assert published == EnvConfig(bodies=("hopper_5_full",), base_controller="lqr", residual_scale=0.3)
+
+
+def test_the_evaluation_env_of_a_damped_run_has_the_published_physics():
+    config = TrainConfig(env=EnvConfig(bodies=("hopper_5_full",), max_limbs=5, training_torso_damping=50.0))
+    env = evaluate.make_env(evaluate.Policy(config=config, state=None, act=None), "hopper_5_full", 2, 5)
+    try:
+        assert env.config == dataclasses.replace(config.env.without_training_aids(), num_envs=2, autoreset=False)
+        assert env.torso_damping is None and not env.morphologies[0].model.dof_damping[:6].any()
+    finally:
+        env.close()
