@@ -16,8 +16,10 @@ import importlib
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from equirl.envs import rollout
 from equirl.evaluation import pretrained
 
 evaluate = importlib.import_module("equirl.evaluation.evaluate")  # the package exports a function of that name
@@ -27,26 +29,28 @@ GAMMAS = (0.99, 0.995, 0.999)
 
 
 def measure(policy, body: str, episodes: int, seed: int = 7, episode_length: int | None = None) -> dict:
+    """Means over `episodes` episodes from the starts of `seed`: return, length and, per gamma,
+    the discounted return from the start (each episode's rewards after its first end count 0)."""
     env = evaluate.make_env(policy, body, episodes, policy.max_limbs, episode_length=episode_length)
+    discounts = jnp.asarray((1.0,) + GAMMAS, jnp.float32)[:, None]  # gamma 1: the return itself
+
+    def fold(acc, step, first_end):
+        t, alive, sums, length = acc
+        reward = jnp.where(alive, step.after.reward, 0.0)
+        return t + 1, alive & ~first_end, sums + discounts**t * reward, length + alive
+
+    @jax.jit
+    def run(agent_state, key):
+        acting = rollout.deterministic(lambda obs: policy.act(agent_state, obs))
+        start = (jnp.int32(0), jnp.ones(episodes, bool), jnp.zeros((len(discounts), episodes)), jnp.zeros(episodes))
+        return rollout.run_episodes(env, env.reset(key), acting, key, fold, start, env.config.episode_length)
+
     try:
-        step = jax.jit(env.step)
-        act = jax.jit(policy.act)
-        state = env.reset(jax.random.PRNGKey(seed))
-        alive = np.ones(episodes, bool)
-        rewards, lengths = [], np.zeros(episodes)
-        for _ in range(env.config.episode_length):
-            state = step(state, act(policy.state, state.obs))
-            rewards.append(np.asarray(state.reward, np.float64) * alive)
-            lengths += alive
-            alive &= ~np.asarray(state.terminated | state.truncated)
-            if not alive.any():
-                break
-        r = np.stack(rewards)  # [T, episodes]; zero after each episode's end
-        row = {"return": r.sum(0).mean(), "length": lengths.mean()}
-        row.update({g: (r * g ** np.arange(len(r))[:, None]).sum(0).mean() for g in GAMMAS})
-        return row
+        _, _, sums, length = run(policy.state, jax.random.PRNGKey(seed))
     finally:
         env.close()
+    means = np.asarray(sums, np.float64).mean(1)
+    return {"return": means[0], "length": float(np.mean(length)), **dict(zip(GAMMAS, means[1:]))}
 
 
 def main(argv=None) -> int:
