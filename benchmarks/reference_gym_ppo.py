@@ -71,10 +71,29 @@ class GymState:
     info: dict
 
 
+class HostNormalizer:
+    """stable-baselines3's VecNormalize for observations, on the host: running mean and variance
+    (from a count of 1e-4 at mean 0, variance 1) updated with every observation the environment
+    returns, which is normalised with the updated statistics and clipped to +-10. The policy then
+    stores normalised observations, so its statistics change every step, not once per rollout."""
+
+    def __init__(self, dim: int):
+        self.mean, self.var, self.count = np.zeros(dim), np.ones(dim), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        delta, total = x - self.mean, self.count + 1
+        self.mean = self.mean + delta / total
+        self.var = (self.var * self.count + delta**2 * self.count / total) / total
+        self.count = total
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0).astype(np.float32)
+
+
 class GymEnv:
     """One gymnasium environment behind `equirl.envs.base.Env`, stepped through io_callbacks."""
 
-    def __init__(self, task: str, seed: int):
+    def __init__(self, task: str, seed: int, host_normalizer: bool = False):
         self.gym = gym.make(task)
         self.adapter = FlatAdapter(self.gym.observation_space.shape[0], self.gym.action_space.shape[0])
         self.scale = float(self.gym.action_space.high[0])
@@ -83,6 +102,14 @@ class GymEnv:
         self.body_of_env = np.zeros(1, np.int64)
         self.mesh = None
         self.seed, self.episode_return, self.episode_length = seed, 0.0, 0
+        self.normalizer = HostNormalizer(self.adapter.obs_dim) if host_normalizer else None
+
+    def _seen(self, x: np.ndarray, final: np.ndarray | None = None):
+        """x (and a final observation) as the policy sees them, x taken into the statistics."""
+        if self.normalizer is None:
+            return x if final is None else (x, final)
+        self.normalizer.update(x[0])
+        return self.normalizer(x) if final is None else (self.normalizer(x), self.normalizer(final))
 
     num_envs = property(lambda self: 1)
     num_limbs = property(lambda self: self.adapter.limbs)
@@ -99,7 +126,7 @@ class GymEnv:
     def _host_reset(self):
         x, _ = self.gym.reset(seed=self.seed)
         self.episode_return, self.episode_length = 0.0, 0
-        return x.astype(np.float32)[None]
+        return self._seen(x.astype(np.float32)[None])
 
     def _host_step(self, action):
         x, r, term, trunc, _ = self.gym.step(self.scale * np.asarray(action)[0, : self.adapter.act_dim])
@@ -111,7 +138,8 @@ class GymEnv:
             x, _ = self.gym.reset()
             self.episode_return, self.episode_length = 0.0, 0
         f32 = lambda v: np.asarray([v], np.float32)  # noqa: E731
-        return (x.astype(np.float32)[None], final, f32(r), np.asarray([term]), np.asarray([trunc and not term]),
+        x, final = self._seen(x.astype(np.float32)[None], final)
+        return (x, final, f32(r), np.asarray([term]), np.asarray([trunc and not term]),
                 f32(ended[0]), np.asarray([ended[1]], np.int32))  # fmt: skip
 
     # -- the Env protocol ---------------------------------------------------------------
@@ -141,13 +169,14 @@ class GymEnv:
         return GymState(obs, reward, term, trunc, info)
 
 
-def evaluate(env: gym.Env, adapter: FlatAdapter, act, episodes: int) -> float:
+def evaluate(env: gym.Env, adapter: FlatAdapter, act, episodes: int, normalizer=None) -> float:
     scale, total = float(env.action_space.high[0]), 0.0
+    seen = (lambda x: x) if normalizer is None else normalizer  # frozen statistics  # noqa: E731
     for _ in range(episodes):
         x, _ = env.reset()
         done = False
         while not done:
-            a = act(adapter.observation(x[None]))
+            a = act(adapter.observation(seen(x[None].astype(np.float32))))
             x, r, term, trunc, _ = env.step(scale * adapter.action(a[0]))
             total += r
             done = term or trunc
@@ -165,11 +194,23 @@ def run(
     normalize_rewards: bool = False,
     activation: str = "gelu",
     mean_init_scale: float = 1e-4,
+    collection_stats: bool = False,
+    sb3_optimizer: bool = False,
+    host_normalizer: bool = False,
 ) -> list[dict]:
-    env = GymEnv(task, seed)
+    env = GymEnv(task, seed, host_normalizer)
     eval_env = gym.make(task)
     eval_env.reset(seed=seed + 10_000)
-    config = dataclasses.replace(ZOO, reward_scale=reward_scale, normalize_rewards=normalize_rewards)
+    config = dataclasses.replace(
+        ZOO,
+        reward_scale=reward_scale,
+        normalize_rewards=normalize_rewards,
+        epochs_use_collection_stats=collection_stats,
+    )
+    if sb3_optimizer:  # torch's Adam with eps 1e-5 and an unhalved squared error under vf_coef
+        config = dataclasses.replace(config, adam_eps=1e-5, value_coef=2 * ZOO.value_coef)
+    if host_normalizer:  # the environment hands over normalised observations
+        config = dataclasses.replace(config, normalize_observations=False)
     network = NetworkConfig(
         kind="mlp",
         mlp_hidden=(256, 256),
@@ -181,6 +222,9 @@ def run(
     name = "ppo" + ("_sharedstd" if shared_std else "") + ("_retnorm" if normalize_rewards else "")
     name += "" if activation == "gelu" else f"_{activation}"
     name += "" if mean_init_scale == 1e-4 else f"_meaninit{mean_init_scale:g}"
+    name += "_collectionstats" if collection_stats else ""
+    name += "_sb3optim" if sb3_optimizer else ""
+    name += "_stepnorm" if host_normalizer else ""
     networks = make_networks(network, env.num_limbs)
     iterations = steps // config.rollout_length
     agent = make_ppo(env, networks, config, iterations)
@@ -196,7 +240,7 @@ def run(
         t = i * config.rollout_length
         if t // eval_every != (t - config.rollout_length) // eval_every or i == iterations:
             wall = time.perf_counter() - start
-            score = evaluate(eval_env, env.adapter, lambda o: act(state, o), eval_episodes)
+            score = evaluate(eval_env, env.adapter, lambda o: act(state, o), eval_episodes, env.normalizer)
             row = dict(task=task, algorithm=name, seed=seed, env_steps=t, eval_return=round(score, 1))
             rows.append(dict(row, wall_seconds=round(wall, 1)))
             append(rows[-1:])
@@ -229,6 +273,21 @@ def main(argv=None) -> int:
         default=1e-4,
         help="variance scale of the action mean's output layer (1/3: PyTorch's default, the zoo's ortho_init=False)",
     )
+    parser.add_argument(
+        "--collection-stats",
+        action="store_true",
+        help="the epochs normalise with the statistics of the rollout's collection (ppo.epochs_use_collection_stats)",
+    )
+    parser.add_argument(
+        "--sb3-optimizer",
+        action="store_true",
+        help="stable-baselines3's Adam epsilon (1e-5) and value loss (mean squared error, not half of it)",
+    )
+    parser.add_argument(
+        "--step-normalizer",
+        action="store_true",
+        help="observations normalised on the host every step, as stable-baselines3's VecNormalize does",
+    )
     a = parser.parse_args(argv)
     run(
         a.task,
@@ -241,6 +300,9 @@ def main(argv=None) -> int:
         a.normalize_rewards,
         a.activation,
         a.mean_init_scale,
+        a.collection_stats,
+        a.sb3_optimizer,
+        a.step_normalizer,
     )
     plot()
     write_table()

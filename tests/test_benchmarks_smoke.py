@@ -52,6 +52,23 @@ def test_ppo_reference_check_steps_gymnasium_from_the_compiled_rollout(monkeypat
     assert all(math.isfinite(r["eval_return"]) for r in rows)
 
 
+def test_the_reference_step_normalizer_matches_running_moments_and_clips(monkeypatch):
+    """reference_gym_ppo --step-normalizer: stable-baselines3's per-step observation statistics
+    (a prior of count 1e-4 at mean 0, variance 1), normalised values clipped to +-10."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = _load("reference_gym_ppo")
+    xs = np.random.default_rng(0).normal(3.0, 2.0, size=(500, 4))
+    norm = bench.HostNormalizer(4)
+    for x in xs:
+        norm.update(x)
+    np.testing.assert_allclose(norm.mean, xs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.var, xs.var(0), rtol=1e-5)
+    np.testing.assert_allclose(norm(xs[:3]), (xs[:3] - xs.mean(0)) / xs.std(0), rtol=1e-3)
+    assert float(np.max(norm(np.full((1, 4), 1e6)))) == 10.0
+
+
 def test_discounted_value_discounts_each_episode_from_its_start():
     """Cheap enough to run by default. The shipped standing controller stays up for a 30-step
     episode, earning about one per step (the alive bonus, give or take a little progress and

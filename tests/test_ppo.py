@@ -7,9 +7,11 @@ import pytest
 
 from equirl.agents import normalization
 from equirl.agents.config import PPOConfig
+from equirl.agents.policy import ActingState, ActorParams
 from equirl.agents.ppo import Transition, gae, make_ppo
 from equirl.envs.task import END_REASONS
 from equirl.equivariance import distribution_summary, finite_group_error
+from equirl.errors import ConfigError
 from equirl.nn import NetworkConfig, make_networks
 from helpers.common import compile_fast
 
@@ -157,3 +159,70 @@ def test_ppo_trains_a_tanh_squashed_policy(mixed_env):
     assert max(jax.tree.leaves(moved)) > 0
     actions = agent.act(after, after.env_state.obs, jax.random.PRNGKey(1), deterministic=False)
     assert float(jnp.max(jnp.abs(actions))) <= 1.0
+
+
+@pytest.mark.parametrize("collection_stats", [True, False])
+def test_epochs_normalise_with_the_collection_statistics_when_asked(mixed_env, collection_stats):
+    """With ppo.epochs_use_collection_stats the first gradient step sees the observations as the
+    policy that collected them did, so its ratio is exactly 1; brax's order (the default) merges
+    the rollout into the statistics first, and the ratio of an unchanged policy then moves."""
+    # A mean layer at PyTorch's scale, so that the first policy depends on what it observes.
+    nets = make_networks(NetworkConfig(kind="mlp", mean_init_scale=1 / 3, **TINY), max_limbs=7)
+    config = PPOConfig(rollout_length=8, minibatches=1, epochs=1, epochs_use_collection_stats=collection_stats)
+    agent = make_ppo(mixed_env.env, nets, config, total_iterations=1)
+    state = compile_fast(agent.init, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
+    after, metrics = compile_fast(agent.iteration, state)(state)
+    kl = float(metrics["policy/approx_kl"])
+    assert kl < 1e-6 if collection_stats else kl > 1e-3, kl
+    # Either way the rollout ends up in the statistics the next rollout acts with.
+    assert float(after.normalizer.count) > float(state.normalizer.count)
+
+
+def test_ppo_starts_from_a_given_policy_and_holds_it_while_the_value_learns(mixed_env):
+    """ppo.init_actor: the policy and normaliser begin as the given ones; with
+    actor_warmup_iterations=1 the first iteration moves only the value function."""
+    nets = make_networks(NetworkConfig(kind="mlp", **TINY), max_limbs=7)
+    obs = mixed_env.reset(jax.random.PRNGKey(0)).obs
+    given = nets.actor.init(jax.random.PRNGKey(9), obs)
+    normalizer = normalization.init(8, 17)
+    normalizer = normalizer.replace(count=jnp.asarray(7.0, normalizer.count.dtype))
+    start = ActingState(ActorParams(given), normalizer)
+    config = PPOConfig(rollout_length=8, minibatches=2, epochs=1, actor_warmup_iterations=1)
+    agent = make_ppo(mixed_env.env, nets, config, total_iterations=2, start=start)
+    state = compile_fast(agent.init, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+    assert same(state.params.actor, given) and float(state.normalizer.count) == 7.0
+    iteration = compile_fast(agent.iteration, state)
+    first, _ = iteration(state)
+    assert same(first.params.actor, given) and not same(first.params.critic, state.params.critic)
+    second, _ = iteration(first)
+    assert not same(second.params.actor, given)
+
+
+def test_ppo_names_its_own_setting_when_the_start_is_missing(mixed_env):
+    from equirl.agents.config import TrainConfig
+    from equirl.agents.ppo import SPEC
+
+    config = TrainConfig(algorithm="ppo", ppo=PPOConfig(init_actor="no_such_policy"))
+    nets = make_networks(config.network, config.env.max_limbs)
+    with pytest.raises(ConfigError, match="ppo.init_actor='no_such_policy': neither a run directory"):
+        SPEC.make(config, mixed_env.env, nets, 1)
+
+
+@pytest.mark.parametrize("desired_kl, factor", [(1e-9, 1 / 1.5**2), (10.0, 1.5**2)])
+def test_the_adaptive_rate_follows_the_kl_and_waits_while_the_policy_is_held(mixed_env, desired_kl, factor):
+    """ppo.desired_kl: each minibatch divides the rate by 1.5 when its KL is above twice the target
+    and multiplies it by 1.5 below half; a held policy (KL 0) leaves it alone."""
+    nets = make_networks(NetworkConfig(kind="mlp", mean_init_scale=1 / 3, **TINY), max_limbs=7)
+    config = PPOConfig(
+        rollout_length=8, minibatches=2, epochs=1, learning_rate=3e-4, desired_kl=desired_kl, actor_warmup_iterations=1
+    )
+    agent = make_ppo(mixed_env.env, nets, config, total_iterations=2)
+    state = compile_fast(agent.init, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
+    iteration = compile_fast(agent.iteration, state)
+    rate = lambda s: float(s.opt_state.hyperparams["learning_rate"])  # noqa: E731
+    held, _ = iteration(state)
+    assert rate(held) == pytest.approx(3e-4)
+    moved, metrics = iteration(held)
+    assert rate(moved) == pytest.approx(3e-4 * factor, rel=1e-5)
+    assert float(metrics["optim/learning_rate"]) > 0

@@ -43,6 +43,25 @@ class PPOConfig:
     # Rewards divided by a running std of the discounted return (clipped to +-10),
     # as stable-baselines3's VecNormalize does, then multiplied by reward_scale.
     normalize_rewards: bool = False
+    # The observation statistics the epochs normalise with. False (brax's order): the
+    # statistics with this rollout already merged in, so the first minibatch's ratio is not
+    # exactly 1 wherever the statistics moved. True: those the rollout was collected with
+    # (every ratio starts at 1, as in stable-baselines3, which stores normalised
+    # observations); the rollout is merged in after the epochs.
+    epochs_use_collection_stats: bool = False
+    # Adam's epsilon (optax's default 1e-8; stable-baselines3 and cleanrl use 1e-5 for PPO).
+    adam_eps: float = 1e-8
+    # Start the policy (and its observation normaliser) from a run directory or a shipped
+    # controller (`equirl.agents.start`); the value function starts fresh, and learns alone
+    # for the first `actor_warmup_iterations` iterations so that the first advantages the
+    # started policy sees come from a value function of its own returns.
+    init_actor: str = ""
+    actor_warmup_iterations: int = 0
+    # > 0: the learning rate adapts to this KL per minibatch (RSL-RL's adaptive schedule:
+    # divided by 1.5 above twice the target, multiplied by 1.5 below half of it, kept within
+    # [min(1e-5, learning_rate), 1e-2]); a fixed rate moves a narrow Gaussian (small sigma) by
+    # huge KLs.
+    desired_kl: float = 0.0
 
     def __post_init__(self):
         for name in ("rollout_length", "epochs", "minibatches"):
@@ -55,7 +74,20 @@ class PPOConfig:
         check_float("value_coef", self.value_coef, 0.0)
         check_float("entropy_coef", self.entropy_coef, 0.0)
         check_float("reward_scale", self.reward_scale, 0.0, open_low=True)
-        for name in ("anneal_learning_rate", "normalize_advantages", "normalize_observations", "normalize_rewards"):
+        check_float("adam_eps", self.adam_eps, 0.0, open_low=True)
+        check_int("actor_warmup_iterations", self.actor_warmup_iterations, 0)
+        check_float("desired_kl", self.desired_kl, 0.0)
+        if self.desired_kl > 0 and self.anneal_learning_rate is True:
+            raise ConfigError("desired_kl > 0 adapts the learning rate; it cannot also anneal (anneal_learning_rate)")
+        if not isinstance(self.init_actor, str):
+            raise ConfigError(f"init_actor={self.init_actor!r}: must be a run directory or a controller name")
+        for name in (
+            "anneal_learning_rate",
+            "normalize_advantages",
+            "normalize_observations",
+            "normalize_rewards",
+            "epochs_use_collection_stats",
+        ):
             check_bool(name, getattr(self, name))
 
 

@@ -9,7 +9,11 @@ With `normalize_rewards` the rewards are first divided by a running std of
 the discounted return (stable-baselines3's VecNormalize).
 The observation normaliser (symmetry-preserving) takes in the rollout's
 observations before the gradient steps (as brax does), so the networks learn
-on the statistics they will act with next.
+on the statistics they will act with next; `epochs_use_collection_stats` merges
+them in after instead (every ratio then starts at exactly 1).
+With a `start` (`ppo.init_actor`) the policy and its normaliser begin as a given
+policy's, and the policy is held for `actor_warmup_iterations` while the fresh
+value function learns.
 
 Data parallel on the environment's device mesh (`equirl.agents.distributed`;
 one device is a mesh of one): environments and minibatches are split over the
@@ -30,6 +34,7 @@ from flax import struct
 from equirl.agents import distributed, normalization
 from equirl.agents.config import PPOConfig
 from equirl.agents.policy import (
+    ActingState,
     Agent,
     body_one_hot,
     episode_metrics,
@@ -98,8 +103,11 @@ def gae(config: PPOConfig, tr: Transition, last_value: jax.Array) -> tuple[jax.A
     return advantages, advantages + tr.value
 
 
-def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: int) -> Agent:
-    """A PPO `Agent` for `env`; `total_iterations` sets the learning-rate schedule."""
+def make_ppo(
+    env: Env, networks: Networks, config: PPOConfig, total_iterations: int, start: ActingState | None = None
+) -> Agent:
+    """A PPO `Agent` for `env`; `total_iterations` sets the learning-rate schedule; `start`: the
+    actor parameters and normaliser to begin with (`equirl.agents.start.load_start`)."""
     mesh = env.mesh if env.mesh is not None else distributed.single_device_mesh()
     one_hot = body_one_hot(env.body_of_env, len(env.morphologies))
     batch = config.rollout_length * env.num_envs
@@ -114,17 +122,30 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
         if config.anneal_learning_rate
         else config.learning_rate
     )
-    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(rate))
+
+    def chain(learning_rate):
+        clip = optax.clip_by_global_norm(config.max_grad_norm)
+        return optax.chain(clip, optax.adam(learning_rate, eps=config.adam_eps))
+
+    adaptive = config.desired_kl > 0
+    # An adaptive rate lives in the optimiser's state (optax.inject_hyperparams), so it is checkpointed.
+    optimizer = optax.inject_hyperparams(chain)(learning_rate=rate) if adaptive else chain(rate)
+    # RSL-RL keeps the rate >= 1e-5; a narrow started policy (sigma ~0.05) needs less, so a
+    # lower starting rate lowers the floor.
+    rate_floor = min(1e-5, config.learning_rate)
     norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
 
     def init(key: jax.Array) -> PPOState:
         k_env, k_actor, k_critic, key = jax.random.split(key, 4)
         env_state = env.reset(k_env)
         params = PPOParams(networks.actor.init(k_actor, env_state.obs), networks.critic.init(k_critic, env_state.obs))
+        normalizer = initial_normalizer()
+        if start is not None:  # the optimiser's state depends on shapes only
+            params, normalizer = params._replace(actor=start.params.actor), start.normalizer
         state = PPOState(
             params=params,
             opt_state=optimizer.init(params),
-            normalizer=initial_normalizer(),
+            normalizer=normalizer,
             env_state=env_state,
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
@@ -210,6 +231,9 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
         advantages, targets = gae(config, tr, last_value)
         data = flatten_time((tr, advantages, targets))
 
+        # A started policy is held (zero gradient) while the fresh value function catches up.
+        actor_moves = (state.iteration >= config.actor_warmup_iterations).astype(jnp.float32)
+
         def epoch(carry, k):
             params, opt_state = carry
             order = jax.random.permutation(k, batch)
@@ -220,6 +244,11 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
                 params, opt_state = carry
                 mb, k_mb = xs
                 grads, stats = jax.grad(loss_fn, has_aux=True)(params, normalizer, *mb, k_mb)
+                grads = grads._replace(actor=jax.tree.map(lambda g: g * actor_moves, grads.actor))
+                if adaptive:
+                    kl = stats["policy/approx_kl"]
+                    opt_state = _adapt_rate(opt_state, kl, config.desired_kl, actor_moves, rate_floor)
+                    stats["optim/learning_rate"] = opt_state.hyperparams["learning_rate"]
                 updates, opt_state = optimizer.update(grads, opt_state, params)
                 stats["optim/grad_norm"] = optax.tree.norm(grads)
                 return (optax.apply_updates(params, updates), opt_state), stats
@@ -227,9 +256,11 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
             entropy_keys = jax.random.split(jax.random.fold_in(k, 1), config.minibatches)  # used only if squashed
             return jax.lax.scan(update, (params, opt_state), (shuffled, entropy_keys))
 
+        # `update` above reads `normalizer` when the scan traces it, i.e. the value set here.
         normalizer = state.normalizer
-        if config.normalize_observations:
-            normalizer = normalization.update(normalizer, tr.obs)
+        merged = normalization.update(normalizer, tr.obs) if config.normalize_observations else normalizer
+        if not config.epochs_use_collection_stats:
+            normalizer = merged
         key, k_epochs = jax.random.split(key)
         (params, opt_state), stats = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(k_epochs, config.epochs)
@@ -241,7 +272,7 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
         new_state = PPOState(
             params=params,
             opt_state=opt_state,
-            normalizer=normalizer,
+            normalizer=merged,
             env_state=env_state,
             key=key,
             env_steps=state.env_steps + batch,
@@ -255,6 +286,15 @@ def make_ppo(env: Env, networks: Networks, config: PPOConfig, total_iterations: 
     )
 
 
+def _adapt_rate(opt_state, kl, desired_kl: float, actor_moves, floor: float):
+    """RSL-RL's adaptive schedule on the minibatch's KL from the collecting policy; not while the
+    policy is held (its KL is 0 and the rate would only grow)."""
+    rate = opt_state.hyperparams["learning_rate"]
+    new = jnp.where(kl > 2.0 * desired_kl, rate / 1.5, jnp.where(kl < 0.5 * desired_kl, rate * 1.5, rate))
+    new = jnp.where(actor_moves > 0, jnp.clip(new, floor, 1e-2), rate)
+    return opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": new.astype(rate.dtype)})
+
+
 def _check(config) -> None:
     batch = config.env.num_envs * config.ppo.rollout_length
     if batch % config.ppo.minibatches:
@@ -263,10 +303,19 @@ def _check(config) -> None:
         )
 
 
+def _make(config, env, networks, total_iterations) -> Agent:
+    from equirl.agents.start import load_start
+
+    source = config.ppo.init_actor
+    start = load_start(source, networks, config, field="ppo.init_actor") if source else None
+    return make_ppo(env, networks, config.ppo, total_iterations, start)
+
+
 SPEC = AlgorithmSpec(
     name="ppo",
-    make=lambda config, env, networks, total_iterations: make_ppo(env, networks, config.ppo, total_iterations),
+    make=_make,
     steps_per_env=lambda config: config.ppo.rollout_length,
     normalize_observations=lambda config: config.ppo.normalize_observations,
     check=_check,
+    state_shape_fields=("ppo.desired_kl",),  # an adaptive rate adds to the optimiser's state
 )
