@@ -197,6 +197,7 @@ def run(
     collection_stats: bool = False,
     sb3_optimizer: bool = False,
     host_normalizer: bool = False,
+    mlp_init_scale: float = 1.0,
 ) -> list[dict]:
     env = GymEnv(task, seed, host_normalizer)
     eval_env = gym.make(task)
@@ -218,6 +219,7 @@ def run(
         log_std_init=-2.0,
         state_dependent_std=not shared_std,
         mean_init_scale=mean_init_scale,
+        mlp_init_scale=mlp_init_scale,
     )
     name = "ppo" + ("_sharedstd" if shared_std else "") + ("_retnorm" if normalize_rewards else "")
     name += "" if activation == "gelu" else f"_{activation}"
@@ -225,6 +227,7 @@ def run(
     name += "_collectionstats" if collection_stats else ""
     name += "_sb3optim" if sb3_optimizer else ""
     name += "_stepnorm" if host_normalizer else ""
+    name += "" if mlp_init_scale == 1.0 else f"_mlpinit{mlp_init_scale:.4g}"
     networks = make_networks(network, env.num_limbs)
     iterations = steps // config.rollout_length
     agent = make_ppo(env, networks, config, iterations)
@@ -288,6 +291,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="observations normalised on the host every step, as stable-baselines3's VecNormalize does",
     )
+    parser.add_argument(
+        "--mlp-init-scale",
+        type=float,
+        default=1.0,
+        help="variance scale of the hidden layers and value head (1/3: PyTorch's default Linear)",
+    )
     a = parser.parse_args(argv)
     run(
         a.task,
@@ -303,6 +312,7 @@ def main(argv=None) -> int:
         a.collection_stats,
         a.sb3_optimizer,
         a.step_normalizer,
+        a.mlp_init_scale,
     )
     plot()
     write_table()

@@ -8,12 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from equirl import equivariance as eq
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, random_isometry
 from equirl.nn import NetworkConfig, make_networks
-from equirl.nn.baselines import MLPQTrunk
+from equirl.nn.baselines import MLPQTrunk, _fan_in
 from helpers.synthetic import (
     edge_case_observation,
     pad_with_garbage,
@@ -230,3 +231,26 @@ def test_mean_init_scale_sets_how_far_the_first_policy_departs_from_zero_torque(
     assert spread[1 / 3] > 20 * spread[1e-4]
     with pytest.raises(ConfigError, match="mean_init_scale"):
         NetworkConfig(kind=kind, mean_init_scale=0.0)
+
+
+def test_mlp_init_scale_scales_the_hidden_and_value_layers_only():
+    """network.mlp_init_scale: at 1 (the default) the MLP layers are flax's LeCun normal; at 1/3
+    (PyTorch's Linear variance) the same draws shrink by sqrt(3) in the hidden layers and the
+    value head, and the action mean's layer (mean_init_scale) is untouched."""
+    obs = random_observation(3, BATCH, LIMBS)
+    params = {}
+    for scale in (1.0, 1 / 3):
+        nets = make_networks(NetworkConfig(kind="mlp", mlp_init_scale=scale, **SMALL), LIMBS)
+        params[scale] = (nets.actor.init(jax.random.PRNGKey(0), obs), nets.critic.init(jax.random.PRNGKey(1), obs))
+    key = jax.random.PRNGKey(7)  # the default draws exactly what a plain flax Dense draws
+    np.testing.assert_array_equal(_fan_in(1.0)(key, (16, 8)), nn.initializers.lecun_normal()(key, (16, 8)))
+    for which, path in ((0, ("body", "hidden_0")), (1, ("body", "hidden_0")), (1, ("value",))):
+        a, b = params[1.0][which]["params"], params[1 / 3][which]["params"]
+        for key in path:
+            a, b = a[key], b[key]
+        np.testing.assert_allclose(np.asarray(a["kernel"]) / np.sqrt(3), b["kernel"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(
+        params[1.0][0]["params"]["mean"]["kernel"], params[1 / 3][0]["params"]["mean"]["kernel"]
+    )
+    with pytest.raises(ConfigError, match="mlp_init_scale"):
+        NetworkConfig(kind="mlp", mlp_init_scale=0.0)

@@ -95,16 +95,21 @@ class MLPBody(nn.Module):
     hidden: tuple[int, ...]
     norm: NetworkConfig | None = None
     activation: str = "gelu"  # NetworkConfig.mlp_activation
+    init_scale: float = 1.0  # NetworkConfig.mlp_init_scale (1: flax's LeCun normal)
 
     @nn.compact
     def __call__(self, x):
         if self.norm is not None and self.norm.q_norm == "batch_renorm" and self.norm.q_input_norm:
             x = q_norm(self.norm, "input_norm")(x)
         for i, n in enumerate(self.hidden):
-            x = nn.Dense(n, name=f"hidden_{i}")(x)
+            x = nn.Dense(n, kernel_init=_fan_in(self.init_scale), name=f"hidden_{i}")(x)
             norm = q_norm(self.norm, f"norm_{i}") if self.norm is not None else None
             x = getattr(nn, self.activation)(norm(x) if norm is not None else x)
         return x
+
+
+def _fan_in(scale: float) -> nn.initializers.Initializer:
+    return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
 
 
 def _check_limbs(obs: Observation, max_limbs: int) -> None:
@@ -130,7 +135,8 @@ class MLPActor(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation):
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
-        x = MLPBody(self.config.mlp_hidden, activation=self.config.mlp_activation, name="body")(flat)
+        cfg = self.config
+        x = MLPBody(cfg.mlp_hidden, activation=cfg.mlp_activation, init_scale=cfg.mlp_init_scale, name="body")(flat)
         shape = obs.limb_mask.shape + (3,)
         mean = nn.Dense(3 * self.max_limbs, kernel_init=mean_init(self.config), name="mean")(x).reshape(shape)
         if self.config.state_dependent_std:
@@ -151,8 +157,9 @@ class MLPCritic(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
-        x = MLPBody(self.config.mlp_hidden, activation=self.config.mlp_activation, name="body")(flat)
-        return nn.Dense(1, name="value")(x)[..., 0]
+        cfg = self.config
+        x = MLPBody(cfg.mlp_hidden, activation=cfg.mlp_activation, init_scale=cfg.mlp_init_scale, name="body")(flat)
+        return nn.Dense(1, kernel_init=_fan_in(cfg.mlp_init_scale), name="value")(x)[..., 0]
 
 
 class MLPQTrunk(nn.Module):

@@ -46,6 +46,9 @@ class NetworkConfig:
       The default 1e-4 starts every policy at a near-zero mean torque; 1/3 is
       PyTorch's default Linear initialisation, which stable-baselines3's tuned
       PPO uses (ortho_init=False), so its first policy already varies with the state.
+    mlp_init_scale: variance scale (fan-in) of the mlp kinds' actor and critic hidden
+      layers and of the value head: 1 is flax's LeCun normal (the default); 1/3 has
+      the variance of PyTorch's default Linear initialisation (stable-baselines3's).
     state_dependent_std: the log-std is read from each limb's invariant
       features (SAC's convention); false: one learned log-std per hinge slot
       (x, y, z), shared by every limb and state (PPO's usual convention, as in
@@ -84,6 +87,7 @@ class NetworkConfig:
     log_std_min: float = -5.0
     log_std_max: float = 1.0
     mean_init_scale: float = 1e-4
+    mlp_init_scale: float = 1.0
     state_dependent_std: bool = True
     q_norm: str = "default"
     q_input_norm: bool = True
@@ -144,6 +148,7 @@ class NetworkConfig:
         for name in ("log_std_init", "log_std_min", "log_std_max"):
             check_float(name, getattr(self, name))
         check_float("mean_init_scale", self.mean_init_scale, 1e-12, 10.0)
+        check_float("mlp_init_scale", self.mlp_init_scale, 1e-12, 10.0)
         if not self.log_std_min < self.log_std_init < self.log_std_max:
             raise ConfigError(
                 f"log_std_init={self.log_std_init!r}: must lie strictly between "
