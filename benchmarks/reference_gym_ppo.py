@@ -19,6 +19,12 @@ learned number per action dimension; ours is read from the state unless
 
     python benchmarks/reference_gym_ppo.py --steps 1000000 --seed 0
 
+Flags that bring one more of stable-baselines3's details in, to find which one matters
+(README, PPO reference table): --collection-stats (ratios start at 1), --sb3-optimizer
+(Adam eps 1e-5, the full squared value error), --step-normalizer (VecNormalize's per-step
+observation statistics, `HostNormalizer`), --mean-init-scale / --mlp-init-scale 0.3333 with
+--shared-std (its policy initialisation).
+
 Rows go to results/reference_gym/summary.csv like the off-policy learners'.
 """
 
