@@ -14,7 +14,8 @@ from equirl import equivariance as eq
 from equirl.errors import ConfigError
 from equirl.geometry import Isometry, random_isometry
 from equirl.nn import NetworkConfig, make_networks
-from equirl.nn.baselines import MLPQTrunk, _fan_in
+from equirl.nn.baselines import MLPQTrunk
+from equirl.nn.heads import fan_in_init
 from helpers.synthetic import (
     edge_case_observation,
     pad_with_garbage,
@@ -243,7 +244,7 @@ def test_mlp_init_scale_scales_the_hidden_and_value_layers_only():
         nets = make_networks(NetworkConfig(kind="mlp", mlp_init_scale=scale, **SMALL), LIMBS)
         params[scale] = (nets.actor.init(jax.random.PRNGKey(0), obs), nets.critic.init(jax.random.PRNGKey(1), obs))
     key = jax.random.PRNGKey(7)  # the default draws exactly what a plain flax Dense draws
-    np.testing.assert_array_equal(_fan_in(1.0)(key, (16, 8)), nn.initializers.lecun_normal()(key, (16, 8)))
+    np.testing.assert_array_equal(fan_in_init(1.0)(key, (16, 8)), nn.initializers.lecun_normal()(key, (16, 8)))
     for which, path in ((0, ("body", "hidden_0")), (1, ("body", "hidden_0")), (1, ("value",))):
         a, b = params[1.0][which]["params"], params[1 / 3][which]["params"]
         for key in path:

@@ -47,8 +47,7 @@ class TorsoDamping:
             return self.damping
         return self.damping * max(0.0, 1.0 - env_steps / self.fade_steps)
 
-    def set(self, env_steps: int) -> float:
+    def set(self, env_steps: int) -> None:
         added = self.value(env_steps)
         for model, dofs, base in zip(self.models, self.dofs, self.base):
             model.dof_damping[dofs] = base + added
-        return added

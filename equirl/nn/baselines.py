@@ -30,6 +30,7 @@ from equirl.nn.heads import (
     LogStdHead,
     PooledValueHead,
     action_mask,
+    fan_in_init,
     masked_actions,
     mean_init,
     q_norm,
@@ -102,14 +103,10 @@ class MLPBody(nn.Module):
         if self.norm is not None and self.norm.q_norm == "batch_renorm" and self.norm.q_input_norm:
             x = q_norm(self.norm, "input_norm")(x)
         for i, n in enumerate(self.hidden):
-            x = nn.Dense(n, kernel_init=_fan_in(self.init_scale), name=f"hidden_{i}")(x)
+            x = nn.Dense(n, kernel_init=fan_in_init(self.init_scale), name=f"hidden_{i}")(x)
             norm = q_norm(self.norm, f"norm_{i}") if self.norm is not None else None
             x = getattr(nn, self.activation)(norm(x) if norm is not None else x)
         return x
-
-
-def _fan_in(scale: float) -> nn.initializers.Initializer:
-    return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
 
 
 def _check_limbs(obs: Observation, max_limbs: int) -> None:
@@ -159,7 +156,7 @@ class MLPCritic(nn.Module):
         flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
         cfg = self.config
         x = MLPBody(cfg.mlp_hidden, activation=cfg.mlp_activation, init_scale=cfg.mlp_init_scale, name="body")(flat)
-        return nn.Dense(1, kernel_init=_fan_in(cfg.mlp_init_scale), name="value")(x)[..., 0]
+        return nn.Dense(1, kernel_init=fan_in_init(cfg.mlp_init_scale), name="value")(x)[..., 0]
 
 
 class MLPQTrunk(nn.Module):

@@ -22,12 +22,18 @@ from equirl.nn.config import NetworkConfig
 from equirl.nn.distributions import MaskedGaussian
 from equirl.nn.vector_ops import masked_mean
 
-SMALL_INIT = nn.initializers.variance_scaling(1e-4, "fan_in", "truncated_normal")
+
+def fan_in_init(scale: float) -> nn.initializers.Initializer:
+    """Truncated normal of variance scale / fan-in (scale 1: flax's default, LeCun normal)."""
+    return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+
+
+SMALL_INIT = fan_in_init(1e-4)
 
 
 def mean_init(config: NetworkConfig) -> nn.initializers.Initializer:
     """The action mean's output-layer initialiser (`config.mean_init_scale`; SMALL_INIT by default)."""
-    return nn.initializers.variance_scaling(config.mean_init_scale, "fan_in", "truncated_normal")
+    return fan_in_init(config.mean_init_scale)
 
 
 def soft_log_std(raw: jax.Array, config: NetworkConfig) -> jax.Array:
