@@ -24,6 +24,7 @@ Evaluation: every --eval-every steps, the deterministic policy for
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import dataclasses
 import datetime
@@ -89,13 +90,43 @@ def config_for(algorithm: str, overrides: list[str]) -> TrainConfig:
     return apply_overrides(config, overrides) if overrides else config
 
 
+def env_kwargs(pairs: list[str]) -> dict:
+    """--env-kwarg KEY=VALUE pairs (values as Python literals) for gymnasium.make."""
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env-kwarg {pair!r}: expected KEY=VALUE, e.g. healthy_angle_range=(-1,1)")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--env-kwarg {pair!r}: {value!r} is not a Python literal") from None
+    return kwargs
+
+
+def task_label(task: str, kwargs: dict) -> str:
+    """The task's name in summary.csv: with changed gymnasium settings, they are named in it."""
+    if not kwargs:
+        return task
+    return task + "[" + ";".join(f"{k}={v!r}".replace(" ", "") for k, v in kwargs.items()) + "]"
+
+
 def run(
-    task: str, algorithm: str, steps: int, seed: int, eval_every: int, eval_episodes: int, overrides: list[str]
+    task: str,
+    algorithm: str,
+    steps: int,
+    seed: int,
+    eval_every: int,
+    eval_episodes: int,
+    overrides: list[str],
+    kwargs: dict | None = None,
 ) -> list[dict]:
     config = config_for(algorithm.split("_")[0], overrides)
     algo = spec(config.algorithm)
     off = config.offpolicy
-    env, eval_env = gym.make(task), gym.make(task)
+    kwargs = kwargs or {}
+    env, eval_env = gym.make(task, **kwargs), gym.make(task, **kwargs)
+    task = task_label(task, kwargs)
     adapter = FlatAdapter(env.observation_space.shape[0], env.action_space.shape[0])
     scale = float(env.action_space.high[0])
     networks = make_networks(config.network, adapter.limbs)
@@ -143,8 +174,9 @@ def run(
 
     step_fn = jax.jit(store_and_learn, donate_argnums=(0, 1), static_argnames=("learning",))
 
-    def evaluate() -> float:
-        total = 0.0
+    def evaluate() -> tuple[float, float]:
+        """Mean return and episode length of the deterministic policy."""
+        total, length = 0.0, 0
         for _ in range(eval_episodes):
             x, _ = eval_env.reset()
             done = False
@@ -152,8 +184,9 @@ def run(
                 a = greedy(learner, normalizer, adapter.observation(x[None]))
                 x, r, term, trunc, _ = eval_env.step(scale * adapter.action(a[0]))
                 total += r
+                length += 1
                 done = term or trunc
-        return total / eval_episodes
+        return total / eval_episodes, length / eval_episodes
 
     rows, start, x = [], time.perf_counter(), obs0
     rng = np.random.default_rng(seed)
@@ -190,18 +223,20 @@ def run(
             x, _ = env.reset()
         if t % eval_every == 0:
             wall = time.perf_counter() - start
+            eval_return, eval_length = evaluate()
             row = dict(
                 task=task,
                 algorithm=algorithm,
                 seed=seed,
                 env_steps=t,
-                eval_return=round(evaluate(), 1),
+                eval_return=round(eval_return, 1),
                 wall_seconds=round(wall, 1),
             )
             rows.append(row)
             recent = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
             print(
-                f"{task} {algorithm} seed {seed}: {t} steps, eval {row['eval_return']}, train(last 10) "
+                f"{task} {algorithm} seed {seed}: {t} steps, eval {row['eval_return']} over {eval_length:.0f} steps, "
+                f"train(last 10) "
                 f"{recent:.0f}, mean Q {q_mean:.1f}, {wall:.0f} s",
                 flush=True,
             )
@@ -272,11 +307,9 @@ def write_table() -> None:
         }
         cells = [f"{float(mine[m]['eval_return']):.0f}" if m in mine else "" for m in marks]
         wall = max(float(r["wall_seconds"]) for r in mine.values()) / 60
-        lines.append(
-            f"| {task} | {algorithm} | {seed} | "
-            + " | ".join(cells)
-            + f" | {wall:.0f} min | {PUBLISHED_100K.get(algorithm.split('_')[0], '')} |"
-        )
+        # Published numbers are for the unchanged task; a task with changed settings has none.
+        published = "" if "[" in task else PUBLISHED_100K.get(algorithm.split("_")[0], "")
+        lines.append(f"| {task} | {algorithm} | {seed} | " + " | ".join(cells) + f" | {wall:.0f} min | {published} |")
     (OUT / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -290,10 +323,17 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. network.q_hidden=[1024,1024]")
+    parser.add_argument(
+        "--env-kwarg",
+        action="append",
+        default=[],
+        help="a gymnasium.make setting, e.g. healthy_angle_range=(-1,1); the task is then named with it",
+    )
     parser.add_argument("--plot", action="store_true", help="only draw curves.png from summary.csv")
     args = parser.parse_args(argv)
     if not args.plot:
-        run(args.task, args.algorithm, args.steps, args.seed, args.eval_every, args.eval_episodes, args.set)
+        kwargs = env_kwargs(args.env_kwarg)
+        run(args.task, args.algorithm, args.steps, args.seed, args.eval_every, args.eval_episodes, args.set, kwargs)
     plot()
     write_table()
     return 0

@@ -82,3 +82,16 @@ def test_discounted_value_discounts_each_episode_from_its_start():
         geometric = (1 - gamma**30) / (1 - gamma)
         assert 0.9 * geometric < row[gamma] < 1.1 * geometric
     assert row[0.99] < row[0.995] < row[0.999] < row["return"]
+
+
+def test_off_policy_reference_check_names_changed_gymnasium_settings():
+    """reference_gym --env-kwarg: a changed gymnasium setting reaches gymnasium.make as a Python
+    value and is named in the task column, so its rows never pass for the published task's."""
+    bench = _load("reference_gym")
+    kwargs = bench.env_kwargs(["healthy_angle_range=(-1, 1)", "reset_noise_scale=0.01"])
+    assert kwargs == {"healthy_angle_range": (-1, 1), "reset_noise_scale": 0.01}
+    assert bench.task_label("Hopper-v5", kwargs) == "Hopper-v5[healthy_angle_range=(-1,1);reset_noise_scale=0.01]"
+    assert bench.task_label("Hopper-v5", {}) == "Hopper-v5"
+    for bad in ("healthy_angle_range", "x=not a literal"):
+        with pytest.raises(SystemExit, match="--env-kwarg"):
+            bench.env_kwargs([bad])

@@ -92,3 +92,20 @@ def test_too_many_limbs(tmp_path):
     path = _write(tmp_path, _robot())
     with pytest.raises(MorphologyError, match="2 limbs is more than the configured maximum of 1"):
         load_mjcf(path, max_limbs=1)
+
+
+def test_a_file_named_after_a_published_body_runs_the_published_task(tmp_path):
+    """The builder's own file of hopper_5_full, loaded through the MJCF path under either of
+    the published names, gets the builder's task numbers (its height and tilt limits, no
+    heading reward); under any other name, the generic ones."""
+    from equirl.envs.bodies import resolve
+    from equirl.morphology.builder import to_xml
+    from equirl.morphology.sgrl import sgrl_body
+
+    text = to_xml(sgrl_body("hopper_5_full"))
+    (_, built), *_ = resolve("hopper_5_full", max_limbs=6)
+    for name in ("hopper_5_full.xml", "3d_hopper_5_full.xml"):
+        (_, loaded), *_ = resolve(str(_write(tmp_path, text, name)), max_limbs=6)
+        assert loaded == built and loaded.max_tilt == 1.0 and loaded.heading_weight == 0.0
+    (_, other), *_ = resolve(str(_write(tmp_path, text, "my_hopper.xml")), max_limbs=6)
+    assert other.max_tilt == float("inf") and other.heading_weight == 1.0

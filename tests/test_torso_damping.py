@@ -52,12 +52,56 @@ def test_torso_damping_slows_the_fall_and_fades_to_the_published_physics():
         damped.close()
 
 
+def test_roll_damping_slows_sideways_falls_only():
+    """Damping about the torso's heading (its x axis) is one degree of freedom; a sideways
+    spin dies out under it while a forward pitch keeps its speed as without damping."""
+    plain = BatchedEnv(EnvConfig(**BODY))
+    rolled = BatchedEnv(EnvConfig(**BODY, training_torso_damping=100.0, training_torso_damping_axes="roll"))
+    try:
+        model = rolled.morphologies[0].model
+        (dof,) = rolled.torso_damping.dofs[0]
+        assert model.jnt_type[0] == 0 and dof == model.jnt_dofadr[0] + 3  # the free joint's first rotation
+        start = plain.reset(jax.random.PRNGKey(1))
+        speeds = {}
+        for axis in (3, 4):  # a spin about the torso's x (roll) or y (pitch) axis
+            spun = start.replace(qvel=start.qvel.at[:, axis].set(2.0))
+            for name, env in (("plain", plain), ("rolled", rolled)):
+                state = jax.jit(env.step)(spun, jnp.zeros((env.num_envs,) + env.action_shape))
+                speeds[name, axis] = np.abs(np.asarray(state.qvel[:, axis]))
+        assert np.all(speeds["rolled", 3] < 0.7 * speeds["plain", 3])
+        np.testing.assert_allclose(speeds["rolled", 4], speeds["plain", 4], rtol=0.1)
+    finally:
+        plain.close()
+        rolled.close()
+
+
+def test_planar_damping_takes_every_rotation_out_of_the_sagittal_plane():
+    """ "planar": the torso's roll and yaw and the x and z hinges of every limb, each damped in
+    proportion to its own inertia (the yaw's is a few hundredths of the roll's: the same
+    damping would blow RK4 up), the pitch hinges untouched; 100 steps stay finite."""
+    rolled = BatchedEnv(EnvConfig(**BODY, training_torso_damping=200.0, training_torso_damping_axes="planar"))
+    try:
+        model = rolled.morphologies[0].model
+        dofs = rolled.torso_damping.dofs[0]
+        names = [model.joint(model.dof_jntid[d]).name for d in dofs]
+        assert names[:2] == ["root", "root"] and list(dofs[:2] - model.jnt_dofadr[0]) == [3, 5]
+        side = [model.joint(j).name for j in range(1, model.njnt) if model.joint(j).name[-1] in "xz"]
+        assert sorted(names[2:]) == sorted(side)
+        added = model.dof_damping[dofs] - 1.0 * (np.arange(len(dofs)) >= 2)  # the hinges' own damping is 1
+        assert added[0] == pytest.approx(200.0) and 0 < added[1] < 0.05 * added[0]
+        _, state = _tilt_after(rolled, rolled.reset(jax.random.PRNGKey(1)), 100)
+        assert np.isfinite(np.asarray(state.qvel)).all() and not np.asarray(state.terminated).any()
+    finally:
+        rolled.close()
+
+
 @pytest.mark.parametrize(
     "fields, problem",
     [
         (dict(training_torso_damping=-1.0), "training_torso_damping=-1.0"),
         (dict(training_torso_damping_steps=100), "only applies with a training_torso_damping"),
         (dict(training_torso_damping=10.0, training_torso_damping_steps=100, backend="mjx"), "native backend"),
+        (dict(training_torso_damping=10.0, training_torso_damping_axes="pitch"), "training_torso_damping_axes='pitch'"),
     ],
 )
 def test_torso_damping_config_errors(fields, problem):

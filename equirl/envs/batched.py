@@ -135,7 +135,10 @@ class BatchedEnv:
             if config.training_torso_damping_steps and self.backend_name != "native":
                 raise ConfigError("training_torso_damping_steps: fading the damping needs the native backend")
             self.torso_damping = TorsoDamping(
-                self.morphologies, config.training_torso_damping, config.training_torso_damping_steps
+                self.morphologies,
+                config.training_torso_damping,
+                config.training_torso_damping_steps,
+                config.training_torso_damping_axes,
             )
             self.torso_damping.set(0)  # before MJX copies the models
         if self.backend_name == "native":

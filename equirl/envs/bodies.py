@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mujoco
 
 from equirl.envs.task_params import TaskParams, generic_params, sgrl_params
@@ -32,7 +34,9 @@ def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> l
         pairs = _random(entry, max_limbs)
     elif entry.endswith(".xml") or "/" in entry:
         morph = load_mjcf(entry, max_limbs=max_limbs)
-        pairs = [(morph, generic_params(float(morph.model.qpos0[2])))]
+        name = published_name(entry)
+        params = sgrl_params(name) if name else generic_params(float(morph.model.qpos0[2]))
+        pairs = [(morph, params)]
     else:
         raise MorphologyError(
             f"{entry!r}: not a 3D-SGRL body, suite, MJCF path (*.xml) or random:COUNT:SEED; "
@@ -46,6 +50,16 @@ def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> l
             # contacts already use the floor's condim 3. Only self-contacts change.
             morph.model.geom_condim[morph.model.geom_condim == 1] = 3
     return pairs
+
+
+def published_name(path: str) -> str | None:
+    """The 3D-SGRL body a file is named after (`hopper_5_full.xml` as `equirl write-envs`
+    names it, `3d_hopper_5_full.xml` as the published code does), or None. Such a file gets
+    that body's published task (termination, reward terms, reset noise), so the published
+    files run the same task through the MJCF path as through the builder."""
+    stem = Path(path).stem
+    stem = stem[3:] if stem.startswith("3d_") else stem
+    return stem if stem in sgrl.BODY_NAMES else None
 
 
 def body_names(entries, max_limbs: int) -> tuple[str, ...]:

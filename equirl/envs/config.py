@@ -11,6 +11,7 @@ from equirl.errors import ConfigError
 
 TASKS = ("v1", "v2")
 BACKENDS = ("auto", "native", "mjx")
+TORSO_DAMPING_AXES = ("all", "roll", "planar")  # every axis, the heading only, or all out of the plane
 BASE_CONTROLLERS = (None, "lqr")  # equirl.envs.lqr.NAME
 
 
@@ -49,6 +50,14 @@ class EnvConfig:
     training_torso_damping: a training aid, not the task: this much damping
       (N m s / rad) on the torso's rotation about every axis, which slows every
       fall alike (`equirl.envs.torso_damping`). 0: the published physics.
+    training_torso_damping_axes: "all" (the default), "roll" or "planar": the damping
+      only about the torso's own x axis, its heading, so sideways falls are
+      slowed and the pitch a hop needs is left free (the 3D body made nearly
+      planar, the way the planar benchmarks' hoppers are). MuJoCo integrates
+      these bodies with RK4, which treats damping explicitly: the hoppers stay
+      stable with 250 about the roll, and go unstable at 500. "planar": the
+      torso's roll and yaw and every side hinge (axis off the pitch axis at the
+      start pose) damped alike, the nearest to a planar body the free root allows.
     training_torso_damping_steps: the damping fades linearly to zero over this
       many environment steps of training (0: it stays). A fade needs the native
       backend (MJX fixes the model when the environment is built).
@@ -81,6 +90,7 @@ class EnvConfig:
     training_target_spread: float | None = None
     training_torso_damping: float = 0.0
     training_torso_damping_steps: int = 0
+    training_torso_damping_axes: str = "all"
     base_controller: str | None = None
     residual_scale: float = 1.0
 
@@ -119,6 +129,11 @@ class EnvConfig:
             raise ConfigError(f"training_target_spread={spread!r}: must be None or an angle in [0, pi] radians")
         check_float("training_torso_damping", self.training_torso_damping, 0.0)
         check_int("training_torso_damping_steps", self.training_torso_damping_steps, 0)
+        if self.training_torso_damping_axes not in TORSO_DAMPING_AXES:
+            raise ConfigError(
+                f"training_torso_damping_axes={self.training_torso_damping_axes!r}: "
+                f"must be one of {', '.join(TORSO_DAMPING_AXES)}"
+            )
         if self.training_torso_damping_steps and not self.training_torso_damping:
             raise ConfigError(
                 f"training_torso_damping_steps={self.training_torso_damping_steps}: "

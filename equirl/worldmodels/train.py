@@ -88,7 +88,7 @@ def make_update(model, opt: optax.GradientTransformation, flows: FlowRange):
         (loss, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(params, batch, k_loss)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return params, opt_state, metrics
 
     return jax.jit(update, donate_argnums=(0, 1))
