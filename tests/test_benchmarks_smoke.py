@@ -95,3 +95,26 @@ def test_off_policy_reference_check_names_changed_gymnasium_settings():
     for bad in ("healthy_angle_range", "x=not a literal"):
         with pytest.raises(SystemExit, match="--env-kwarg"):
             bench.env_kwargs([bad])
+
+
+def test_the_gym_observation_hopper_reads_our_state_as_gymnasium_would():
+    """benchmarks/hopper_gym_observation.py: at reset the 11 numbers are the torso's height
+    (gymnasium's 1.25 start), a level pitch and straight hinges; an action drives only the
+    three pitch hinges, each in its own limb's y slot."""
+    import numpy as np
+
+    bench = _load("hopper_gym_observation")
+    env = bench.GymObservationHopper()
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (11,) and abs(obs[0] - 1.25) < 0.01 and np.all(np.abs(obs[1:5]) < 0.02)
+        assert env.limbs == [1, 2, 3]
+        model = env.env.morphologies[0].model
+        pitch = [model.joint(j).name for j in range(model.njnt) if model.jnt_qposadr[j] in env.qpos_idx]
+        assert pitch == ["thigh_joint_y", "shin_joint_y", "foot_joint_y"]
+        still, _, *_ = env.step(np.zeros(3, np.float32))
+        env.reset(seed=0)
+        driven, reward, *_ = env.step(np.array([-1.0, 0.0, 0.0], np.float32))
+        assert driven[2] < still[2] - 1e-3 and np.isfinite(reward)  # the thigh's pitch hinge bends (range [-150°, 0])
+    finally:
+        env.env.close()
