@@ -6,7 +6,8 @@ at ~110 steps on the second even made near-planar (README, "Is it the third dime
 steps *our* environment (the published reward, our termination, plus the given training aids)
 but hands the learner gymnasium's 11 numbers, computed from our state in the torso's heading
 frame: torso height and pitch, the three pitch-hinge angles, the torso's forward and vertical
-velocity, its pitch rate and the three pitch-hinge velocities. Only the pitch motors act (the
+velocity and its pitch rate (clipped at ±10 as gymnasium clips every velocity) and the three
+pitch-hinge velocities (not clipped here). Only the pitch motors act (the
 side motors get zero), as in gymnasium. Training runs through `reference_gym.run` (plain MLP,
 the reference check's settings), so the rows land in results/reference_gym/summary.csv under
 the task name `EquirlHopper4GymObs-v0[<the aids>]`.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from pathlib import Path
 
 import gymnasium
 import jax
@@ -68,6 +70,10 @@ class GymObservationHopper(gymnasium.Env):
         self.state = self._reset(jax.random.PRNGKey(int(self.np_random.integers(0, 2**31))))
         return self._observe(), {}
 
+    def close(self):
+        self.env.close()
+        super().close()
+
     def step(self, action):
         full = np.zeros(self.env.action_shape, np.float32)
         for limb, a in zip(self.limbs, np.asarray(action, np.float32)):
@@ -78,7 +84,7 @@ class GymObservationHopper(gymnasium.Env):
 
 
 def main(argv=None) -> int:
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parent))  # reference_gym sits beside this script
     import reference_gym
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

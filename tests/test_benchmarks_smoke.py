@@ -117,4 +117,4 @@ def test_the_gym_observation_hopper_reads_our_state_as_gymnasium_would():
         driven, reward, *_ = env.step(np.array([-1.0, 0.0, 0.0], np.float32))
         assert driven[2] < still[2] - 1e-3 and np.isfinite(reward)  # the thigh's pitch hinge bends (range [-150°, 0])
     finally:
-        env.env.close()
+        env.close()
