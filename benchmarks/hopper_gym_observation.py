@@ -20,7 +20,6 @@ the task name `EquirlHopper4GymObs-v0[<the aids>]`.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
@@ -29,7 +28,9 @@ import jax
 import numpy as np
 from gymnasium import spaces
 
+from equirl.config_io import apply_overrides
 from equirl.envs.batched import single_env
+from equirl.envs.config import EnvConfig
 
 BODY = "hopper_4_lower_shin"
 TASK = "EquirlHopper4GymObs-v0"
@@ -93,13 +94,10 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--set-env", action="append", default=[], help="an EnvConfig training aid, KEY=VALUE")
     args = parser.parse_args(argv)
-    aids = {}
-    for pair in args.set_env:
-        key, _, value = pair.partition("=")
-        try:
-            aids[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            aids[key] = value  # a bare word, e.g. planar
+    # Checked and parsed as `equirl train --set env.KEY=VALUE` would be (unknown keys and bad
+    # values refused by name); the aids then go to the environment as the fields that changed.
+    config = apply_overrides(EnvConfig(bodies=(BODY,)), args.set_env, source="--set-env")
+    aids = {key: getattr(config, key) for key in (pair.partition("=")[0] for pair in args.set_env)}
     gymnasium.register(id=TASK, entry_point=GymObservationHopper)
     reference_gym.run(TASK, "crossq", args.steps, args.seed, args.eval_every, 5, [], aids)
     return 0

@@ -244,7 +244,8 @@ def make_ppo(
                 params, opt_state = carry
                 mb, k_mb = xs
                 grads, stats = jax.grad(loss_fn, has_aux=True)(params, normalizer, *mb, k_mb)
-                grads = grads._replace(actor=jax.tree.map(lambda g: g * actor_moves, grads.actor))
+                if config.actor_warmup_iterations:  # otherwise the actor always moves: nothing to mask
+                    grads = grads._replace(actor=jax.tree.map(lambda g: g * actor_moves, grads.actor))
                 if adaptive:
                     kl = stats["policy/approx_kl"]
                     opt_state = _adapt_rate(opt_state, kl, config.desired_kl, actor_moves, rate_floor)

@@ -50,14 +50,15 @@ class EnvConfig:
     training_torso_damping: a training aid, not the task: this much damping
       (N m s / rad) on the torso's rotation about every axis, which slows every
       fall alike (`equirl.envs.torso_damping`). 0: the published physics.
-    training_torso_damping_axes: "all" (the default), "roll" or "planar": the damping
-      only about the torso's own x axis, its heading, so sideways falls are
-      slowed and the pitch a hop needs is left free (the 3D body made nearly
-      planar, the way the planar benchmarks' hoppers are). MuJoCo integrates
-      these bodies with RK4, which treats damping explicitly: the hoppers stay
-      stable with 250 about the roll, and go unstable at 500. "planar": the
-      torso's roll and yaw and every side hinge (axis off the pitch axis at the
-      start pose) damped alike, the nearest to a planar body the free root allows.
+    training_torso_damping_axes: where the damping acts. "all" (the default):
+      the torso's rotation about every axis. "roll": only about the torso's own
+      x axis, its heading, so sideways falls are slowed and the pitch a hop
+      needs is left free. "planar": the torso's roll and yaw and every side
+      hinge (axis off the pitch axis at the start pose), each scaled by its own
+      inertia, the nearest to a planar body (as the planar benchmarks' hoppers
+      are) that the free root allows. MuJoCo integrates these bodies with RK4,
+      which treats damping explicitly: the hoppers stay stable at 200–250 and
+      go unstable at 500 (roll) and 1,000 (planar).
     training_torso_damping_steps: the damping fades linearly to zero over this
       many environment steps of training (0: it stays). A fade needs the native
       backend (MJX fixes the model when the environment is built).
