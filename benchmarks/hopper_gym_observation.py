@@ -12,6 +12,16 @@ side motors get zero), as in gymnasium. Training runs through `reference_gym.run
 the reference check's settings), so the rows land in results/reference_gym/summary.csv under
 the task name `EquirlHopper4GymObs-v0[<the aids>]`.
 
+To tell which part of the representation matters, `--observation` swaps what the learner reads
+(`ours`: exactly what the heading-MLP reads, our per-limb observation turned into the target
+frame and flattened; `ours_hinge_velocity`: that plus the hinge velocities, clipped at ±10;
+`gym_no_pitch`: gymnasium's numbers without the torso pitch and its rate; `ours_plus_gym`: both
+`ours_hinge_velocity` and gymnasium's 11 numbers; `ours_compact`: from our observation in the
+target frame, only each limb's hinge angles, hinge rates, height and position from the torso,
+and the torso's linear and angular velocity; `gym_all_hinges`: gymnasium's numbers with all
+nine hinges' angles and velocities, the side hinges' too) and `--actions all`
+lets the side motors act too; each such change is named in the task column.
+
     python benchmarks/hopper_gym_observation.py --steps 20000 --set-env training_torso_damping=200 \
         --set-env training_torso_damping_axes=planar --set-env training_tilt_limit=0.25 \
         --set-env training_target_spread=0
@@ -25,43 +35,125 @@ from pathlib import Path
 
 import gymnasium
 import jax
+import jax.numpy as jnp
 import numpy as np
 from gymnasium import spaces
 
 from equirl.config_io import apply_overrides
 from equirl.envs.batched import single_env
 from equirl.envs.config import EnvConfig
+from equirl.nn.baselines import canonicalize_heading, flatten_observation
+from equirl.observation import (
+    ANGLE_SCALARS,
+    ANGULAR_VELOCITY_CHANNEL,
+    HEIGHT_SCALAR,
+    LINEAR_VELOCITY_CHANNEL,
+    POSITION_CHANNEL,
+    hinge_rates,
+)
 
 BODY = "hopper_4_lower_shin"
 TASK = "EquirlHopper4GymObs-v0"
+OBSERVATIONS = ("gym", "gym_no_pitch", "ours", "ours_hinge_velocity", "ours_plus_gym", "ours_compact", "gym_all_hinges")
+
+
+def compact_observation(obs, real: np.ndarray):
+    """Joint-space numbers and the torso's motion, read from one Observation in the target
+    frame; `real` marks the body's limb slots."""
+    obs = canonicalize_heading(obs)
+    per_limb = jnp.concatenate(
+        [
+            obs.scalars[0][:, ANGLE_SCALARS],
+            hinge_rates(obs)[0],
+            obs.scalars[0][:, HEIGHT_SCALAR : HEIGHT_SCALAR + 1],
+            obs.vectors[0][:, POSITION_CHANNEL],
+        ],
+        -1,
+    )[real]
+    torso = obs.vectors[0][0, [LINEAR_VELOCITY_CHANNEL, ANGULAR_VELOCITY_CHANNEL]]
+    return jnp.concatenate([per_limb.reshape(-1), torso.reshape(-1)])
 
 
 class GymObservationHopper(gymnasium.Env):
-    """One hopper_4_lower_shin, our task, gymnasium's observation and pitch-only actions."""
+    """One hopper_4_lower_shin, our task, gymnasium's observation (or another, see
+    `observation`) and pitch-only actions (or every motor: actions="all")."""
 
-    def __init__(self, **aids):
+    # Per-coordinate running statistics (--per-dim-norm), shared by the training and the
+    # evaluation environment; only the first one built (reference_gym's training env) updates them.
+    stats: dict | None = None
+
+    def __init__(self, observation: str = "gym", actions: str = "pitch", per_dim_norm: bool = False, **aids):
+        if observation not in OBSERVATIONS or actions not in ("pitch", "all"):
+            raise ValueError(f"observation={observation!r} / actions={actions!r}: expected {OBSERVATIONS} / pitch, all")
         self.env = single_env(BODY, **aids)
+        self.kind, self.all_motors = observation, actions == "all"
         model = self.env.morphologies[0].model
         pitch = [j for j in range(model.njnt) if model.joint(j).name.endswith("_y")]
         self.qpos_idx = np.array([model.jnt_qposadr[j] for j in pitch])
         self.dof_idx = np.array([model.jnt_dofadr[j] for j in pitch])
+        hinges = [j for j in range(model.njnt) if model.jnt_type[j] == 3]  # mjJNT_HINGE
+        self.hinges = hinges
+        self.hinge_dofs = np.array([model.jnt_dofadr[j] for j in hinges])
         # Slot (limb, hinge) of each pitch motor in the [L, 3] action: the y hinge is hinge 1.
         self.limbs = [
             int(np.nonzero(np.asarray(self.env.tables.hinge_qposadr[0])[:, 1] == q)[0][0]) for q in self.qpos_idx
         ]
-        self.observation_space = spaces.Box(-np.inf, np.inf, (5 + 2 * len(pitch),), np.float64)
-        self.action_space = spaces.Box(-1.0, 1.0, (len(pitch),), np.float32)
+        self.action_mask = np.asarray(self.env.tables.action_mask[0])
         self._reset = jax.jit(self.env.reset)
         self._step = jax.jit(self.env.step)
-        self.state = None
+        self._ours = jax.jit(lambda obs: flatten_observation(canonicalize_heading(obs))[0])
+        real = np.asarray(self.env.tables.limb_mask[0])
+        self._compact = jax.jit(lambda obs: compact_observation(obs, real))
+        self.state = self._reset(jax.random.PRNGKey(0))
+        size = self._observe().shape[0]
+        acts = int(self.action_mask.sum()) if self.all_motors else len(pitch)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, (acts,), np.float32)
+        self.per_dim_norm, self.updates_stats = per_dim_norm, False
+        if per_dim_norm and GymObservationHopper.stats is None:
+            GymObservationHopper.stats = dict(count=0, mean=np.zeros(size), m2=np.zeros(size))
+            self.updates_stats = True
+
+    def _normalized(self, x):
+        """x standardised per coordinate by the running statistics (Welford), clipped at 10."""
+        if not self.per_dim_norm:
+            return x
+        st = GymObservationHopper.stats
+        if self.updates_stats:
+            st["count"] += 1
+            delta = x - st["mean"]
+            st["mean"] = st["mean"] + delta / st["count"]
+            st["m2"] = st["m2"] + delta * (x - st["mean"])
+        std = np.sqrt(st["m2"] / max(st["count"], 1) + 1e-8)
+        return np.clip((x - st["mean"]) / std, -10, 10)
 
     def _observe(self):
+        if self.kind == "ours_plus_gym":
+            return np.concatenate([self._observe_as("ours_hinge_velocity"), self._observe_as("gym")])
+        return self._observe_as(self.kind)
+
+    def _observe_as(self, kind: str):
+        if kind == "ours_compact":
+            return np.asarray(self._compact(self.state.obs), np.float64)
+        if kind.startswith("ours"):
+            ours = np.asarray(self._ours(self.state.obs), np.float64)
+            if kind == "ours":
+                return ours
+            qvel = np.asarray(self.state.qvel[0], np.float64)
+            return np.concatenate([ours, np.clip(qvel[self.hinge_dofs], -10, 10)])
         qpos, qvel = (np.asarray(x[0], np.float64) for x in jax.device_get((self.state.qpos, self.state.qvel)))
         w, x, y, z = qpos[3:7] / np.linalg.norm(qpos[3:7])
         forward = np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])  # torso x axis
         heading = forward[:2] / max(np.linalg.norm(forward[:2]), 1e-9)
         pitch = np.arctan2(-forward[2], np.linalg.norm(forward[:2]))
         v_forward = qvel[:2] @ heading
+        if kind == "gym_all_hinges":
+            hinge_q = qpos[[self.env.morphologies[0].model.jnt_qposadr[j] for j in self.hinges]]
+            velocities = np.clip([v_forward, qvel[2], qvel[4]], -10, 10)
+            return np.concatenate([[qpos[2], pitch], hinge_q, velocities, qvel[self.hinge_dofs]])
+        if kind == "gym_no_pitch":
+            velocities = np.clip([v_forward, qvel[2]], -10, 10)
+            return np.concatenate([[qpos[2]], qpos[self.qpos_idx], velocities, qvel[self.dof_idx]])
         return np.concatenate(
             [[qpos[2], pitch], qpos[self.qpos_idx], np.clip([v_forward, qvel[2], qvel[4]], -10, 10), qvel[self.dof_idx]]
         )
@@ -69,7 +161,7 @@ class GymObservationHopper(gymnasium.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.state = self._reset(jax.random.PRNGKey(int(self.np_random.integers(0, 2**31))))
-        return self._observe(), {}
+        return self._normalized(self._observe()), {}
 
     def close(self):
         self.env.close()
@@ -77,11 +169,14 @@ class GymObservationHopper(gymnasium.Env):
 
     def step(self, action):
         full = np.zeros(self.env.action_shape, np.float32)
-        for limb, a in zip(self.limbs, np.asarray(action, np.float32)):
-            full[limb, 1] = a
+        if self.all_motors:
+            full[self.action_mask] = np.asarray(action, np.float32)
+        else:
+            for limb, a in zip(self.limbs, np.asarray(action, np.float32)):
+                full[limb, 1] = a
         self.state = self._step(self.state, full[None])
         reward, term, trunc = jax.device_get((self.state.reward[0], self.state.terminated[0], self.state.truncated[0]))
-        return self._observe(), float(reward), bool(term), bool(trunc), {}
+        return self._normalized(self._observe()), float(reward), bool(term), bool(trunc), {}
 
 
 def main(argv=None) -> int:
@@ -93,13 +188,36 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--set-env", action="append", default=[], help="an EnvConfig training aid, KEY=VALUE")
+    parser.add_argument("--observation", choices=OBSERVATIONS, default="gym", help="what the learner reads")
+    parser.add_argument("--actions", choices=("pitch", "all"), default="pitch", help="which motors act")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="no observation normaliser (algorithm column crossq_raw): the reference loop packs a long "
+        "vector into several limb slots, whose scalars the normaliser would pool across slots",
+    )
+    parser.add_argument(
+        "--per-dim-norm",
+        action="store_true",
+        help="standardise every observation coordinate by its own running statistics inside the "
+        "environment (algorithm column crossq_perdim; the learner's normaliser off)",
+    )
     args = parser.parse_args(argv)
     # Checked and parsed as `equirl train --set env.KEY=VALUE` would be (unknown keys and bad
     # values refused by name); the aids then go to the environment as the fields that changed.
     config = apply_overrides(EnvConfig(bodies=(BODY,)), args.set_env, source="--set-env")
     aids = {key: getattr(config, key) for key in (pair.partition("=")[0] for pair in args.set_env)}
     gymnasium.register(id=TASK, entry_point=GymObservationHopper)
-    reference_gym.run(TASK, "crossq", args.steps, args.seed, args.eval_every, 5, [], aids)
+    # Departures from gymnasium's observation and actions are named first in the task column.
+    if args.actions != "pitch":
+        aids = {"actions": args.actions, **aids}
+    if args.observation != "gym":
+        aids = {"observation": args.observation, **aids}
+    algorithm, overrides = ("crossq_raw", ["offpolicy.normalize_observations=false"]) if args.raw else ("crossq", [])
+    if args.per_dim_norm:
+        algorithm, overrides = "crossq_perdim", ["offpolicy.normalize_observations=false"]
+        aids = {**aids, "per_dim_norm": True}
+    reference_gym.run(TASK, algorithm, args.steps, args.seed, args.eval_every, 5, overrides, aids)
     return 0
 
 

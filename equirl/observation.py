@@ -138,3 +138,28 @@ def observation_shapes(max_limbs: int, batch: tuple[int, ...] = (1,)) -> Observa
         parent=jax.ShapeDtypeStruct(lead, jnp.int32),
         action_mask=jax.ShapeDtypeStruct((*lead, 3), jnp.bool_),
     )
+
+
+def hinge_rates(obs: Observation) -> jax.Array:
+    """[..., L, 3]: each hinge's angular rate (x, y, z slots), read from the vectors.
+
+    A limb turns relative to its parent by the sum of its hinges' rates times their
+    world-frame axes, w_limb - w_parent = A^T qdot, so qdot solves the 3x3 system
+    (A A^T) qdot = A (w_limb - w_parent) on the limb's real hinges (axes of nonzero
+    length; zero elsewhere). Axes and angular velocities are both axial, so every
+    entry is invariant to rotations and reflections: it may join the scalars of any
+    network. Scaled as the observation is (a normaliser's positive factor per channel
+    scales the result by a constant per hinge slot). The torso, with no parent, reads 0.
+    """
+    w = obs.vectors[..., ANGULAR_VELOCITY_CHANNEL, :]  # [..., L, 3]
+    index = jnp.maximum(obs.parent, 0)[..., None]
+    parent_w = jnp.take_along_axis(w, jnp.broadcast_to(index, w.shape), axis=-2)
+    relative = jnp.where((obs.parent >= 0)[..., None], w - parent_w, 0.0)
+    axes = obs.vectors[..., HINGE_AXES, :]  # [..., L, 3 hinges, 3 coords]
+    real = jnp.sum(axes * axes, -1) > 1e-12  # [..., L, 3]
+    gram = jnp.einsum("...ix,...jx->...ij", axes, axes)
+    # Missing hinges get a unit diagonal so that the system stays regular; their rate is 0.
+    gram = gram + jnp.eye(3, dtype=gram.dtype) * (~real)[..., None, :]
+    rhs = jnp.einsum("...ix,...x->...i", axes, relative)
+    rates = jnp.linalg.solve(gram, rhs[..., None])[..., 0]
+    return jnp.where(real & obs.limb_mask[..., None], rates, 0.0)

@@ -118,3 +118,23 @@ def test_the_gym_observation_hopper_reads_our_state_as_gymnasium_would():
         assert driven[2] < still[2] - 1e-3 and np.isfinite(reward)  # the thigh's pitch hinge bends (range [-150°, 0])
     finally:
         env.close()
+
+
+def test_the_gym_observation_hopper_swaps_what_the_learner_reads():
+    """--observation ours_hinge_velocity: the heading-MLP's flattened input plus the nine hinge
+    velocities; --actions all: every motor acts; --per-dim-norm: coordinates standardised."""
+    import numpy as np
+
+    bench = _load("hopper_gym_observation")
+    env = bench.GymObservationHopper(observation="ours_hinge_velocity", actions="all", per_dim_norm=False)
+    try:
+        env.reset(seed=0)
+        obs, *_ = env.step(np.full(env.action_space.shape, 0.5, np.float32))
+        assert env.action_space.shape == (9,) and obs.shape == (env.observation_space.shape[0],)
+        qvel = np.asarray(env.state.qvel[0])
+        np.testing.assert_allclose(obs[-9:], np.clip(qvel[env.hinge_dofs], -10, 10), rtol=1e-6)
+        assert np.abs(qvel[env.hinge_dofs]).max() > 0.1
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="observation="):
+        bench.GymObservationHopper(observation="joint")

@@ -38,8 +38,8 @@ from equirl.nn.heads import (
     twin,
 )
 from equirl.nn.tree_attention import TreeBias, attention_weights
-from equirl.nn.vector_ops import masked_mean
-from equirl.observation import INPUT_VECTOR_SCALE, TARGET_CHANNEL, Observation
+from equirl.nn.vector_ops import input_scalars, masked_mean, vector_scale
+from equirl.observation import TARGET_CHANNEL, Observation, hinge_rates
 
 # --- canonicalisation ----------------------------------------------------------
 
@@ -70,12 +70,12 @@ def canonicalize_heading(obs: Observation) -> Observation:
 # --- MLP ---------------------------------------------------------------------------
 
 
-def flatten_observation(obs: Observation, extra: jax.Array | None = None) -> jax.Array:
-    """[..., F]: every limb slot's scaled vectors, scalars, mask and one-hot parent
-    (plus `extra` [..., L, E]), zeroed at padding."""
+def flatten_observation(obs: Observation, extra: jax.Array | None = None, fixed_scale: bool = True) -> jax.Array:
+    """[..., F]: every limb slot's scaled vectors (`vector_scale`), scalars, mask and
+    one-hot parent (plus `extra` [..., L, E]), zeroed at padding."""
     mask = obs.limb_mask
     num = mask.shape[-1]
-    scale = jnp.asarray(INPUT_VECTOR_SCALE, obs.vectors.dtype)[:, None]
+    scale = vector_scale(fixed_scale, obs.vectors.dtype)
     parts = [
         (obs.vectors * scale).reshape(obs.vectors.shape[:-2] + (-1,)),
         obs.scalars,
@@ -117,9 +117,14 @@ def _check_limbs(obs: Observation, max_limbs: int) -> None:
         )
 
 
-def _prepare(obs: Observation, max_limbs: int, heading: bool) -> Observation:
-    _check_limbs(obs, max_limbs)
-    return canonicalize_heading(obs) if heading else obs
+def _flat(module, obs: Observation, action: jax.Array | None = None) -> jax.Array:
+    """The MLP kinds' input: the flattened observation (heading-canonicalised for
+    mlp_heading) with the hinge rates if configured and the action (Q networks)."""
+    _check_limbs(obs, module.max_limbs)
+    obs = canonicalize_heading(obs) if module.heading else obs
+    extra = [x for x in (hinge_rates(obs) if module.config.hinge_rate_inputs else None, action) if x is not None]
+    extra = jnp.concatenate(extra, -1) if extra else None
+    return flatten_observation(obs, extra=extra, fixed_scale=module.config.fixed_vector_scales)
 
 
 class MLPActor(nn.Module):
@@ -131,7 +136,7 @@ class MLPActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Observation):
-        flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
+        flat = _flat(self, obs)
         cfg = self.config
         x = MLPBody(cfg.mlp_hidden, activation=cfg.mlp_activation, init_scale=cfg.mlp_init_scale, name="body")(flat)
         shape = obs.limb_mask.shape + (3,)
@@ -153,7 +158,7 @@ class MLPCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
-        flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading))
+        flat = _flat(self, obs)
         cfg = self.config
         x = MLPBody(cfg.mlp_hidden, activation=cfg.mlp_activation, init_scale=cfg.mlp_init_scale, name="body")(flat)
         return nn.Dense(1, kernel_init=fan_in_init(cfg.mlp_init_scale), name="value")(x)[..., 0]
@@ -167,7 +172,7 @@ class MLPQTrunk(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation, action: jax.Array) -> jax.Array:
         action = masked_actions(action, action_mask(obs))
-        flat = flatten_observation(_prepare(obs, self.max_limbs, self.heading), extra=action)
+        flat = _flat(self, obs, action)
         hidden = self.config.q_hidden or self.config.mlp_hidden
         body = MLPBody(hidden, norm=self.config, activation=self.config.mlp_activation, name="body")
         return nn.Dense(1, name="value")(body(flat))[..., 0]
@@ -209,8 +214,8 @@ class TransformerEncoder(nn.Module):
     def __call__(self, obs: Observation, extra_scalars=None):
         cfg = self.config
         mask = obs.limb_mask
-        scale = jnp.asarray(INPUT_VECTOR_SCALE, obs.vectors.dtype)[:, None]
-        parts = [(obs.vectors * scale).reshape(obs.vectors.shape[:-2] + (-1,)), obs.scalars]
+        scale = vector_scale(cfg.fixed_vector_scales, obs.vectors.dtype)
+        parts = [(obs.vectors * scale).reshape(obs.vectors.shape[:-2] + (-1,)), input_scalars(obs, cfg)]
         if extra_scalars is not None:
             parts.append(extra_scalars)
         tokens = jnp.where(mask[..., None], jnp.concatenate(parts, -1), 0.0)

@@ -69,6 +69,18 @@ class NetworkConfig:
       cheaper critic, e.g. "mlp_heading" (exactly invariant to rotations about
       gravity, not to reflections); the policy stays what `kind` is.
     q_width: the Q network's width when it is a set or transformer (0: width).
+    hinge_rate_inputs: every network also reads each hinge's angular rate
+      (`equirl.observation.hinge_rates`: solved from the limbs' angular velocities and
+      hinge axes, invariant, so SET stays exactly equivariant). The observation has no
+      joint velocities; gymnasium's hopper hands them to the learner directly, and
+      without them CrossQ on our hopper_4 task read through a plain MLP did not learn
+      (README, "Which part of the observation?").
+    fixed_vector_scales: multiply the vector channels by the observation table's fixed
+      scales (`equirl.observation.VECTOR_CHANNELS`: velocities x 0.1, gravity / 9.81), which
+      suits raw observations. With the observation normaliser (every preset) the channels
+      already have unit RMS length and the fixed scales shrink the velocities again, to
+      ~0.05 std against ~1 for angles and heights (measured on hopper_4); false reads the
+      normalised vectors as they are.
     """
 
     kind: str = "set"
@@ -96,6 +108,8 @@ class NetworkConfig:
     renorm_warmup: int = 100_000
     q_kind: str = "same"
     q_width: int = 0
+    hinge_rate_inputs: bool = False
+    fixed_vector_scales: bool = True
 
     def __post_init__(self):
         for name in ("mlp_hidden", "q_hidden"):
@@ -145,6 +159,8 @@ class NetworkConfig:
         check_bool("squash", self.squash)
         check_bool("q_input_norm", self.q_input_norm)
         check_bool("state_dependent_std", self.state_dependent_std)
+        check_bool("hinge_rate_inputs", self.hinge_rate_inputs)
+        check_bool("fixed_vector_scales", self.fixed_vector_scales)
         for name in ("log_std_init", "log_std_min", "log_std_max"):
             check_float(name, getattr(self, name))
         check_float("mean_init_scale", self.mean_init_scale, 1e-12, 10.0)

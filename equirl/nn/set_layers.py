@@ -51,6 +51,7 @@ from equirl.nn.vector_ops import (
     VectorsToHeads,
     gate,
     gram_features,
+    input_scalars,
     polar_vectors,
 )
 from equirl.observation import TARGET_CHANNEL, Observation
@@ -164,8 +165,8 @@ class SETEncoder(nn.Module):
         # Sliced from the observation: XLA may recompute `target` inside each of
         # its many consumers, and a slice is cheap to repeat.
         target = target_direction(obs)
-        v = polar_vectors(obs.vectors, mask, target)  # [..., L, 3, 4 + 2 x 4]
-        scalars = obs.scalars
+        v = polar_vectors(obs.vectors, mask, target, cfg.fixed_vector_scales)  # [..., L, 3, 4 + 2 x 4]
+        scalars = input_scalars(obs, cfg)
         if extra_vectors is not None:
             v = jnp.concatenate([v, jnp.where(mask[..., None, None], extra_vectors, 0.0)], -1)
         if extra_scalars is not None:

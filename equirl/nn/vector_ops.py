@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equirl.observation import AXIAL_CHANNELS, INPUT_VECTOR_SCALE, POLAR_CHANNELS
+from equirl.observation import AXIAL_CHANNELS, INPUT_VECTOR_SCALE, POLAR_CHANNELS, Observation, hinge_rates
 
 # The network's own, fixed "down" direction. It is NOT read from the
 # observation: an O(3)-equivariant network that took gravity from its input
@@ -49,13 +49,29 @@ def axial_from_images(images: jax.Array, target: jax.Array) -> jax.Array:
     return vertical * down - jnp.cross(down, images[..., 0, :])
 
 
-def polar_vectors(vectors: jax.Array, limb_mask: jax.Array, target: jax.Array) -> jax.Array:
+def vector_scale(fixed: bool, dtype) -> jax.Array:
+    """[NUM_VECTORS, 1]: the observation table's per-channel scales (fixed=True: raw
+    observations, e.g. velocities in m/s times 0.1) or ones (NetworkConfig.fixed_vector_scales
+    false: the observation normaliser has already brought every channel to unit RMS length,
+    and scaling it again would hand the networks velocities ten times smaller than the rest)."""
+    return jnp.asarray(INPUT_VECTOR_SCALE if fixed else [1.0] * len(INPUT_VECTOR_SCALE), dtype)[:, None]
+
+
+def polar_vectors(vectors: jax.Array, limb_mask: jax.Array, target: jax.Array, fixed_scale: bool = True) -> jax.Array:
     """Observation vectors [..., L, 8, 3] -> the network's polar inputs [..., L, 3, C], scaled
     and zero at padding: the polar channels as they are and each axial channel (angular
     velocity, hinge axes) as its two `polar_images`, so that every channel turns as
     v -> R v and the network is equivariant to the physical mirror (equirl.observation)."""
-    scale = jnp.asarray(INPUT_VECTOR_SCALE, vectors.dtype)[:, None]
+    scale = vector_scale(fixed_scale, vectors.dtype)
     return as_polar_channels(jnp.where(limb_mask[..., None, None], vectors * scale, 0.0), target)
+
+
+def input_scalars(obs: Observation, config) -> jax.Array:
+    """The per-limb invariant scalars a network reads [..., L, S]: the observation's, and
+    the hinge rates after them when config.hinge_rate_inputs (a NetworkConfig)."""
+    if not config.hinge_rate_inputs:
+        return obs.scalars
+    return jnp.concatenate([obs.scalars, hinge_rates(obs)], -1)
 
 
 def as_polar_channels(v: jax.Array, target: jax.Array) -> jax.Array:
