@@ -92,7 +92,7 @@ class GymObservationHopper(gymnasium.Env):
         self.qpos_idx = np.array([model.jnt_qposadr[j] for j in pitch])
         self.dof_idx = np.array([model.jnt_dofadr[j] for j in pitch])
         hinges = [j for j in range(model.njnt) if model.jnt_type[j] == 3]  # mjJNT_HINGE
-        self.hinges = hinges
+        self.hinge_qpos = np.array([model.jnt_qposadr[j] for j in hinges])
         self.hinge_dofs = np.array([model.jnt_dofadr[j] for j in hinges])
         # Slot (limb, hinge) of each pitch motor in the [L, 3] action: the y hinge is hinge 1.
         self.limbs = [
@@ -148,9 +148,8 @@ class GymObservationHopper(gymnasium.Env):
         pitch = np.arctan2(-forward[2], np.linalg.norm(forward[:2]))
         v_forward = qvel[:2] @ heading
         if kind == "gym_all_hinges":
-            hinge_q = qpos[[self.env.morphologies[0].model.jnt_qposadr[j] for j in self.hinges]]
             velocities = np.clip([v_forward, qvel[2], qvel[4]], -10, 10)
-            return np.concatenate([[qpos[2], pitch], hinge_q, velocities, qvel[self.hinge_dofs]])
+            return np.concatenate([[qpos[2], pitch], qpos[self.hinge_qpos], velocities, qvel[self.hinge_dofs]])
         if kind == "gym_no_pitch":
             velocities = np.clip([v_forward, qvel[2]], -10, 10)
             return np.concatenate([[qpos[2]], qpos[self.qpos_idx], velocities, qvel[self.dof_idx]])

@@ -122,7 +122,9 @@ def _flat(module, obs: Observation, action: jax.Array | None = None) -> jax.Arra
     mlp_heading) with the hinge rates if configured and the action (Q networks)."""
     _check_limbs(obs, module.max_limbs)
     obs = canonicalize_heading(obs) if module.heading else obs
-    extra = [x for x in (hinge_rates(obs) if module.config.hinge_rate_inputs else None, action) if x is not None]
+    extra = [hinge_rates(obs)] if module.config.hinge_rate_inputs else []
+    if action is not None:
+        extra.append(action)
     extra = jnp.concatenate(extra, -1) if extra else None
     return flatten_observation(obs, extra=extra, fixed_scale=module.config.fixed_vector_scales)
 
