@@ -18,7 +18,10 @@ frame and flattened; `ours_hinge_velocity`: that plus the hinge velocities, clip
 `gym_no_pitch`: gymnasium's numbers without the torso pitch and its rate; `ours_plus_gym`: both
 `ours_hinge_velocity` and gymnasium's 11 numbers; `ours_compact`: from our observation in the
 target frame, only each limb's hinge angles, hinge rates, height and position from the torso,
-and the torso's linear and angular velocity; `gym_all_hinges`: gymnasium's numbers with all
+and the torso's linear and angular velocity; `ours_compact_axes`: that plus each limb's three
+hinge axes (the thigh's first one is fixed in the torso, so they carry its tilt);
+`ours_compact_torso`: `ours_compact` plus the torso's x and z axes in its heading frame, from
+the simulator; `gym_all_hinges`: gymnasium's numbers with all
 nine hinges' angles and velocities, the side hinges' too) and `--actions all`
 lets the side motors act too; each such change is named in the task column.
 
@@ -47,6 +50,7 @@ from equirl.observation import (
     ANGLE_SCALARS,
     ANGULAR_VELOCITY_CHANNEL,
     HEIGHT_SCALAR,
+    HINGE_AXES,
     LINEAR_VELOCITY_CHANNEL,
     POSITION_CHANNEL,
     hinge_rates,
@@ -54,22 +58,33 @@ from equirl.observation import (
 
 BODY = "hopper_4_lower_shin"
 TASK = "EquirlHopper4GymObs-v0"
-OBSERVATIONS = ("gym", "gym_no_pitch", "ours", "ours_hinge_velocity", "ours_plus_gym", "ours_compact", "gym_all_hinges")
+OBSERVATIONS = (
+    "gym",
+    "gym_no_pitch",
+    "ours",
+    "ours_hinge_velocity",
+    "ours_plus_gym",
+    "ours_compact",
+    "ours_compact_axes",
+    "ours_compact_torso",
+    "gym_all_hinges",
+)
 
 
-def compact_observation(obs, real: np.ndarray):
+def compact_observation(obs, real: np.ndarray, axes: bool = False):
     """Joint-space numbers and the torso's motion, read from one Observation in the target
-    frame; `real` marks the body's limb slots."""
+    frame; `real` marks the body's limb slots; `axes` adds each limb's three hinge axes
+    (the thigh's first one is fixed in the torso: it carries the torso's tilt)."""
     obs = canonicalize_heading(obs)
-    per_limb = jnp.concatenate(
-        [
-            obs.scalars[0][:, ANGLE_SCALARS],
-            hinge_rates(obs)[0],
-            obs.scalars[0][:, HEIGHT_SCALAR : HEIGHT_SCALAR + 1],
-            obs.vectors[0][:, POSITION_CHANNEL],
-        ],
-        -1,
-    )[real]
+    parts = [
+        obs.scalars[0][:, ANGLE_SCALARS],
+        hinge_rates(obs)[0],
+        obs.scalars[0][:, HEIGHT_SCALAR : HEIGHT_SCALAR + 1],
+        obs.vectors[0][:, POSITION_CHANNEL],
+    ]
+    if axes:
+        parts.append(obs.vectors[0][:, HINGE_AXES].reshape(-1, 9))
+    per_limb = jnp.concatenate(parts, -1)[real]
     torso = obs.vectors[0][0, [LINEAR_VELOCITY_CHANNEL, ANGULAR_VELOCITY_CHANNEL]]
     return jnp.concatenate([per_limb.reshape(-1), torso.reshape(-1)])
 
@@ -104,6 +119,7 @@ class GymObservationHopper(gymnasium.Env):
         self._ours = jax.jit(lambda obs: flatten_observation(canonicalize_heading(obs))[0])
         real = np.asarray(self.env.tables.limb_mask[0])
         self._compact = jax.jit(lambda obs: compact_observation(obs, real))
+        self._compact_axes = jax.jit(lambda obs: compact_observation(obs, real, axes=True))
         self.state = self._reset(jax.random.PRNGKey(0))
         size = self._observe().shape[0]
         acts = int(self.action_mask.sum()) if self.all_motors else len(pitch)
@@ -135,6 +151,10 @@ class GymObservationHopper(gymnasium.Env):
     def _observe_as(self, kind: str):
         if kind == "ours_compact":
             return np.asarray(self._compact(self.state.obs), np.float64)
+        if kind == "ours_compact_axes":
+            return np.asarray(self._compact_axes(self.state.obs), np.float64)
+        if kind == "ours_compact_torso":
+            return np.concatenate([self._observe_as("ours_compact"), self._torso_axes()])
         if kind.startswith("ours"):
             ours = np.asarray(self._ours(self.state.obs), np.float64)
             if kind == "ours":
@@ -156,6 +176,20 @@ class GymObservationHopper(gymnasium.Env):
         return np.concatenate(
             [[qpos[2], pitch], qpos[self.qpos_idx], np.clip([v_forward, qvel[2], qvel[4]], -10, 10), qvel[self.dof_idx]]
         )
+
+    def _torso_axes(self):
+        """The torso's x and z axes in its heading frame (6 numbers): its pitch and roll."""
+        w, x, y, z = np.asarray(self.state.qpos[0][3:7], np.float64)
+        rot = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+            ]
+        ) / np.dot([w, x, y, z], [w, x, y, z])
+        c, s = rot[:2, 0] / max(np.linalg.norm(rot[:2, 0]), 1e-9)
+        to_heading = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+        return (to_heading @ rot[:, [0, 2]]).T.reshape(-1)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -213,11 +213,16 @@ def _eval(args) -> None:
         episode_length=args.episode_length,
         task=args.task,
         backend=args.backend,
+        training_aids=args.training_aids,
         log=None if args.quiet else stderr_log,
     )
     print(format_table(results))
     csv_path, json_path = write_outputs(
-        results, policy, args.bodies, out, meta={"episodes": args.episodes, "seeds": list(seeds)}
+        results,
+        policy,
+        args.bodies,
+        out,
+        meta={"episodes": args.episodes, "seeds": list(seeds), "training_aids": args.training_aids},
     )
     print(f"wrote {csv_path} and {json_path}")
     if not any(r.ok for r in results):
@@ -354,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--episode-length", type=int, help="override the training episode length")
     ev.add_argument("--task", choices=["v1", "v2"], help="override the training task")
     ev.add_argument("--backend", choices=["auto", "native", "mjx"])
+    ev.add_argument(
+        "--training-aids",
+        action="store_true",
+        help="keep the run's training_* aids (its own training task); default: the published task",
+    )
     ev.add_argument("--out", help="output folder for <bodies>.csv/.json (default RUN/eval)")
     ev.add_argument("--quiet", action="store_true", help="no per-body progress lines")
     ev.set_defaults(run=_eval)

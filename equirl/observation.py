@@ -140,6 +140,12 @@ def observation_shapes(max_limbs: int, batch: tuple[int, ...] = (1,)) -> Observa
     )
 
 
+# Within about 8 degrees of a gimbal lock (for unit axes the Gram eigenvalues are 1 - cos, 1 and
+# 1 + cos of the angle between the first and last axes) the locked pair's rates are read as their
+# even split; elsewhere a rate is amplified at most 1 / (2 GIMBAL_CUTOFF) = 100 times.
+GIMBAL_CUTOFF = 5e-3
+
+
 def hinge_rates(obs: Observation) -> jax.Array:
     """[..., L, 3]: each hinge's angular rate (x, y, z slots), read from the vectors.
 
@@ -161,5 +167,13 @@ def hinge_rates(obs: Observation) -> jax.Array:
     # Missing hinges get a unit diagonal so that the system stays regular; their rate is 0.
     gram = gram + jnp.eye(3, dtype=gram.dtype) * (~real)[..., None, :]
     rhs = jnp.einsum("...ix,...x->...i", axes, relative)
-    rates = jnp.linalg.solve(gram, rhs[..., None])[..., 0]
+    # Gimbal lock: with the middle hinge at +-90 degrees (the hoppers' pitch hinges range over
+    # [-150, 0]) the first and last axes coincide and only the sum of their rates is defined.
+    # A plain solve returned inf / NaN there (a three-hopper run's actor loss went NaN at 108k);
+    # directions of the Gram matrix below GIMBAL_CUTOFF of its largest eigenvalue are dropped,
+    # which splits such a sum evenly (the least-norm rates).
+    values, vectors = jnp.linalg.eigh(gram)
+    keep = values > GIMBAL_CUTOFF * values[..., -1:]
+    inverse = jnp.where(keep, 1.0 / jnp.where(keep, values, 1.0), 0.0)
+    rates = jnp.einsum("...ij,...j,...kj,...k->...i", vectors, inverse, vectors, rhs)
     return jnp.where(real & obs.limb_mask[..., None], rates, 0.0)

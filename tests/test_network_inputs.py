@@ -114,3 +114,83 @@ def test_fixed_vector_scales_off_reads_the_vectors_as_they_are():
     g = jax.tree_util.tree_map(lambda e: e[0], random_isometry(jax.random.PRNGKey(8), (1,), reflections=True))
     moved = unit.actor.apply(params, eq.act_on_observation(g, obs)).mode()
     assert np.linalg.norm(moved - b) < 1e-4 * np.linalg.norm(b)
+
+
+COMPACT = dict(
+    mlp_vector_inputs=("position_from_torso", "hinge_axis_x", "hinge_axis_y", "hinge_axis_z"),
+    mlp_scalar_inputs=("angle_x", "angle_y", "angle_z", "height"),
+    mlp_torso_vector_inputs=("linear_velocity", "angular_velocity"),
+)
+
+
+def test_mlp_reads_only_the_chosen_channels():
+    """With a chosen input set the MLP's torques ignore what it leaves out (the limbs' own
+    velocities, the normalised angles) and follow what it keeps (a limb's hinge angle, the
+    torso's velocity); the Q network reads the same set."""
+    from equirl.observation import LINEAR_VELOCITY_CHANNEL, SCALAR_NAMES
+
+    obs = random_observation(9, 3, LIMBS)
+    action = jax.random.uniform(jax.random.PRNGKey(5), obs.action_mask.shape, minval=-1, maxval=1)
+    config = NetworkConfig(kind="mlp_heading", mlp_hidden=(32,), **COMPACT)
+    nets = make_networks(config, LIMBS)
+    actor, q = random_parameters(nets.actor, 1, obs), random_parameters(nets.q, 2, obs, action)
+    full = make_networks(NetworkConfig(kind="mlp_heading", mlp_hidden=(32,)), LIMBS)
+    kernel = [
+        p["params"]["body"]["hidden_0"]["kernel"].shape[0] for p in (actor, random_parameters(full.actor, 1, obs))
+    ]
+    assert kernel[0] == LIMBS * (4 * 3 + 4 + LIMBS + 2) + 2 * 3 and kernel[1] > kernel[0]
+
+    def outputs(o):
+        return np.asarray(nets.actor.apply(actor, o).mode()), np.asarray(nets.q.apply(q, o, action))
+
+    base = outputs(obs)
+    torso = np.asarray((obs.parent == -1) & obs.limb_mask)
+    limbs = np.asarray(obs.limb_mask) & ~torso
+    left_out = obs.vectors.at[..., LINEAR_VELOCITY_CHANNEL, :].add(jnp.where(limbs[..., None], 3.0, 0.0))
+    left_out_scalars = obs.scalars.at[..., SCALAR_NAMES.index("normalized_angle_y")].add(1.0)
+    for moved in (obs.replace(vectors=left_out), obs.replace(scalars=left_out_scalars)):
+        for a, b in zip(outputs(moved), base):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    kept_torso = obs.vectors.at[..., LINEAR_VELOCITY_CHANNEL, :].add(jnp.where(torso[..., None], 3.0, 0.0))
+    kept_angle = obs.scalars.at[:, 1, SCALAR_NAMES.index("angle_y")].add(1.0)
+    for moved in (obs.replace(vectors=kept_torso), obs.replace(scalars=kept_angle)):
+        for a, b in zip(outputs(moved), base):
+            assert np.abs(a - b).max() > 1e-4
+
+
+def test_input_channel_names_are_checked():
+    from equirl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mlp_vector_inputs=.*unknown \\['velocity'\\]"):
+        NetworkConfig(kind="mlp_heading", mlp_vector_inputs=("velocity",))
+    with pytest.raises(ConfigError, match="mlp_scalar_inputs=.*named twice"):
+        NetworkConfig(kind="mlp", mlp_scalar_inputs=("height", "height"))
+    with pytest.raises(ConfigError, match="only the mlp kinds choose their inputs"):
+        NetworkConfig(kind="set", **COMPACT)
+    assert NetworkConfig(kind="set", q_kind="mlp_heading", **COMPACT).mlp_torso_vector_inputs == (
+        "linear_velocity",
+        "angular_velocity",
+    )
+
+
+@pytest.mark.parametrize("tilt", [0.0, 1e-3, 0.05, 0.3])
+def test_hinge_rates_stay_finite_at_gimbal_lock(tilt):
+    """Middle hinge at -90 degrees (+tilt): the first and last axes (nearly) coincide. The rates
+    stay finite, reproduce the limb's relative spin, and equal the exact solve away from the lock."""
+    obs = random_observation(11, 1, LIMBS)
+    child = 1
+    parent = int(obs.parent[0, child])
+    c, s = np.cos(tilt), np.sin(tilt)
+    axes = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [c, 0.0, s]])  # z axis turned onto x at tilt 0
+    true_rates = np.array([0.7, -1.3, 0.4])
+    spin = np.asarray(obs.vectors[0, parent, 4]) + axes.T @ true_rates
+    vectors = obs.vectors.at[0, child, 5:8].set(jnp.asarray(axes, jnp.float32)).at[0, child, 4].set(spin)
+    rates = np.asarray(hinge_rates(obs.replace(vectors=vectors)))[0, child]
+    assert np.all(np.isfinite(rates))
+    # Inside the cutoff the near-null direction is dropped: the spin it carries (about
+    # tilt x half the difference of the locked rates) is lost, nothing else.
+    np.testing.assert_allclose(axes.T @ rates, axes.T @ true_rates, atol=2e-3 + tilt * 0.2)
+    if tilt >= 0.3:  # well away from the lock: the rates themselves
+        np.testing.assert_allclose(rates, true_rates, atol=1e-4)
+    else:  # at the lock only the sum of the first and last is defined
+        assert abs(rates[0] + rates[2] - true_rates[0] - true_rates[2]) < 0.05 + 2 * tilt

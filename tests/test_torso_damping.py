@@ -133,3 +133,15 @@ def test_the_evaluation_env_of_a_damped_run_has_the_published_physics():
         assert env.torso_damping is None and not env.morphologies[0].model.dof_damping[:6].any()
     finally:
         env.close()
+
+
+def test_evaluation_on_the_training_task_keeps_the_aids():
+    """`equirl eval --training-aids`: the run's own aided task (damped torso, its tilt limit)."""
+    env_config = EnvConfig(bodies=("hopper_5_full",), max_limbs=5, training_torso_damping=50.0, training_tilt_limit=0.3)
+    policy = evaluate.Policy(config=TrainConfig(env=env_config), state=None, act=None)
+    env = evaluate.make_env(policy, "hopper_5_full", 2, 5, training_aids=True)
+    try:
+        assert env.config == dataclasses.replace(env_config, num_envs=2, autoreset=False)
+        assert env.torso_damping is not None
+    finally:
+        env.close()

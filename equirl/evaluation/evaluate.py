@@ -162,16 +162,17 @@ def make_env(
     task: str | None = None,
     backend: str | None = None,
     num_threads: int | None = None,
+    training_aids: bool = False,
 ):
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
     and the published task: a training run's `training_*` aids (tilt limit, progress weight, tilt
-    penalty, target spread, torso damping) are dropped; its `base_controller` is kept, as part of
-    the controller."""
+    penalty, target spread, torso damping) are dropped unless `training_aids` (then it is the run's
+    own training task); its `base_controller` is kept, as part of the controller."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
     config = dataclasses.replace(
-        cfg.without_training_aids(),
+        cfg if training_aids else cfg.without_training_aids(),
         bodies=(body,),
         num_envs=num_envs,
         max_limbs=max_limbs,
@@ -223,6 +224,7 @@ def evaluate(
     task: str | None = None,
     backend: str | None = None,
     num_threads: int | None = None,
+    training_aids: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> list[BodyResult]:
     """Evaluate a policy (or a run directory's checkpoint) on `bodies`, deterministically.
@@ -232,6 +234,8 @@ def evaluate(
     episodes: episodes per body and seed; `seeds` draw different initial
       states and targets. Up to `batch_size` episodes run at once.
     episode_length, task, backend: override the training environment's.
+    training_aids: keep the run's `training_*` aids (its own training task) instead of
+      evaluating on the published task.
     Returns one BodyResult per body, in order; bodies that could not be
     evaluated carry an `error` instead of numbers.
     """
@@ -272,7 +276,13 @@ def evaluate(
                 episodes,
                 seeds,
                 batch_size,
-                dict(episode_length=episode_length, task=task, backend=backend, num_threads=num_threads),
+                dict(
+                    episode_length=episode_length,
+                    task=task,
+                    backend=backend,
+                    num_threads=num_threads,
+                    training_aids=training_aids,
+                ),
             )
         except EquirlError as err:
             for r in rows:

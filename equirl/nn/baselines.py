@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from equirl.errors import ConfigError
-from equirl.nn.config import NetworkConfig
+from equirl.nn.config import NetworkConfig, channel_indices
 from equirl.nn.heads import (
     SMALL_INIT,
     LogStdHead,
@@ -39,7 +39,7 @@ from equirl.nn.heads import (
 )
 from equirl.nn.tree_attention import TreeBias, attention_weights
 from equirl.nn.vector_ops import input_scalars, masked_mean, vector_scale
-from equirl.observation import TARGET_CHANNEL, Observation, hinge_rates
+from equirl.observation import SCALAR_NAMES, TARGET_CHANNEL, VECTOR_NAMES, Observation, hinge_rates
 
 # --- canonicalisation ----------------------------------------------------------
 
@@ -70,15 +70,23 @@ def canonicalize_heading(obs: Observation) -> Observation:
 # --- MLP ---------------------------------------------------------------------------
 
 
-def flatten_observation(obs: Observation, extra: jax.Array | None = None, fixed_scale: bool = True) -> jax.Array:
+def flatten_observation(
+    obs: Observation,
+    extra: jax.Array | None = None,
+    fixed_scale: bool = True,
+    vectors: tuple[int, ...] | None = None,
+    scalars: tuple[int, ...] | None = None,
+) -> jax.Array:
     """[..., F]: every limb slot's scaled vectors (`vector_scale`), scalars, mask and
-    one-hot parent (plus `extra` [..., L, E]), zeroed at padding."""
+    one-hot parent (plus `extra` [..., L, E]), zeroed at padding; `vectors` / `scalars`
+    pick channels by index (None: all)."""
     mask = obs.limb_mask
     num = mask.shape[-1]
-    scale = vector_scale(fixed_scale, obs.vectors.dtype)
+    vec = obs.vectors * vector_scale(fixed_scale, obs.vectors.dtype)
+    vec, sca = obs_channels(vec, vectors, -2), obs_channels(obs.scalars, scalars, -1)
     parts = [
-        (obs.vectors * scale).reshape(obs.vectors.shape[:-2] + (-1,)),
-        obs.scalars,
+        vec.reshape(vec.shape[:-2] + (-1,)),
+        sca,
         jax.nn.one_hot(obs.parent + 1, num + 1, dtype=obs.vectors.dtype),
     ]
     if extra is not None:
@@ -86,6 +94,19 @@ def flatten_observation(obs: Observation, extra: jax.Array | None = None, fixed_
     per_limb = jnp.where(mask[..., None], jnp.concatenate(parts, -1), 0.0)
     per_limb = jnp.concatenate([per_limb, mask[..., None].astype(per_limb.dtype)], -1)
     return per_limb.reshape(per_limb.shape[:-2] + (-1,))
+
+
+def obs_channels(x: jax.Array, index: tuple[int, ...] | None, axis: int) -> jax.Array:
+    """The channels `index` of x along `axis` (None: x as it is)."""
+    return x if index is None else jnp.take(x, jnp.asarray(index, jnp.int32), axis=axis)
+
+
+def torso_vectors(obs: Observation, index: tuple[int, ...], fixed_scale: bool) -> jax.Array:
+    """[..., 3 len(index)]: the torso's (the real limb without a parent) chosen vector channels."""
+    vec = obs_channels(obs.vectors * vector_scale(fixed_scale, obs.vectors.dtype), index, -2)
+    torso = (obs.parent == -1) & obs.limb_mask
+    picked = jnp.sum(jnp.where(torso[..., None, None], vec, 0.0), -3)
+    return picked.reshape(picked.shape[:-2] + (-1,))
 
 
 class MLPBody(nn.Module):
@@ -126,7 +147,18 @@ def _flat(module, obs: Observation, action: jax.Array | None = None) -> jax.Arra
     if action is not None:
         extra.append(action)
     extra = jnp.concatenate(extra, -1) if extra else None
-    return flatten_observation(obs, extra=extra, fixed_scale=module.config.fixed_vector_scales)
+    cfg = module.config
+    flat = flatten_observation(
+        obs,
+        extra=extra,
+        fixed_scale=cfg.fixed_vector_scales,
+        vectors=channel_indices(cfg.mlp_vector_inputs, VECTOR_NAMES),
+        scalars=channel_indices(cfg.mlp_scalar_inputs, SCALAR_NAMES),
+    )
+    if not cfg.mlp_torso_vector_inputs:
+        return flat
+    torso = torso_vectors(obs, channel_indices(cfg.mlp_torso_vector_inputs, VECTOR_NAMES), cfg.fixed_vector_scales)
+    return jnp.concatenate([flat, torso], -1)
 
 
 class MLPActor(nn.Module):
