@@ -96,7 +96,7 @@ class NetworkConfig:
       axes, heights, positions; the torso's velocities: 647-815 over 442-636 steps at 15k,
       pitch motors only), and fell within 24 steps from the full flattened observation
       (README, "Which inputs?"). In the project path it stayed within the seed spread
-      (hopper_4, deterministic: 217 and 653 against 334-897 for the other inputs; the
+      (hopper_4, deterministic: 217 and 653 against 85-897 for the other inputs; the
       three-hopper suite: 385 at 100k); off by default.
     """
 
