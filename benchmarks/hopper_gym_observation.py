@@ -45,6 +45,7 @@ from gymnasium import spaces
 from equirl.config_io import apply_overrides
 from equirl.envs.batched import single_env
 from equirl.envs.config import EnvConfig
+from equirl.geometry import quat_to_mat
 from equirl.nn.baselines import canonicalize_heading, flatten_observation
 from equirl.observation import (
     ANGLE_SCALARS,
@@ -179,14 +180,7 @@ class GymObservationHopper(gymnasium.Env):
 
     def _torso_axes(self):
         """The torso's x and z axes in its heading frame (6 numbers): its pitch and roll."""
-        w, x, y, z = np.asarray(self.state.qpos[0][3:7], np.float64)
-        rot = np.array(
-            [
-                [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-            ]
-        ) / np.dot([w, x, y, z], [w, x, y, z])
+        rot = np.asarray(quat_to_mat(self.state.qpos[0][3:7]), np.float64)
         c, s = rot[:2, 0] / max(np.linalg.norm(rot[:2, 0]), 1e-9)
         to_heading = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
         return (to_heading @ rot[:, [0, 2]]).T.reshape(-1)
