@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from equirl.agents import normalization
+from equirl.agents.config import OffPolicyConfig
+from equirl.errors import ConfigError
 from equirl.geometry import random_og3
 
 
@@ -37,6 +39,32 @@ def test_statistics_match_numpy_over_real_limbs(observations):
     np.testing.assert_allclose(stats.scalar_mean, scalars.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(stats.scalar_m2 / stats.count, scalars.var(0), rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(stats.vector_sq, np.square(vectors).sum(-1).mean(0), rtol=1e-4)
+
+
+def test_statistics_freeze_once_the_step_count_reaches_the_bound(observations):
+    first, second = observations[0], observations[1]
+    start = normalization.update(normalization.init(8, 17), first)
+    moving = normalization.update_until(start, second, env_steps=8, freeze_at=12)
+    assert float(moving.count) > float(start.count)  # 8 steps collected before: still learning
+    frozen = normalization.update_until(start, second, env_steps=12, freeze_at=12)
+    for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(start)):
+        np.testing.assert_array_equal(a, b)
+    never = normalization.update_until(start, second, env_steps=10**6, freeze_at=0)
+    np.testing.assert_array_equal(never.scalar_mean, moving.scalar_mean)
+
+
+def test_a_std_floor_bounds_the_gain_of_a_channel_that_barely_moves(observations):
+    stats = _fit(observations)
+    obs = observations[-1]
+    std = np.sqrt(np.asarray(stats.scalar_m2) / float(stats.count) + normalization.EPS)
+    floor = 0.5
+    assert (std < floor).any() and (std > floor).any()  # the floor binds on some channels only
+    mask = np.asarray(obs.limb_mask)
+    plain = np.asarray(normalization.normalize(stats, obs, clip=1e9).scalars)[mask]
+    floored = np.asarray(normalization.normalize(stats, obs, clip=1e9, std_floor=floor).scalars)[mask]
+    # Both are (x - mean) over their divisor: std, or max(std, floor).
+    np.testing.assert_allclose(floored * np.maximum(std, floor), plain * std, rtol=1e-4, atol=1e-4)
+    assert np.abs(floored).max() < np.abs(plain).max()
 
 
 def test_normalising_commutes_with_the_group(observations):
@@ -95,3 +123,9 @@ def test_rewards_are_scaled_by_the_running_std_of_the_discounted_return():
         np.testing.assert_allclose(np.asarray(scaled), np.clip(rewards / std, -10, 10), rtol=1e-4)
         np.testing.assert_allclose(np.asarray(state.per_env), ret, rtol=1e-5)
     assert float(state.count) == 3 * 6 * 3
+
+
+@pytest.mark.parametrize("field, value", [("observation_std_floor", -0.1), ("freeze_normalizer_at", -1)])
+def test_the_off_policy_normaliser_options_refuse_negative_values(field, value):
+    with pytest.raises(ConfigError, match=field):
+        OffPolicyConfig(**{field: value})

@@ -104,6 +104,15 @@ class OffPolicyConfig:
     The buffer holds buffer_size rounded down to a multiple of num_envs, so that
     an environment's steps stay num_envs rows apart across the ring's wrap.
 
+    freeze_normalizer_at: with normalize_observations, the observation
+    statistics stop moving once this many environment steps were collected
+    (0: they follow the data for the whole run). Moving statistics re-scale
+    every stored transition as the policy changes what it sees.
+
+    observation_std_floor: with normalize_observations, the least std each scalar
+    channel is divided by (its own units; 0: none), so that a channel that barely
+    moves is not blown up (`equirl.agents.normalization.normalize`).
+
     mirror_probability: the chance that each sampled transition is replaced by
     its image under a random vertical mirror (`equirl.envs.symmetry`: vectors
     reflected, left and right limbs and hinges relabelled) -- symmetry as data
@@ -120,6 +129,8 @@ class OffPolicyConfig:
     n_step: int = 1
     reward_scale: float = 1.0
     normalize_observations: bool = True
+    freeze_normalizer_at: int = 0
+    observation_std_floor: float = 0.0
     init_actor: str = ""
     mirror_probability: float = 0.0
 
@@ -130,6 +141,8 @@ class OffPolicyConfig:
         for name in ("buffer_size", "batch_size", "steps_per_iteration", "updates_per_iteration", "n_step"):
             check_int(name, getattr(self, name), 1)
         check_int("learning_starts", self.learning_starts, 0)
+        check_int("freeze_normalizer_at", self.freeze_normalizer_at, 0)
+        check_float("observation_std_floor", self.observation_std_floor, 0.0)
         check_float("reward_scale", self.reward_scale, 0.0, open_low=True)
         check_float("gamma", self.gamma, 0.0, 1.0)
         check_bool("normalize_observations", self.normalize_observations)

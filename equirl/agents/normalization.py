@@ -59,6 +59,16 @@ def update(state: NormalizerState, obs: Observation) -> NormalizerState:
     )
 
 
+def update_until(state: NormalizerState, obs: Observation, env_steps, freeze_at: int) -> NormalizerState:
+    """`update`, until `env_steps` (collected before this batch) reaches freeze_at; from then
+    on the statistics stay as they are (freeze_at 0: never frozen)."""
+    updated = update(state, obs)
+    if freeze_at <= 0:
+        return updated
+    frozen = env_steps >= freeze_at
+    return jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state, updated)
+
+
 def _merge_moments(count, mean, m2, n, batch_mean, batch_m2):
     """(count, mean, sum of squared deviations) of two samples merged: Welford's parallel form."""
     total = count + n
@@ -67,12 +77,16 @@ def _merge_moments(count, mean, m2, n, batch_mean, batch_m2):
     return total, mean + delta * n / safe_total, m2 + batch_m2 + jnp.square(delta) * count * n / safe_total
 
 
-def normalize(state: NormalizerState, obs: Observation, clip: float = 10.0) -> Observation:
+def normalize(state: NormalizerState, obs: Observation, clip: float = 10.0, std_floor: float = 0.0) -> Observation:
     """Scalars to zero mean, unit std (clipped); vectors divided by their channel's RMS length.
 
+    std_floor: scalars are divided by at least this (in the channel's own units). A channel
+    that barely moves (a passive hinge's angle: std 0.003-0.006 rad on the pitch-only hopper)
+    is otherwise multiplied by hundreds, its jitter turned into inputs of order one.
     Before any statistics were gathered (count 0) it is the identity."""
     seen = state.count > 0  # before any data: the identity
-    std = jnp.where(seen, jnp.sqrt(state.scalar_m2 / jnp.maximum(state.count, 1.0) + EPS), 1.0)
+    std = jnp.sqrt(state.scalar_m2 / jnp.maximum(state.count, 1.0) + EPS)
+    std = jnp.where(seen, jnp.maximum(std, std_floor), 1.0)
     scalars = jnp.clip((obs.scalars - state.scalar_mean) / std, -clip, clip)
     rms = jnp.where(seen, jnp.sqrt(state.vector_sq + EPS), 1.0)
     vectors = obs.vectors / rms[:, None]

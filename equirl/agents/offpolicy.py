@@ -163,7 +163,9 @@ def make_learn(rule: UpdateRule, config: OffPolicyConfig, row_stride: int, mesh=
     gradient steps on n-step batches. row_stride: buffer rows between two consecutive steps
     of one environment (the number of environments). mirror: the environments'
     `symmetry.MirrorTables`, needed when config.mirror_probability > 0."""
-    norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
+    norm = lambda state, obs: maybe_normalize(  # noqa: E731
+        config.normalize_observations, state, obs, config.observation_std_floor
+    )
     place = (lambda x: distributed.constrain(x, mesh)) if mesh is not None else (lambda x: x)
     mirroring = config.mirror_probability > 0
     if mirroring and mirror is None:
@@ -238,7 +240,9 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
             )
     learn = make_learn(rule, config, env.num_envs, mesh, mirror)
     ready_at = max(config.learning_starts, config.batch_size)
-    norm = lambda state, obs: maybe_normalize(config.normalize_observations, state, obs)  # noqa: E731
+    norm = lambda state, obs: maybe_normalize(  # noqa: E731
+        config.normalize_observations, state, obs, config.observation_std_floor
+    )
 
     def init(key: jax.Array) -> OffPolicyState:
         k_env, k_learner, key = jax.random.split(key, 3)
@@ -307,7 +311,7 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
         buffer = replay.insert(state.buffer, flat)
         normalizer = state.normalizer
         if config.normalize_observations:
-            normalizer = normalization.update(normalizer, flat.obs)
+            normalizer = normalization.update_until(normalizer, flat.obs, state.env_steps, config.freeze_normalizer_at)
 
         # LEARN, once the buffer holds enough.
         key, k_learn = jax.random.split(key)
@@ -332,5 +336,6 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
         )
         return distributed.constrain_state(new_state, mesh), distributed.replicate(metrics, mesh)
 
-    act = make_act(networks, config.normalize_observations)  # reads state.params.actor and state.normalizer
+    # act reads state.params.actor and state.normalizer
+    act = make_act(networks, config.normalize_observations, config.observation_std_floor)
     return Agent(init=init, iteration=iteration, act=act, steps_per_iteration=batch)

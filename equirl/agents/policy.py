@@ -54,16 +54,19 @@ def initial_normalizer() -> normalization.NormalizerState:
     return normalization.init(NUM_VECTORS, NUM_SCALARS)
 
 
-def maybe_normalize(enabled: bool, state: normalization.NormalizerState, obs: Observation) -> Observation:
-    return normalization.normalize(state, obs) if enabled else obs
+def maybe_normalize(
+    enabled: bool, state: normalization.NormalizerState, obs: Observation, std_floor: float = 0.0
+) -> Observation:
+    return normalization.normalize(state, obs, std_floor=std_floor) if enabled else obs
 
 
-def make_act(networks, normalize_observations: bool) -> Callable[..., jax.Array]:
+def make_act(networks, normalize_observations: bool, std_floor: float = 0.0) -> Callable[..., jax.Array]:
     """act(state, obs, key=None, deterministic=True) -> torques [..., L, 3] for any
     agent state with `params.actor` and `normalizer` (PPO and SAC alike)."""
 
     def act(state, obs: Observation, key: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
-        dist = networks.actor.apply(state.params.actor, maybe_normalize(normalize_observations, state.normalizer, obs))
+        obs = maybe_normalize(normalize_observations, state.normalizer, obs, std_floor)
+        dist = networks.actor.apply(state.params.actor, obs)
         return dist.mode() if deterministic else dist.sample(seed=key)
 
     return act

@@ -31,6 +31,7 @@ class AlgorithmSpec:
     make(config, env, networks, total_iterations) -> Agent.
     steps_per_env(config): control steps each environment takes per iteration.
     normalize_observations(config): whether the policy reads normalised observations.
+    observation_std_floor(config): the least std its scalars are divided by then.
     check(config): extra consistency checks of a TrainConfig (raise ConfigError).
     state_shape_fields: "block.field" values that change the agent state's shapes
       (a run cannot resume across a change of them).
@@ -42,6 +43,7 @@ class AlgorithmSpec:
     make: Callable[..., Any]
     steps_per_env: Callable[[Any], int]
     normalize_observations: Callable[[Any], bool]
+    observation_std_floor: Callable[[Any], float] = lambda config: 0.0
     check: Callable[[Any], None] = lambda config: None
     state_shape_fields: tuple[str, ...] = ()
     make_rule: Callable[..., Any] | None = None
@@ -102,6 +104,7 @@ def offpolicy_spec(
         make=make,
         steps_per_env=lambda config: config.offpolicy.steps_per_iteration,
         normalize_observations=lambda config: config.offpolicy.normalize_observations,
+        observation_std_floor=lambda config: config.offpolicy.observation_std_floor,
         check=full_check,
         state_shape_fields=("offpolicy.buffer_size",),
         make_rule=lambda networks, config: make_rule(networks, getattr(config, block)),

@@ -60,7 +60,8 @@ def load(name: str, folder: Path = CONTROLLERS):
     networks = make_networks(config.network, config.env.max_limbs)
     template = ActingState(ActorParams(_actor_template(networks, config)), initial_normalizer())
     state = serialization.from_bytes(template, (path / "policy.msgpack").read_bytes())
-    act = make_act(networks, spec(config.algorithm).normalize_observations(config))
+    algorithm = spec(config.algorithm)
+    act = make_act(networks, algorithm.normalize_observations(config), algorithm.observation_std_floor(config))
 
     def deterministic(agent_state, obs):
         return act(agent_state, obs, None, True)
