@@ -347,3 +347,23 @@ def test_a_training_target_spread_puts_the_first_target_near_the_initial_heading
             assert off.min() < 0.1 * spread and off.max() > 0.8 * spread
         headings = np.arctan2(h[:, 1], h[:, 0])  # the robots still face every way
         assert np.ptp(headings) > 5.0
+
+
+def test_a_hinge_action_scale_bounds_each_hinge_axis_and_stays_in_eval(hopper, make_env):
+    """(0.25, 1, 0.5) with action a moves the body and charges control as (1, 1, 1) with the
+    action scaled per hinge axis (x, y, z), and `equirl eval`'s published task keeps it."""
+    scale = (0.25, 1.0, 0.5)
+    scaled = make_env(bodies=("hopper_5_full",), num_envs=4, autoreset=False, hinge_action_scale=scale)
+    start = hopper.reset(jax.random.PRNGKey(5))
+    action = random_actions(hopper, 6)
+    mine, theirs = scaled.step(start, action), hopper.step(start, action * jnp.asarray(scale))
+    np.testing.assert_allclose(mine.qpos, theirs.qpos, atol=1e-6)
+    np.testing.assert_allclose(mine.reward, theirs.reward, atol=1e-5)
+    assert not np.allclose(mine.qpos, hopper.step(start, action).qpos, atol=1e-6)
+    assert scaled.env.config.without_training_aids().hinge_action_scale == scale
+
+
+@pytest.mark.parametrize("scale", [(0.5, 1.0), (0.0, 1.0, 1.0), (1.0, 1.5, 1.0), (True, 1.0, 1.0)])
+def test_a_hinge_action_scale_outside_0_1_is_refused(scale):
+    with pytest.raises(ConfigError, match=r"hinge_action_scale=.*three numbers in \(0, 1\]"):
+        EnvConfig(hinge_action_scale=scale)

@@ -35,6 +35,7 @@ the device mesh (`equirl.agents.distributed`), parameters replicated.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -158,14 +159,18 @@ def mirror_sample(
     return jax.tree.map(choose, mirrored, sample)
 
 
+def observation_normalizer(config: OffPolicyConfig):
+    """norm(state, obs): the observation as the networks read it (standardised with the
+    config's std floor, or unchanged when the run does not normalise)."""
+    return functools.partial(maybe_normalize, config.normalize_observations, std_floor=config.observation_std_floor)
+
+
 def make_learn(rule: UpdateRule, config: OffPolicyConfig, row_stride: int, mesh=None, mirror=None):
     """learn(learner, buffer, normalizer, key) -> (learner, mean stats): `updates_per_iteration`
     gradient steps on n-step batches. row_stride: buffer rows between two consecutive steps
     of one environment (the number of environments). mirror: the environments'
     `symmetry.MirrorTables`, needed when config.mirror_probability > 0."""
-    norm = lambda state, obs: maybe_normalize(  # noqa: E731
-        config.normalize_observations, state, obs, config.observation_std_floor
-    )
+    norm = observation_normalizer(config)
     place = (lambda x: distributed.constrain(x, mesh)) if mesh is not None else (lambda x: x)
     mirroring = config.mirror_probability > 0
     if mirroring and mirror is None:
@@ -240,9 +245,7 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
             )
     learn = make_learn(rule, config, env.num_envs, mesh, mirror)
     ready_at = max(config.learning_starts, config.batch_size)
-    norm = lambda state, obs: maybe_normalize(  # noqa: E731
-        config.normalize_observations, state, obs, config.observation_std_floor
-    )
+    norm = observation_normalizer(config)
 
     def init(key: jax.Array) -> OffPolicyState:
         k_env, k_learner, key = jax.random.split(key, 3)

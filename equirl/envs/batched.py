@@ -238,6 +238,8 @@ class BatchedEnv:
         t = self.tables
         dtype = state.qpos.dtype
         action, nonfinite = sanitize_action(action, t.action_mask, dtype)
+        if self.config.hinge_action_scale != (1.0, 1.0, 1.0):  # the policy's bound per hinge axis
+            action = action * jnp.asarray(self.config.hinge_action_scale, dtype)
         if self.base_gains is not None:  # the policy's action is a residual on the base controller's
             base = lqr.act(self.base_gains, t, state.qpos, state.qvel).astype(dtype)
             residual = self.config.residual_scale * action

@@ -71,6 +71,15 @@ class EnvConfig:
       clip(base(state) + residual_scale * action, -1, 1). Below 1 the learner's
       exploration (uniform warm-up, a wide initial sigma) cannot knock the body
       off balance; part of the controller, like base_controller.
+    hinge_action_scale: the policy's action on each limb's x, y and z hinge is
+      multiplied by these before it reaches the motors (and the control
+      cost), so the policy's range on a hinge is this fraction of its motor's.
+      Part of the controller (`equirl eval` keeps it), an action bound: the
+      hoppers' x and z hinges turn only +-10 degrees yet have the pitch
+      hinges' gear of 200, and at full range the early, noisy policy kicks the
+      body sideways with them. (1, 1, 1): the published action space. The
+      policy stays mirror-equivariant while a body's mirror keeps each hinge in
+      its slot (every SGRL body) or the slots it exchanges share one scale.
     """
 
     bodies: tuple[str, ...] = ("hopper_5_full",)
@@ -94,6 +103,7 @@ class EnvConfig:
     training_torso_damping_axes: str = "all"
     base_controller: str | None = None
     residual_scale: float = 1.0
+    hinge_action_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self):
         if isinstance(self.bodies, str):
@@ -150,6 +160,15 @@ class EnvConfig:
         check_float("residual_scale", self.residual_scale, 0.0, open_low=True)
         if self.residual_scale != 1.0 and self.base_controller is None:
             raise ConfigError(f"residual_scale={self.residual_scale!r}: only applies with a base_controller")
+        scale = self.hinge_action_scale
+        if (
+            not isinstance(scale, tuple)
+            or len(scale) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in scale)
+        ):
+            raise ConfigError(
+                f"hinge_action_scale={scale!r}: must be three numbers in (0, 1], for the x, y and z hinges"
+            )
 
     def without_training_aids(self) -> EnvConfig:
         """This config on the published task: every training_* aid back at its default."""
