@@ -15,6 +15,7 @@ A reference for the learned policies' episode lengths: a policy whose episodes a
 longer than these has learned speed but not balance. Actions are clipped to ±1.
 
     python benchmarks/hopper_scripted.py [--episodes 16] [--lqr-only]
+    python benchmarks/hopper_scripted.py --hold-only --bodies walker_7_full ...   # any body
 """
 
 from __future__ import annotations
@@ -112,22 +113,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--lqr-only", action="store_true")
-    parser.add_argument("--bodies", nargs="+", default=list(BODIES), help="any body names (LQR table only)")
+    parser.add_argument("--hold-only", action="store_true", help="only zero torque and the stiff holds")
+    parser.add_argument("--bodies", nargs="+", default=list(BODIES), help="any body names")
     args = parser.parse_args()
     n = args.episodes
     if not args.lqr_only:
         zeros = np.zeros(n * len(HOLD_GAINS))
         pairs = list(itertools.product(LEAN_GAINS, LEAN_GAINS))
-        print("| body | " + " | ".join(f"hold {g:g}" for g in HOLD_GAINS) + " | best lean gains (kx, ky) | steps |")
-        print("|---|" + "---:|" * len(HOLD_GAINS) + "---|---:|")
+        lean_head = "" if args.hold_only else " best lean gains (kx, ky) | steps |"
+        print("| body | " + " | ".join(f"hold {g:g}" for g in HOLD_GAINS) + " |" + lean_head)
+        print("|---|" + "---:|" * len(HOLD_GAINS) + ("" if args.hold_only else "---|---:|"))
         for body in args.bodies:
             held = episode_lengths(body, np.repeat(HOLD_GAINS, n), zeros, zeros).reshape(len(HOLD_GAINS), n)
+            cells = " | ".join(cell(c) for c in held)
+            if args.hold_only:
+                print(f"| {body} | {cells} |", flush=True)
+                continue
             kx, ky = (np.repeat([p[i] for p in pairs], n) for i in (0, 1))
             lean = episode_lengths(body, np.full(len(kx), 3.0), kx, ky).reshape(len(pairs), n).mean(1)
             best = int(np.argmax(lean))
-            cells = " | ".join(cell(c) for c in held)
             print(f"| {body} | {cells} | {pairs[best]} | {lean[best]:.0f} |", flush=True)
         print()
+    if args.hold_only:
+        return
     names = [f"LQR {w[3]:.0e} / {w[0]:g}, {w[1]:g}, {w[2]:g}" for w in LQR_WEIGHTS]
     print("| body | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))

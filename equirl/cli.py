@@ -362,7 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument(
         "--training-aids",
         action="store_true",
-        help="keep the run's training_* aids (its own training task); default: the published task",
+        help=(
+            "keep the run's training_* aids (its own training task at the checkpoint's step: "
+            "a fading damping at that step's strength); default: the published task"
+        ),
     )
     ev.add_argument("--out", help="output folder for <bodies>.csv/.json (default RUN/eval)")
     ev.add_argument("--quiet", action="store_true", help="no per-body progress lines")

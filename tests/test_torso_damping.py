@@ -145,3 +145,20 @@ def test_evaluation_on_the_training_task_keeps_the_aids():
         assert env.torso_damping is not None
     finally:
         env.close()
+
+
+def test_evaluation_on_the_training_task_fades_the_damping_to_the_checkpoints_step():
+    """A run whose damping fades over 10k steps, evaluated with its aids at 5k and at 12k: half the
+    damping, then none (its training task at those steps), not the full strength it started from."""
+    env_config = EnvConfig(
+        bodies=("hopper_5_full",), max_limbs=5, training_torso_damping=50.0, training_torso_damping_steps=10_000
+    )
+    for step, damping in ((5_000, 25.0), (12_000, 0.0)):
+        policy = evaluate.Policy(config=TrainConfig(env=env_config), state=None, act=None, step=step)
+        env = evaluate.make_env(policy, "hopper_5_full", 2, 5, training_aids=True)
+        try:
+            torso = env.torso_damping
+            model, dofs = torso.models[0], torso.dofs[0]
+            np.testing.assert_allclose(model.dof_damping[dofs], torso.base[0] + damping * torso.scale[0])
+        finally:
+            env.close()

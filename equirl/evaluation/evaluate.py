@@ -167,7 +167,9 @@ def make_env(
     """A BatchedEnv of `body` (one entry) for `policy`: its task, frame skip and friction, no autoreset,
     and the published task: a training run's `training_*` aids (tilt limit, progress weight, tilt
     penalty, target spread, torso damping) are dropped unless `training_aids` (then it is the run's
-    own training task); its `base_controller` is kept, as part of the controller."""
+    own training task as it stood at the policy's checkpoint: a fading torso damping at the strength
+    of that step, not the full strength it started from); its `base_controller` is kept, as part of
+    the controller."""
     from equirl.envs.batched import BatchedEnv
 
     cfg = policy.config.env
@@ -182,7 +184,10 @@ def make_env(
         backend=backend or cfg.backend,
         num_threads=num_threads if num_threads is not None else cfg.num_threads,
     )
-    return BatchedEnv(config)
+    env = BatchedEnv(config)
+    if training_aids and policy.step is not None and policy.step >= 0:
+        env.set_training_progress(policy.step)
+    return env
 
 
 def episode_runner(env, policy: Policy):
