@@ -7,7 +7,6 @@ the same limit look alike. For each body this runs deterministic episodes on the
 published task and reads the torso's state where each episode ends, and over it:
 
 - height, pitch and roll at the end (pitch and roll as the task measures them);
-- the lowest height and the largest |pitch| and |roll| during the episode;
 - the first step at which |pitch| or |roll| passed 0.5 rad (where the fall began);
 - upright at the end: |pitch| and |roll| both under 0.5 rad (the end was a sinking,
   not a toppling).
@@ -32,6 +31,7 @@ from equirl.geometry import pitch_roll_of, quat_to_mat
 evaluate = importlib.import_module("equirl.evaluation.evaluate")  # the package exports a function of that name
 
 TIPPING = 0.5  # rad: a torso this far from upright is falling, not walking
+NEVER = 10_000  # the tipping step of an episode that never tipped (longer than any episode)
 
 
 def torso_pose(qpos):
@@ -42,41 +42,28 @@ def torso_pose(qpos):
 
 def measure(policy, body: str, episodes: int, seed: int = 7, training_aids: bool = False) -> dict:
     """Per-episode arrays: length, the end reasons' bit mask (0: the time limit), the torso's height,
-    pitch and roll at the end, their extremes over the episode and the tipping step."""
+    pitch and roll at the end and the tipping step."""
     env = evaluate.make_env(policy, body, episodes, policy.max_limbs, training_aids=training_aids)
     n = episodes
-    big = jnp.full(n, 10_000, jnp.int32)
+    never = jnp.full(n, NEVER, jnp.int32)
 
     def fold(acc, step, first_end):
-        t, alive, end, low, max_pitch, max_roll, tipped, reason = acc
+        t, alive, end, tipped, reason = acc
         z, pitch, roll = torso_pose(step.after.qpos)
         leaning = (jnp.abs(pitch) > TIPPING) | (jnp.abs(roll) > TIPPING)
-        low = jnp.where(alive, jnp.minimum(low, z), low)
-        max_pitch = jnp.where(alive, jnp.maximum(max_pitch, jnp.abs(pitch)), max_pitch)
-        max_roll = jnp.where(alive, jnp.maximum(max_roll, jnp.abs(roll)), max_roll)
-        tipped = jnp.where(alive & leaning & (tipped == big), t + 1, tipped)
+        tipped = jnp.where(alive & leaning & (tipped == NEVER), t + 1, tipped)
         reason = jnp.where(first_end, step.after.info["end_reasons"], reason)
         end = jnp.where(first_end[:, None], jnp.stack([z, pitch, roll, jnp.full(n, t + 1.0)], -1), end)
-        return t + 1, alive & ~first_end, end, low, max_pitch, max_roll, tipped, reason
+        return t + 1, alive & ~first_end, end, tipped, reason
 
     @jax.jit
     def run(agent_state, key):
         acting = rollout.deterministic(lambda obs: policy.act(agent_state, obs))
-        start = (
-            jnp.int32(0),
-            jnp.ones(n, bool),
-            jnp.zeros((n, 4)),
-            jnp.full(n, jnp.inf),
-            jnp.zeros(n),
-            jnp.zeros(n),
-            big,
-            jnp.zeros(n, jnp.int32),
-        )
+        start = (jnp.int32(0), jnp.ones(n, bool), jnp.zeros((n, 4)), never, jnp.zeros(n, jnp.int32))
         return rollout.run_episodes(env, env.reset(key), acting, key, fold, start, env.config.episode_length)
 
     try:
-        out = jax.device_get(run(policy.state, jax.random.PRNGKey(seed)))
-        _, _, end, low, max_pitch, max_roll, tipped, reason = out
+        _, _, end, tipped, reason = jax.device_get(run(policy.state, jax.random.PRNGKey(seed)))
     finally:
         env.close()
     return {
@@ -85,17 +72,14 @@ def measure(policy, body: str, episodes: int, seed: int = 7, training_aids: bool
         "z_end": end[:, 0],
         "pitch_end": end[:, 1],
         "roll_end": end[:, 2],
-        "z_min": low,
-        "max_pitch": max_pitch,
-        "max_roll": max_roll,
-        "tipped_at": np.where(tipped >= 10_000, np.nan, tipped),
+        "tipped_at": np.where(tipped == NEVER, np.nan, tipped),
     }
 
 
 def summary_row(source: str, body: str, m: dict) -> str:
-    reasons = {"time_limit": int(np.sum(m["reason"] == 0))}  # each condition broken, as `equirl eval` counts
-    for bit, name in enumerate(task.END_REASONS):
-        reasons[name] = int(np.sum((m["reason"] >> bit) & 1))
+    bits = jnp.asarray(m["reason"])
+    counts = task.reason_counts(bits, bits > 0)  # each condition broken, as `equirl eval` counts
+    reasons = {"time_limit": int(np.sum(m["reason"] == 0)), **dict(zip(task.END_REASONS, map(int, counts)))}
     upright = (np.abs(m["pitch_end"]) < TIPPING) & (np.abs(m["roll_end"]) < TIPPING) & (m["reason"] > 0)
     tipped = m["tipped_at"][~np.isnan(m["tipped_at"])]
     lead = np.mean(m["length"][~np.isnan(m["tipped_at"])] - tipped) if len(tipped) else float("nan")
