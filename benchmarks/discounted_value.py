@@ -61,9 +61,8 @@ def main(argv=None) -> int:
     a = parser.parse_args(argv)
     print("| policy | body | return | episode length | " + " | ".join(f"γ {g}" for g in GAMMAS) + " |")
     print("|---|---|---:|---:|" + "---:|" * len(GAMMAS))
-    names = pretrained.names()
     for source in a.policies:
-        policy = pretrained.load(source) if source in names else evaluate.load_policy_for_eval(source)
+        policy = pretrained.load_any(source)
         for body in a.bodies:
             row = measure(policy, body, a.episodes)
             values = " | ".join(f"{row[g]:.0f}" for g in GAMMAS)

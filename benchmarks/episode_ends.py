@@ -104,9 +104,8 @@ def main(argv=None) -> int:
         f"| upright at the end (|pitch|, |roll| < {TIPPING}) | tipped past {TIPPING} rad |"
     )
     print("|---|---|---:|---|---:|---:|---:|---|---|")
-    names = pretrained.names()
     for source in a.policies:
-        policy = pretrained.load(source) if source in names else evaluate.load_policy_for_eval(source)
+        policy = pretrained.load_any(source)
         for body in a.bodies:
             m = measure(policy, body, a.episodes, training_aids=a.training_aids)
             print(summary_row(source, body, m), flush=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import gymnasium
@@ -91,17 +92,19 @@ def compact_observation(obs, real: np.ndarray, axes: bool = False):
 
 
 class GymObservationHopper(gymnasium.Env):
-    """One hopper_4_lower_shin, our task, gymnasium's observation (or another, see
+    """One hopper_4_lower_shin (or `body`), our task, gymnasium's observation (or another, see
     `observation`) and pitch-only actions (or every motor: actions="all")."""
 
     # Per-coordinate running statistics (--per-dim-norm), shared by the training and the
     # evaluation environment; only the first one built (reference_gym's training env) updates them.
     stats: dict | None = None
 
-    def __init__(self, observation: str = "gym", actions: str = "pitch", per_dim_norm: bool = False, **aids):
+    def __init__(
+        self, observation: str = "gym", actions: str = "pitch", per_dim_norm: bool = False, body: str = BODY, **aids
+    ):
         if observation not in OBSERVATIONS or actions not in ("pitch", "all"):
             raise ValueError(f"observation={observation!r} / actions={actions!r}: expected {OBSERVATIONS} / pitch, all")
-        self.env = single_env(BODY, **aids)
+        self.env = single_env(body, **aids)
         self.kind, self.all_motors = observation, actions == "all"
         model = self.env.morphologies[0].model
         pitch = [j for j in range(model.njnt) if model.joint(j).name.endswith("_y")]
@@ -218,6 +221,13 @@ def main(argv=None) -> int:
     parser.add_argument("--observation", choices=OBSERVATIONS, default="gym", help="what the learner reads")
     parser.add_argument("--actions", choices=("pitch", "all"), default="pitch", help="which motors act")
     parser.add_argument(
+        "--body",
+        default=BODY,
+        help="another body (its pitch hinges, those named *_y, stand for gymnasium's joints: "
+        "walker_7_full read this way has Walker2d-v5's 17 numbers); the task is then "
+        "Equirl_<body>_GymObs-v0",
+    )
+    parser.add_argument(
         "--raw",
         action="store_true",
         help="no observation normaliser (algorithm column crossq_raw): the reference loop packs a long "
@@ -232,9 +242,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     # Checked and parsed as `equirl train --set env.KEY=VALUE` would be (unknown keys and bad
     # values refused by name); the aids then go to the environment as the fields that changed.
-    config = apply_overrides(EnvConfig(bodies=(BODY,)), args.set_env, source="--set-env")
+    config = apply_overrides(EnvConfig(bodies=(args.body,)), args.set_env, source="--set-env")
     aids = {key: getattr(config, key) for key in (pair.partition("=")[0] for pair in args.set_env)}
-    gymnasium.register(id=TASK, entry_point=GymObservationHopper)
+    task = TASK if args.body == BODY else f"Equirl_{args.body}_GymObs-v0"
+    gymnasium.register(id=task, entry_point=partial(GymObservationHopper, body=args.body))
     # Departures from gymnasium's observation and actions are named first in the task column.
     if args.actions != "pitch":
         aids = {"actions": args.actions, **aids}
@@ -244,7 +255,7 @@ def main(argv=None) -> int:
     if args.per_dim_norm:
         algorithm, overrides = "crossq_perdim", ["offpolicy.normalize_observations=false"]
         aids = {**aids, "per_dim_norm": True}
-    reference_gym.run(TASK, algorithm, args.steps, args.seed, args.eval_every, 5, overrides, aids)
+    reference_gym.run(task, algorithm, args.steps, args.seed, args.eval_every, 5, overrides, aids)
     return 0
 
 

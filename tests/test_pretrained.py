@@ -34,6 +34,11 @@ def test_at_least_one_controller_is_shipped_with_its_card():
     assert all(name in pretrained.describe() for name in shipped)
     with pytest.raises(ConfigError, match="pretrained controller 'nope': not shipped"):
         pretrained.load("nope")
+    # The benchmarks' "shipped name or run directory": a name loads the controller, anything
+    # else is read as a run directory, and a bad one is refused naming both readings.
+    assert pretrained.load_any(shipped[0]).run_dir == pretrained.CONTROLLERS / shipped[0]
+    with pytest.raises(ConfigError, match="nope: no such run directory \\(nor a shipped controller: "):
+        pretrained.load_any("nope")
 
 
 @pytest.mark.parametrize("name", pretrained.names())

@@ -69,6 +69,20 @@ def load(name: str, folder: Path = CONTROLLERS):
     return Policy(config=config, state=state, act=deterministic, run_dir=path, step=card(name, folder).get("env_steps"))
 
 
+def load_any(source: str | os.PathLike, folder: Path = CONTROLLERS):
+    """A shipped controller if `source` names one, else the newest checkpoint of the run
+    directory `source` (the benchmarks that read policies take either)."""
+    if str(source) in names(folder):
+        return load(str(source), folder)
+    from equirl.evaluation.evaluate import load_policy_for_eval
+
+    try:
+        return load_policy_for_eval(source)
+    except ConfigError as err:
+        shipped = ", ".join(names(folder)) or "none"
+        raise ConfigError(f"{err} (nor a shipped controller: {shipped})") from None
+
+
 def _actor_template(networks, config):
     """The actor's parameter tree (shapes only matter), traced from an observation's shapes:
     no environment is built, so loading a controller takes a second, not a compile."""
