@@ -22,7 +22,10 @@ and the torso's linear and angular velocity; `ours_compact_axes`: that plus each
 hinge axes (the thigh's first one is fixed in the torso, so they carry its tilt);
 `ours_compact_torso`: `ours_compact` plus the torso's x and z axes in its heading frame, from
 the simulator; `gym_all_hinges`: gymnasium's numbers with all
-nine hinges' angles and velocities, the side hinges' too) and `--actions all`
+nine hinges' angles and velocities, the side hinges' too; `gym_3d`: the same joint-space
+numbers for a body free in 3D, as gymnasium's Ant reads its body: torso height, the torso's x
+and z axes (pitch and roll), every hinge angle, the torso's linear and angular velocity
+(clipped at ±10), every hinge velocity, all in the torso's heading frame) and `--actions all`
 lets the side motors act too; each such change is named in the task column.
 
     python benchmarks/hopper_gym_observation.py --steps 20000 --set-env training_torso_damping=200 \
@@ -70,6 +73,7 @@ OBSERVATIONS = (
     "ours_compact_axes",
     "ours_compact_torso",
     "gym_all_hinges",
+    "gym_3d",
 )
 
 
@@ -171,6 +175,19 @@ class GymObservationHopper(gymnasium.Env):
         heading = forward[:2] / max(np.linalg.norm(forward[:2]), 1e-9)
         pitch = np.arctan2(-forward[2], np.linalg.norm(forward[:2]))
         v_forward = qvel[:2] @ heading
+        if kind == "gym_3d":
+            rot, to_heading = self._torso_frames()
+            # A free joint's linear velocity is in the world frame, its angular one in the body's.
+            linear, angular = to_heading @ qvel[:3], to_heading @ rot @ qvel[3:6]
+            return np.concatenate(
+                [
+                    [qpos[2]],
+                    self._torso_axes(),
+                    qpos[self.hinge_qpos],
+                    np.clip(np.concatenate([linear, angular]), -10, 10),
+                    qvel[self.hinge_dofs],
+                ]
+            )
         if kind == "gym_all_hinges":
             velocities = np.clip([v_forward, qvel[2], qvel[4]], -10, 10)
             return np.concatenate([[qpos[2], pitch], qpos[self.hinge_qpos], velocities, qvel[self.hinge_dofs]])
@@ -181,11 +198,15 @@ class GymObservationHopper(gymnasium.Env):
             [[qpos[2], pitch], qpos[self.qpos_idx], np.clip([v_forward, qvel[2], qvel[4]], -10, 10), qvel[self.dof_idx]]
         )
 
-    def _torso_axes(self):
-        """The torso's x and z axes in its heading frame (6 numbers): its pitch and roll."""
+    def _torso_frames(self):
+        """The torso's rotation and the world-to-heading rotation (about gravity, onto its x axis)."""
         rot = np.asarray(quat_to_mat(self.state.qpos[0][3:7]), np.float64)
         c, s = rot[:2, 0] / max(np.linalg.norm(rot[:2, 0]), 1e-9)
-        to_heading = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+        return rot, np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def _torso_axes(self):
+        """The torso's x and z axes in its heading frame (6 numbers): its pitch and roll."""
+        rot, to_heading = self._torso_frames()
         return (to_heading @ rot[:, [0, 2]]).T.reshape(-1)
 
     def reset(self, *, seed=None, options=None):

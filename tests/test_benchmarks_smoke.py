@@ -138,3 +138,28 @@ def test_the_gym_observation_hopper_swaps_what_the_learner_reads():
         env.close()
     with pytest.raises(ValueError, match="observation="):
         bench.GymObservationHopper(observation="joint")
+
+
+def test_the_gym_observation_reads_a_walker_in_3d_joint_space():
+    """--body walker_7_full --observation gym_3d: height, the torso's x and z axes (level at
+    reset), the 18 hinge angles, the torso's velocities in its heading frame, the 18 hinge
+    velocities; the torso's forward speed is its world velocity along its heading."""
+    import numpy as np
+
+    bench = _load("hopper_gym_observation")
+    env = bench.GymObservationHopper(observation="gym_3d", actions="all", body="walker_7_full")
+    try:
+        obs, _ = env.reset(seed=0)
+        # 18 hinges, 12 of them with a motor (the published file gives six a gear of 0).
+        assert obs.shape == (1 + 6 + 18 + 6 + 18,) and env.action_space.shape == (12,)
+        np.testing.assert_allclose(obs[1:7], [1, 0, 0, 0, 0, 1], atol=0.02)
+        for _ in range(5):
+            obs, *_ = env.step(np.full(12, 0.3, np.float32))
+        qpos, qvel = np.asarray(env.state.qpos[0]), np.asarray(env.state.qvel[0])
+        heading = obs[1:3] / np.linalg.norm(obs[1:3])  # the torso's x axis in its heading frame: [cos, 0, sin]
+        world_x = np.asarray(bench.quat_to_mat(qpos[3:7]))[:2, 0]
+        forward = qvel[:2] @ (world_x / np.linalg.norm(world_x))
+        assert abs(heading[1]) < 1e-6 and abs(obs[25] - forward) < 1e-5
+        np.testing.assert_allclose(obs[-18:], qvel[env.hinge_dofs], rtol=1e-6)
+    finally:
+        env.close()
