@@ -163,3 +163,31 @@ def test_the_gym_observation_reads_a_walker_in_3d_joint_space():
         np.testing.assert_allclose(obs[-18:], qvel[env.hinge_dofs], rtol=1e-6)
     finally:
         env.close()
+
+
+def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
+    """benchmarks/planar_body.py: the free root becomes gymnasium's rootx / rootz / rooty (rootz
+    referenced at the torso's height, so qpos[1] reads it), the x and z hinges and their motors
+    go, and gymnasium's Walker2d-v5 loads the result with its 17 numbers at the torso's height."""
+    import gymnasium
+    import mujoco
+
+    from equirl.morphology.builder import to_xml
+    from equirl.morphology.sgrl import sgrl_body
+
+    bench = _load("planar_body")
+    source = tmp_path / "walker.xml"
+    source.write_text(to_xml(sgrl_body("walker_7_full")))
+    planar = tmp_path / "planar.xml"
+    planar.write_text(bench.planar_xml(source))
+    model = mujoco.MjModel.from_xml_path(str(planar))
+    names = [model.joint(j).name for j in range(model.njnt)]
+    assert names[:3] == ["rootx", "rootz", "rooty"] and len(names) == 9
+    assert all(name.endswith("_y") for name in names[3:]) and model.nu == 6
+    assert {model.actuator(a).trnid[0] for a in range(model.nu)} == set(range(3, 9))
+    env = gymnasium.make("Walker2d-v5", xml_file=str(planar))
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (17,) and abs(obs[0] - model.qpos0[1]) < 0.01 and model.qpos0[1] > 1.0
+    finally:
+        env.close()

@@ -1,0 +1,77 @@
+"""An SGRL body made planar, for gymnasium's own 2D task: is it the body or our environment?
+
+Issue 15, item 5. The published walker_7_full is a 3D version of gymnasium's Walker2d with its
+own build (a torso of 10.7 kg against Walker2d's 3.7, thicker thighs, feet of friction 0.9
+against 1.9). This writes its MJCF as a planar body gymnasium's Walker2d-v5 (or Hopper-v5)
+can load: the free root becomes gymnasium's rootx / rootz / rooty joints (rootz's reference
+at the torso's height, so qpos[1] is the torso's height as there), and every x and z hinge
+goes with its motor, so the y hinges and their motors are the body's whole action space. Then
+our update code trains on it through gymnasium's own reward, termination and observation:
+
+    python benchmarks/planar_body.py walker_7_full results/reference_gym/bodies/walker_7_full_planar.xml
+    python benchmarks/reference_gym.py --task Walker2d-v5 \
+        --env-kwarg "xml_file='./results/reference_gym/bodies/walker_7_full_planar.xml'"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from equirl.errors import ConfigError
+from equirl.morphology.sgrl import reference_path
+
+
+def planar_xml(source: Path) -> str:
+    """The MJCF text of `source` with its free root replaced by x / z slides and a y hinge,
+    and every hinge (and motor) other than the *_y ones removed."""
+    tree = ET.parse(source)
+    root = tree.getroot()
+    torso = root.find("./worldbody/body")
+    free = torso.find("joint") if torso is not None else None
+    if free is None or free.get("type") != "free":
+        raise ConfigError(f"{source}: expected a torso with a free joint as the first body")
+    height = torso.get("pos", "0 0 0").split()[2]
+    at = list(torso).index(free)
+    torso.remove(free)
+    planar = [
+        dict(name="rootx", type="slide", axis="1 0 0"),
+        dict(name="rootz", type="slide", axis="0 0 1", ref=height),
+        dict(name="rooty", type="hinge", axis="0 1 0"),
+    ]
+    for offset, attrs in enumerate(planar):
+        joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
+        torso.insert(at + offset, joint)
+    dropped = set()
+    roots = {attrs["name"] for attrs in planar}
+    for body in torso.iter("body"):  # the torso too, whose root joints stay
+        for joint in list(body.findall("joint")):
+            if joint.get("name") not in roots and not joint.get("name", "").endswith("_y"):
+                dropped.add(joint.get("name"))
+                body.remove(joint)
+    actuators = root.find("actuator")
+    for motor in list(actuators if actuators is not None else []):
+        if motor.get("joint") in dropped:
+            actuators.remove(motor)
+    return ET.tostring(root, encoding="unicode")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("body", help="a published body's name, e.g. walker_7_full")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--root", type=Path, default=Path("../shared/sgrl3d"), help="the published files' folder")
+    args = parser.parse_args(argv)
+    source = reference_path(args.body, args.root)
+    if not source.is_file():
+        raise SystemExit(f"{source}: no published file for {args.body!r} (set --root)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(planar_xml(source) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
