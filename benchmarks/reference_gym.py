@@ -16,7 +16,7 @@ flattened slots, so it sees exactly the gymnasium vector (plus constants).
     python benchmarks/reference_gym.py --plot      # PNG from the summary CSV
 
 Writes results/reference_gym/summary.csv (task, algorithm, seed, env_steps,
-eval_return, wall_seconds; appended, one row per evaluation) and curves.png.
+eval_return, wall_seconds, eval_length; appended, one row per evaluation) and curves.png.
 Evaluation: every --eval-every steps, the deterministic policy for
 --eval-episodes episodes on a separate environment.
 """
@@ -47,7 +47,8 @@ from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 from equirl.presets import train_preset
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"
-FIELDS = ("task", "algorithm", "seed", "env_steps", "eval_return", "wall_seconds")
+# eval_length (the evaluation episodes' mean length) came later: older rows leave it empty.
+FIELDS = ("task", "algorithm", "seed", "env_steps", "eval_return", "wall_seconds", "eval_length")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +232,7 @@ def run(
                 env_steps=t,
                 eval_return=round(eval_return, 1),
                 wall_seconds=round(wall, 1),
+                eval_length=round(eval_length, 1),
             )
             rows.append(row)
             recent = np.mean(ep_returns[-10:]) if ep_returns else float("nan")
@@ -249,7 +251,7 @@ def append(rows: list[dict]) -> None:
     path = OUT / "summary.csv"
     new = not path.exists()
     with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS)
+        writer = csv.DictWriter(handle, FIELDS, restval="")
         if new:
             writer.writeheader()
         writer.writerows(rows)
