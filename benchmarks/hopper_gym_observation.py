@@ -31,6 +31,10 @@ lets the side motors act too; each such change is named in the task column.
     python benchmarks/hopper_gym_observation.py --steps 20000 --set-env training_torso_damping=200 \
         --set-env training_torso_damping_axes=planar --set-env training_tilt_limit=0.25 \
         --set-env training_target_spread=0
+
+`--body` reads another body the same way (its *_y hinges stand for gymnasium's joints):
+walker_7_full with `--observation gym` is read as Walker2d-v5 reads its walker (17 numbers),
+and with `--observation gym_3d --actions all` in 3D joint space.
 """
 
 from __future__ import annotations
