@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     # values refused by name); the aids then go to the environment as the fields that changed.
     config = apply_overrides(EnvConfig(bodies=(args.body,)), args.set_env, source="--set-env")
     aids = {key: getattr(config, key) for key in (pair.partition("=")[0] for pair in args.set_env)}
-    task = TASK if args.body == BODY else f"Equirl_{args.body}_GymObs-v0"
+    task = TASK if args.body == BODY else f"Equirl_{Path(args.body).stem}_GymObs-v0"  # a file: its name
     gymnasium.register(id=task, entry_point=partial(GymObservationHopper, body=args.body))
     # Departures from gymnasium's observation and actions are named first in the task column.
     if args.actions != "pitch":

@@ -11,6 +11,9 @@ our update code trains on it through gymnasium's own reward, termination and obs
     python benchmarks/planar_body.py walker_7_full results/reference_gym/bodies/walker_7_full_planar.xml
     python benchmarks/reference_gym.py --task Walker2d-v5 \
         --env-kwarg "xml_file='./results/reference_gym/bodies/walker_7_full_planar.xml'"
+
+`--lock-side-hinges` writes the other half of that comparison: the body still free in 3D for
+our environment, its x and z hinges locked and their motors off.
 """
 
 from __future__ import annotations
@@ -58,17 +61,40 @@ def planar_xml(source: Path) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def side_locked_xml(source: Path, half_range: float = 1e-4) -> str:
+    """The MJCF text of `source`, still free in 3D, with every hinge other than the *_y ones
+    locked (range +-half_range) and its motor at gear 0: our environment's planar tests,
+    with rigid side joints instead of passive ones."""
+    tree = ET.parse(source)
+    root = tree.getroot()
+    locked = set()
+    for joint in root.find("worldbody").iter("joint"):  # not the <default> class's
+        if joint.get("type", "hinge") == "hinge" and not joint.get("name", "").endswith("_y"):
+            joint.set("range", f"{-half_range} {half_range}")
+            joint.set("limited", "true")
+            locked.add(joint.get("name"))
+    for motor in root.iter():
+        if motor.get("joint") in locked and motor.get("gear") is not None:
+            motor.set("gear", "0 0 0 0 0 0")
+    return ET.tostring(root, encoding="unicode")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("body", help="a published body's name, e.g. walker_7_full")
     parser.add_argument("out", type=Path)
     parser.add_argument("--root", type=Path, default=Path("../shared/sgrl3d"), help="the published files' folder")
+    parser.add_argument(
+        "--lock-side-hinges",
+        action="store_true",
+        help="instead: keep the free root (for our environment) and lock every x and z hinge, motor at gear 0",
+    )
     args = parser.parse_args(argv)
     source = reference_path(args.body, args.root)
     if not source.is_file():
         raise SystemExit(f"{source}: no published file for {args.body!r} (set --root)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(planar_xml(source) + "\n")
+    args.out.write_text((side_locked_xml(source) if args.lock_side_hinges else planar_xml(source)) + "\n")
     print(f"wrote {args.out}")
     return 0
 
