@@ -180,6 +180,7 @@ def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
     source.write_text(to_xml(sgrl_body("walker_7_full")))
     planar = tmp_path / "planar.xml"
     planar.write_text(bench.planar_xml(source))
+    source.with_name("locked.xml").write_text(bench.side_locked_xml(source))
     model = mujoco.MjModel.from_xml_path(str(planar))
     names = [model.joint(j).name for j in range(model.njnt)]
     assert names[:3] == ["rootx", "rootz", "rooty"] and len(names) == 9
@@ -191,3 +192,10 @@ def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
         assert obs.shape == (17,) and abs(obs[0] - model.qpos0[1]) < 0.01 and model.qpos0[1] > 1.0
     finally:
         env.close()
+    # --lock-side-hinges: still free in 3D, every x / z hinge locked and unpowered, pitch untouched.
+    locked = mujoco.MjModel.from_xml_path(str(source.with_name("locked.xml")))
+    side = [j for j in range(locked.njnt) if locked.jnt_type[j] == 3 and not locked.joint(j).name.endswith("_y")]
+    assert locked.jnt_type[0] == 0 and len(side) == 12  # mjJNT_FREE, then 6 limbs x (x, z)
+    assert all(locked.jnt_range[j, 1] - locked.jnt_range[j, 0] < 1e-3 for j in side)
+    powered = {locked.actuator(a).trnid[0] for a in range(locked.nu) if locked.actuator_gear[a, 0] != 0}
+    assert powered == {j for j in range(1, locked.njnt) if locked.joint(j).name.endswith("_y")}
