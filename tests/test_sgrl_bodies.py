@@ -198,3 +198,19 @@ def test_without_removes_subtrees_and_reattaches():
     with pytest.raises(MorphologyError, match="no limb"):
         full.without(["tail"])
     assert math.isclose(sgrl_body("hopper_3_shin").root.pos[2], 1.25)
+
+
+def test_the_published_physics_option_gives_every_body_the_published_contacts():
+    """env.isotropic_friction=false reads the published physics: a body built by name gets the
+    published pyramidal cones and keeps its frictionless condim-1 geoms, as its file would;
+    the default is elliptic cones with those geoms at condim 3."""
+    from equirl.envs.bodies import resolve
+
+    ref = mujoco.MjModel.from_xml_path(str(reference_path("hopper_5_full", SGRL_ROOT))) if SGRL_ROOT.is_dir() else None
+    ((ours, _),) = resolve("hopper_5_full", max_limbs=8)
+    ((published, _),) = resolve("hopper_5_full", max_limbs=8, isotropic_friction=False)
+    assert ours.model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC and not np.any(ours.model.geom_condim == 1)
+    assert published.model.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL and np.any(published.model.geom_condim == 1)
+    if ref is not None:
+        assert published.model.opt.cone == ref.opt.cone
+        np.testing.assert_array_equal(published.model.geom_condim, ref.geom_condim)

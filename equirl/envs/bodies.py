@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import mujoco
@@ -26,6 +27,8 @@ def resolve(entry: str, *, max_limbs: int, isotropic_friction: bool = True) -> l
         ]
     if entry in sgrl.BODY_NAMES:
         body = sgrl.sgrl_body(entry)
+        if not isotropic_friction:  # the published files' cones (the builder's default is elliptic)
+            body = dataclasses.replace(body, cone="pyramidal")
         morph = morphology_from_model(
             build_model(body), source=f"builder:{entry}", name=entry, family=body.family, max_limbs=max_limbs
         )

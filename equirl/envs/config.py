@@ -91,7 +91,9 @@ class EnvConfig:
     frame_skip: int = 4
     autoreset: bool = True
     # Elliptic friction cones are isotropic, so the physics is exactly
-    # invariant to rotations about gravity; pyramidal cones are not.
+    # invariant to rotations about gravity; pyramidal cones are not. False: the
+    # published physics (3D-SGRL bodies by name get the published pyramidal
+    # cones, MJCF files keep theirs, condim-1 geoms stay frictionless).
     isotropic_friction: bool = True
     num_threads: int | None = None  # native backend; None: every core we may use
     training_tilt_limit: float | None = None
