@@ -186,7 +186,7 @@ class GymObservationHopper(gymnasium.Env):
             return np.concatenate(
                 [
                     [qpos[2]],
-                    self._torso_axes(),
+                    (to_heading @ rot[:, [0, 2]]).T.reshape(-1),  # the torso's axes, as _torso_axes
                     qpos[self.hinge_qpos],
                     np.clip(np.concatenate([linear, angular]), -10, 10),
                     qvel[self.hinge_dofs],
