@@ -17,10 +17,14 @@ STEPS = 60
 
 # MJX compiles for over a minute on a CPU (see README, Benchmarks): run with `pytest -m benchmark`.
 @pytest.mark.benchmark
-@pytest.mark.parametrize("body", ["hopper_3_shin"])
-def test_native_and_mjx_agree(make_env, body):
-    native = make_env(bodies=(body,), num_envs=2, autoreset=False, backend="native")
-    mjx = make_env(bodies=(body,), num_envs=2, autoreset=False, backend="mjx")
+@pytest.mark.parametrize(
+    "body, servo",
+    [("hopper_3_shin", (False, False, False)), ("hopper_3_shin", (True, True, True))],  # torque motors; servos
+)
+def test_native_and_mjx_agree(make_env, body, servo):
+    fields = dict(bodies=(body,), num_envs=2, autoreset=False, hinge_position_control=servo)
+    native = make_env(backend="native", **fields)
+    mjx = make_env(backend="mjx", **fields)
     a, b = native.reset(jax.random.PRNGKey(0)), mjx.reset(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(a.obs.vectors, b.obs.vectors)  # resets are backend-free
     key = jax.random.PRNGKey(1)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from equirl.envs import lqr, task
+from equirl.envs import lqr, position_control, task
 from equirl.envs.bodies import resolve
 from equirl.envs.config import EnvConfig
 from equirl.envs.tables import build_tables, padded_sizes
@@ -106,6 +106,11 @@ class BatchedEnv:
             for pair in resolve(entry, max_limbs=config.max_limbs, isotropic_friction=config.isotropic_friction)
         ]
         self.morphologies = [m for m, _ in pairs]
+        if any(config.hinge_position_control):  # part of the controller: servos in each MjModel
+            for morph in self.morphologies:
+                position_control.apply(
+                    morph, config.hinge_position_control, config.position_gain, config.position_damping
+                )
         self.params = [p for _, p in pairs]
         if config.num_envs < len(self.morphologies):
             raise ConfigError(

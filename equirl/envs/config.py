@@ -106,6 +106,9 @@ class EnvConfig:
     base_controller: str | None = None
     residual_scale: float = 1.0
     hinge_action_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    hinge_position_control: tuple[bool, bool, bool] = (False, False, False)
+    position_gain: float = 5.0
+    position_damping: float = 0.05
 
     def __post_init__(self):
         if isinstance(self.bodies, str):
@@ -170,6 +173,16 @@ class EnvConfig:
         ):
             raise ConfigError(
                 f"hinge_action_scale={scale!r}: must be three numbers in (0, 1], for the x, y and z hinges"
+            )
+        servo = self.hinge_position_control
+        if not isinstance(servo, tuple) or len(servo) != 3 or not all(isinstance(v, bool) for v in servo):
+            raise ConfigError(f"hinge_position_control={servo!r}: must be three booleans, for the x, y and z hinges")
+        check_float("position_gain", self.position_gain, 0.0, open_low=True)
+        check_float("position_damping", self.position_damping, 0.0)
+        if any(servo) and self.base_controller is not None:
+            raise ConfigError(
+                f"hinge_position_control={servo!r}: the base controller {self.base_controller!r} "
+                "computes torques; use one or the other"
             )
 
     def without_training_aids(self) -> EnvConfig:
