@@ -47,13 +47,13 @@ from pathlib import Path
 import gymnasium
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from gymnasium import spaces
 
 from equirl.config_io import apply_overrides
 from equirl.envs.batched import single_env
 from equirl.envs.config import EnvConfig
-from equirl.geometry import quat_to_mat
 from equirl.nn.baselines import canonicalize_heading, flatten_observation
 from equirl.observation import (
     ANGLE_SCALARS,
@@ -180,7 +180,7 @@ class GymObservationHopper(gymnasium.Env):
         pitch = np.arctan2(-forward[2], np.linalg.norm(forward[:2]))
         v_forward = qvel[:2] @ heading
         if kind == "gym_3d":
-            rot, to_heading = self._torso_frames()
+            rot, to_heading = self._torso_frames(qpos)
             # A free joint's linear velocity is in the world frame, its angular one in the body's.
             linear, angular = to_heading @ qvel[:3], to_heading @ rot @ qvel[3:6]
             return np.concatenate(
@@ -202,9 +202,15 @@ class GymObservationHopper(gymnasium.Env):
             [[qpos[2], pitch], qpos[self.qpos_idx], np.clip([v_forward, qvel[2], qvel[4]], -10, 10), qvel[self.dof_idx]]
         )
 
-    def _torso_frames(self):
-        """The torso's rotation and the world-to-heading rotation (about gravity, onto its x axis)."""
-        rot = np.asarray(quat_to_mat(self.state.qpos[0][3:7]), np.float64)
+    def _torso_frames(self, qpos=None):
+        """The torso's rotation and the world-to-heading rotation (about gravity, onto its x axis).
+        On the host with MuJoCo's own conversion: op-by-op JAX here ran a step ~3x slower."""
+        if qpos is None:
+            qpos = np.asarray(jax.device_get(self.state.qpos)[0], np.float64)
+        quat = qpos[3:7] / np.linalg.norm(qpos[3:7])
+        flat = np.zeros(9)
+        mujoco.mju_quat2Mat(flat, quat)
+        rot = flat.reshape(3, 3)
         c, s = rot[:2, 0] / max(np.linalg.norm(rot[:2, 0]), 1e-9)
         return rot, np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
 

@@ -146,6 +146,8 @@ def test_the_gym_observation_reads_a_walker_in_3d_joint_space():
     velocities; the torso's forward speed is its world velocity along its heading."""
     import numpy as np
 
+    from equirl.geometry import quat_to_mat
+
     bench = _load("hopper_gym_observation")
     env = bench.GymObservationHopper(observation="gym_3d", actions="all", body="walker_7_full")
     try:
@@ -157,7 +159,7 @@ def test_the_gym_observation_reads_a_walker_in_3d_joint_space():
             obs, *_ = env.step(np.full(12, 0.3, np.float32))
         qpos, qvel = np.asarray(env.state.qpos[0]), np.asarray(env.state.qvel[0])
         heading = obs[1:3] / np.linalg.norm(obs[1:3])  # the torso's x axis in its heading frame: [cos, 0, sin]
-        world_x = np.asarray(bench.quat_to_mat(qpos[3:7]))[:2, 0]
+        world_x = np.asarray(quat_to_mat(qpos[3:7]))[:2, 0]  # the library's, against MuJoCo's in the script
         forward = qvel[:2] @ (world_x / np.linalg.norm(world_x))
         assert abs(heading[1]) < 1e-6 and abs(obs[25] - forward) < 1e-5
         np.testing.assert_allclose(obs[-18:], qvel[env.hinge_dofs], rtol=1e-6)
