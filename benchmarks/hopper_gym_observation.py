@@ -174,13 +174,11 @@ class GymObservationHopper(gymnasium.Env):
             qvel = np.asarray(self.state.qvel[0], np.float64)
             return np.concatenate([ours, np.clip(qvel[self.hinge_dofs], -10, 10)])
         qpos, qvel = (np.asarray(x[0], np.float64) for x in jax.device_get((self.state.qpos, self.state.qvel)))
-        w, x, y, z = qpos[3:7] / np.linalg.norm(qpos[3:7])
-        forward = np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])  # torso x axis
-        heading = forward[:2] / max(np.linalg.norm(forward[:2]), 1e-9)
+        rot, to_heading = self._torso_frames(qpos)
+        forward = rot[:, 0]  # the torso's x axis
         pitch = np.arctan2(-forward[2], np.linalg.norm(forward[:2]))
-        v_forward = qvel[:2] @ heading
+        v_forward = qvel[:2] @ to_heading[0, :2]  # along the heading
         if kind == "gym_3d":
-            rot, to_heading = self._torso_frames(qpos)
             # A free joint's linear velocity is in the world frame, its angular one in the body's.
             linear, angular = to_heading @ qvel[:3], to_heading @ rot @ qvel[3:6]
             return np.concatenate(
