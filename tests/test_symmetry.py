@@ -66,9 +66,16 @@ def test_rotation_about_gravity(make_env, body):
     assert np.abs(pairs[-1][0].qpos[:, :2] - pairs[0][0].qpos[:, :2]).max() > 0.05
 
 
-@pytest.mark.parametrize("body", ["walker_7_full", pytest.param("hopper_5_full", marks=pytest.mark.benchmark)])
-def test_reflection_through_a_vertical_plane(make_env, body):
-    env = make_env(x64=True, bodies=(body,), num_envs=B, autoreset=False)
+@pytest.mark.parametrize(
+    "body, fields",
+    [
+        ("walker_7_full", {}),
+        ("walker_7_full", {"hinge_position_control": (True, True, True)}),  # position servos on every hinge
+        pytest.param("hopper_5_full", {}, marks=pytest.mark.benchmark),
+    ],
+)
+def test_reflection_through_a_vertical_plane(make_env, body, fields):
+    env = make_env(x64=True, bodies=(body,), num_envs=B, autoreset=False, **fields)
     mirror = mirror_map(env.morphologies[0])
     with float64():
         normal = jnp.asarray(np.random.default_rng(3).uniform(-np.pi, np.pi, B))
