@@ -14,6 +14,13 @@ our update code trains on it through gymnasium's own reward, termination and obs
 
 `--lock-side-hinges` writes the other half of that comparison: the body still free in 3D for
 our environment, its x and z hinges locked and their motors off.
+
+`--free-root-damping D` writes the step between the two, for gymnasium's task again: the planar
+body given back the free root's other three degrees of freedom (a sideways slide, then roll and
+yaw hinges after gymnasium's rooty, so qpos[1] and qpos[2] stay the height and pitch gymnasium's
+termination reads), roll damped by D and yaw by D times its inertia over the roll's, as our
+environment's planar aid (`training_torso_damping_axes=planar`) damps the free root. If this
+body falls where our planar proxy does, the free root is what separates them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import argparse
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import numpy as np
 
 from equirl.errors import ConfigError
 from equirl.morphology.sgrl import reference_path
@@ -61,6 +70,37 @@ def planar_xml(source: Path) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def free_root_xml(source: Path, damping: float) -> str:
+    """`planar_xml(source)` with a side slide and roll and yaw hinges added after rooty, damped as
+    our environment's planar aid damps the free root's roll and yaw (each by its own inertia)."""
+    import mujoco
+
+    root = ET.fromstring(planar_xml(source))
+    torso = root.find("./worldbody/body")
+    at = [j.get("name") for j in torso.findall("joint")].index("rooty") + 1
+    extra = [
+        dict(name="rootside", type="slide", axis="0 1 0"),
+        dict(name="rootroll", type="hinge", axis="1 0 0"),
+        dict(name="rootyaw", type="hinge", axis="0 0 1"),
+    ]
+    for offset, attrs in enumerate(extra):
+        joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
+        torso.insert(list(torso).index(torso.findall("joint")[at - 1]) + 1 + offset, joint)
+    # The roll and yaw hinges' own inertia at the start pose (the mass matrix's diagonal).
+    model = mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode"))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    full = np.zeros((model.nv, model.nv))
+    mujoco.mj_fullM(model, data, full)
+    roll, yaw = (model.jnt_dofadr[model.joint(name).id] for name in ("rootroll", "rootyaw"))
+    for joint in torso.findall("joint"):
+        if joint.get("name") == "rootroll":
+            joint.set("damping", f"{damping:g}")
+        elif joint.get("name") == "rootyaw":
+            joint.set("damping", f"{damping * full[yaw, yaw] / full[roll, roll]:.6g}")
+    return ET.tostring(root, encoding="unicode")
+
+
 def side_locked_xml(source: Path, half_range: float = 1e-4) -> str:
     """The MJCF text of `source`, still free in 3D, with every hinge other than the *_y ones
     locked (range +-half_range) and its motor at gear 0: our environment's planar tests,
@@ -89,12 +129,23 @@ def main(argv=None) -> int:
         action="store_true",
         help="instead: keep the free root (for our environment) and lock every x and z hinge, motor at gear 0",
     )
+    parser.add_argument(
+        "--free-root-damping",
+        type=float,
+        default=None,
+        help="instead: the planar body for gymnasium with the free root's side slide, roll and yaw added, "
+        "roll and yaw damped by this much (our planar aid's setting, e.g. 200)",
+    )
     args = parser.parse_args(argv)
     source = reference_path(args.body, args.root)
     if not source.is_file():
         raise SystemExit(f"{source}: no published file for {args.body!r} (set --root)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text((side_locked_xml(source) if args.lock_side_hinges else planar_xml(source)) + "\n")
+    if args.free_root_damping is not None:
+        text = free_root_xml(source, args.free_root_damping)
+    else:
+        text = side_locked_xml(source) if args.lock_side_hinges else planar_xml(source)
+    args.out.write_text(text + "\n")
     print(f"wrote {args.out}")
     return 0
 

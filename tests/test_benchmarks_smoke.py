@@ -201,3 +201,15 @@ def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
     assert all(locked.jnt_range[j, 1] - locked.jnt_range[j, 0] < 1e-3 for j in side)
     powered = {locked.actuator(a).trnid[0] for a in range(locked.nu) if locked.actuator_gear[a, 0] != 0}
     assert powered == {j for j in range(1, locked.njnt) if locked.joint(j).name.endswith("_y")}
+    # --free-root-damping: the planar body with the free root's side slide, roll and yaw after
+    # rooty (qpos[1:3] still height and pitch), damped as our planar aid damps the 3D body's root.
+    import numpy as np
+
+    from equirl.envs.torso_damping import relative_inertia, rotation_dofs
+
+    free = mujoco.MjModel.from_xml_string(bench.free_root_xml(source, 200.0))
+    names = [free.joint(j).name for j in range(free.njnt)]
+    assert names[:6] == ["rootx", "rootz", "rooty", "rootside", "rootroll", "rootyaw"] and free.nu == 6
+    aid = 200.0 * relative_inertia(locked, rotation_dofs(locked, "locked", "planar"))[:2]
+    np.testing.assert_allclose(free.dof_damping[4:6], aid, rtol=1e-4)
+    assert free.dof_damping[3] == 0.0  # the side slide is free, as the 3D root's is
