@@ -70,34 +70,41 @@ def planar_xml(source: Path) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def free_root_xml(source: Path, damping: float) -> str:
-    """`planar_xml(source)` with a side slide and roll and yaw hinges added after rooty, damped as
-    our environment's planar aid damps the free root's roll and yaw (each by its own inertia)."""
+FREE_ROOT_DOFS = ("side", "roll", "yaw")
+
+
+def free_root_xml(source: Path, damping: float, dofs: tuple[str, ...] = FREE_ROOT_DOFS) -> str:
+    """`planar_xml(source)` with a side slide and roll and yaw hinges (or those of them named in
+    `dofs`) added after rooty, damped as our environment's planar aid damps the free root's roll
+    and yaw (each by its own inertia)."""
     import mujoco
 
     root = ET.fromstring(planar_xml(source))
     torso = root.find("./worldbody/body")
     at = [j.get("name") for j in torso.findall("joint")].index("rooty") + 1
-    extra = [
-        dict(name="rootside", type="slide", axis="0 1 0"),
-        dict(name="rootroll", type="hinge", axis="1 0 0"),
-        dict(name="rootyaw", type="hinge", axis="0 0 1"),
-    ]
+    unknown = set(dofs) - set(FREE_ROOT_DOFS)
+    if unknown or not dofs:
+        raise ConfigError(f"free-root dofs {sorted(unknown) or '(none)'}: expected some of {FREE_ROOT_DOFS}")
+    axes = dict(side=("slide", "0 1 0"), roll=("hinge", "1 0 0"), yaw=("hinge", "0 0 1"))
+    extra = [dict(name=f"root{dof}", type=axes[dof][0], axis=axes[dof][1]) for dof in FREE_ROOT_DOFS if dof in dofs]
     for offset, attrs in enumerate(extra):
         joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
         torso.insert(list(torso).index(torso.findall("joint")[at - 1]) + 1 + offset, joint)
-    # The roll and yaw hinges' own inertia at the start pose (the mass matrix's diagonal).
-    model = mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode"))
+    # The roll and yaw hinges' own inertia at the start pose (the mass matrix's diagonal), over
+    # the roll's: the 3D root's roll inertia even when no roll hinge is given back.
+    whole = set(dofs) == set(FREE_ROOT_DOFS)
+    model = mujoco.MjModel.from_xml_string(
+        ET.tostring(root, encoding="unicode") if whole else free_root_xml(source, 0.0)
+    )
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     full = np.zeros((model.nv, model.nv))
     mujoco.mj_fullM(model, data, full)
-    roll, yaw = (model.jnt_dofadr[model.joint(name).id] for name in ("rootroll", "rootyaw"))
+    roll = model.jnt_dofadr[model.joint("rootroll").id]
     for joint in torso.findall("joint"):
-        if joint.get("name") == "rootroll":
-            joint.set("damping", f"{damping:g}")
-        elif joint.get("name") == "rootyaw":
-            joint.set("damping", f"{damping * full[yaw, yaw] / full[roll, roll]:.6g}")
+        if joint.get("name") in ("rootroll", "rootyaw"):
+            dof = model.jnt_dofadr[model.joint(joint.get("name")).id]
+            joint.set("damping", f"{damping * full[dof, dof] / full[roll, roll]:.6g}")
     return ET.tostring(root, encoding="unicode")
 
 
@@ -136,13 +143,21 @@ def main(argv=None) -> int:
         help="instead: the planar body for gymnasium with the free root's side slide, roll and yaw added, "
         "roll and yaw damped by this much (our planar aid's setting, e.g. 200)",
     )
+    parser.add_argument(
+        "--free-root-dofs",
+        default=",".join(FREE_ROOT_DOFS),
+        help="with --free-root-damping: which of side, roll, yaw to give back (comma-separated)",
+    )
     args = parser.parse_args(argv)
     source = reference_path(args.body, args.root)
     if not source.is_file():
         raise SystemExit(f"{source}: no published file for {args.body!r} (set --root)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.free_root_damping is not None:
-        text = free_root_xml(source, args.free_root_damping)
+        try:
+            text = free_root_xml(source, args.free_root_damping, tuple(args.free_root_dofs.split(",")))
+        except ConfigError as error:
+            raise SystemExit(f"--free-root-dofs: {error}") from None
     else:
         text = side_locked_xml(source) if args.lock_side_hinges else planar_xml(source)
     args.out.write_text(text + "\n")

@@ -213,3 +213,6 @@ def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
     aid = 200.0 * relative_inertia(locked, rotation_dofs(locked, "locked", "planar"))[:2]
     np.testing.assert_allclose(free.dof_damping[4:6], aid, rtol=1e-4)
     assert free.dof_damping[3] == 0.0  # the side slide is free, as the 3D root's is
+    roll_only = mujoco.MjModel.from_xml_string(bench.free_root_xml(source, 200.0, ("roll",)))
+    assert [roll_only.joint(j).name for j in range(4)][3] == "rootroll" and roll_only.njnt == 10
+    assert roll_only.dof_damping[3] == 200.0
