@@ -36,9 +36,9 @@ from equirl.errors import ConfigError
 from equirl.morphology.sgrl import reference_path
 
 
-def planar_xml(source: Path) -> str:
+def planar_xml(source: Path, keep_side_hinges: bool = False) -> str:
     """The MJCF text of `source` with its free root replaced by x / z slides and a y hinge,
-    and every hinge (and motor) other than the *_y ones removed."""
+    and every hinge (and motor) other than the *_y ones removed (or kept: keep_side_hinges)."""
     tree = ET.parse(source)
     root = tree.getroot()
     torso = root.find("./worldbody/body")
@@ -60,7 +60,8 @@ def planar_xml(source: Path) -> str:
     roots = {attrs["name"] for attrs in planar}
     for body in torso.iter("body"):  # the torso too, whose root joints stay
         for joint in list(body.findall("joint")):
-            if joint.get("name") not in roots and not joint.get("name", "").endswith("_y"):
+            side = joint.get("name") not in roots and not joint.get("name", "").endswith("_y")
+            if side and not keep_side_hinges:
                 dropped.add(joint.get("name"))
                 body.remove(joint)
     actuators = root.find("actuator")
@@ -73,13 +74,16 @@ def planar_xml(source: Path) -> str:
 FREE_ROOT_DOFS = ("side", "roll", "yaw")
 
 
-def free_root_xml(source: Path, damping: float, dofs: tuple[str, ...] = FREE_ROOT_DOFS) -> str:
+def free_root_xml(
+    source: Path, damping: float, dofs: tuple[str, ...] = FREE_ROOT_DOFS, keep_side_hinges: bool = False
+) -> str:
     """`planar_xml(source)` with a side slide and roll and yaw hinges (or those of them named in
     `dofs`) added after rooty, damped as our environment's planar aid damps the free root's roll
-    and yaw (each by its own inertia)."""
+    and yaw (each by its own inertia). keep_side_hinges with damping 0: the whole 3D body, free
+    root and every motor, in gymnasium's Walker2d task."""
     import mujoco
 
-    root = ET.fromstring(planar_xml(source))
+    root = ET.fromstring(planar_xml(source, keep_side_hinges))
     torso = root.find("./worldbody/body")
     at = [j.get("name") for j in torso.findall("joint")].index("rooty") + 1
     unknown = set(dofs) - set(FREE_ROOT_DOFS)
@@ -94,7 +98,9 @@ def free_root_xml(source: Path, damping: float, dofs: tuple[str, ...] = FREE_ROO
     # the roll's: the 3D root's roll inertia even when no roll hinge is given back.
     whole = set(dofs) == set(FREE_ROOT_DOFS)
     model = mujoco.MjModel.from_xml_string(
-        ET.tostring(root, encoding="unicode") if whole else free_root_xml(source, 0.0)
+        ET.tostring(root, encoding="unicode")
+        if whole
+        else free_root_xml(source, 0.0, keep_side_hinges=keep_side_hinges)
     )
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
@@ -144,6 +150,11 @@ def main(argv=None) -> int:
         "roll and yaw damped by this much (our planar aid's setting, e.g. 200)",
     )
     parser.add_argument(
+        "--keep-side-hinges",
+        action="store_true",
+        help="with --free-root-damping (0 for the plain 3D body): keep every x and z hinge and its motor",
+    )
+    parser.add_argument(
         "--free-root-dofs",
         default=",".join(FREE_ROOT_DOFS),
         help="with --free-root-damping: which of side, roll, yaw to give back (comma-separated)",
@@ -155,7 +166,9 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.free_root_damping is not None:
         try:
-            text = free_root_xml(source, args.free_root_damping, tuple(args.free_root_dofs.split(",")))
+            text = free_root_xml(
+                source, args.free_root_damping, tuple(args.free_root_dofs.split(",")), args.keep_side_hinges
+            )
         except ConfigError as error:
             raise SystemExit(f"--free-root-dofs: {error}") from None
     else:

@@ -216,3 +216,5 @@ def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
     roll_only = mujoco.MjModel.from_xml_string(bench.free_root_xml(source, 200.0, ("roll",)))
     assert [roll_only.joint(j).name for j in range(4)][3] == "rootroll" and roll_only.njnt == 10
     assert roll_only.dof_damping[3] == 200.0
+    whole = mujoco.MjModel.from_xml_string(bench.free_root_xml(source, 0.0, keep_side_hinges=True))
+    assert whole.nu == locked.nu == 18 and whole.njnt == 6 + 18 and not whole.dof_damping[:6].any()
