@@ -20,7 +20,10 @@ body given back the free root's other three degrees of freedom (a sideways slide
 yaw hinges after gymnasium's rooty, so qpos[1] and qpos[2] stay the height and pitch gymnasium's
 termination reads), roll damped by D and yaw by D times its inertia over the roll's, as our
 environment's planar aid (`training_torso_damping_axes=planar`) damps the free root. If this
-body falls where our planar proxy does, the free root is what separates them.
+body falls where our planar proxy does, the free root is what separates them. `--free-root-dofs`
+gives back only some of the three; `--keep-side-hinges` with D = 0 puts the whole 3D body (free
+root undamped, every motor) into gymnasium's task, a check of the 3D walker without our
+environment in the way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import mujoco
 import numpy as np
 
 from equirl.errors import ConfigError
@@ -81,11 +85,9 @@ def free_root_xml(
     `dofs`) added after rooty, damped as our environment's planar aid damps the free root's roll
     and yaw (each by its own inertia). keep_side_hinges with damping 0: the whole 3D body, free
     root and every motor, in gymnasium's Walker2d task."""
-    import mujoco
-
     root = ET.fromstring(planar_xml(source, keep_side_hinges))
     torso = root.find("./worldbody/body")
-    at = [j.get("name") for j in torso.findall("joint")].index("rooty") + 1
+    at = list(torso).index(next(j for j in torso.findall("joint") if j.get("name") == "rooty")) + 1
     unknown = set(dofs) - set(FREE_ROOT_DOFS)
     if unknown or not dofs:
         raise ConfigError(f"free-root dofs {sorted(unknown) or '(none)'}: expected some of {FREE_ROOT_DOFS}")
@@ -93,7 +95,7 @@ def free_root_xml(
     extra = [dict(name=f"root{dof}", type=axes[dof][0], axis=axes[dof][1]) for dof in FREE_ROOT_DOFS if dof in dofs]
     for offset, attrs in enumerate(extra):
         joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
-        torso.insert(list(torso).index(torso.findall("joint")[at - 1]) + 1 + offset, joint)
+        torso.insert(at + offset, joint)
     # The roll and yaw hinges' own inertia at the start pose (the mass matrix's diagonal), over
     # the roll's: the 3D root's roll inertia even when no roll hinge is given back.
     whole = set(dofs) == set(FREE_ROOT_DOFS)
