@@ -201,12 +201,24 @@ def test_a_body_made_planar_keeps_only_its_pitch_hinges_and_motors(tmp_path):
     assert all(locked.jnt_range[j, 1] - locked.jnt_range[j, 0] < 1e-3 for j in side)
     powered = {locked.actuator(a).trnid[0] for a in range(locked.nu) if locked.actuator_gear[a, 0] != 0}
     assert powered == {j for j in range(1, locked.njnt) if locked.joint(j).name.endswith("_y")}
-    # --free-root-damping: the planar body with the free root's side slide, roll and yaw after
-    # rooty (qpos[1:3] still height and pitch), damped as our planar aid damps the 3D body's root.
+
+
+def test_the_free_root_given_back_in_gymnasium_is_damped_as_our_planar_aid(tmp_path):
+    """benchmarks/planar_body.py --free-root-damping: the planar body with the free root's side
+    slide, roll and yaw after rooty (qpos[1:3] still height and pitch), roll and yaw damped with
+    the figures our planar aid puts on the 3D body's root; any of the three alone; and with the
+    side hinges kept, the whole 3D body with an undamped root and all 18 motors."""
+    import mujoco
     import numpy as np
 
     from equirl.envs.torso_damping import relative_inertia, rotation_dofs
+    from equirl.morphology.builder import to_xml
+    from equirl.morphology.sgrl import sgrl_body
 
+    bench = _load("planar_body")
+    source = tmp_path / "walker.xml"
+    source.write_text(to_xml(sgrl_body("walker_7_full")))
+    locked = mujoco.MjModel.from_xml_string(bench.side_locked_xml(source))
     free = mujoco.MjModel.from_xml_string(bench.free_root_xml(source, 200.0))
     names = [free.joint(j).name for j in range(free.njnt)]
     assert names[:6] == ["rootx", "rootz", "rooty", "rootside", "rootroll", "rootyaw"] and free.nu == 6
