@@ -36,8 +36,16 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from equirl.envs.torso_damping import relative_inertia
 from equirl.errors import ConfigError
 from equirl.morphology.sgrl import reference_path
+
+
+def _insert_root_joints(torso: ET.Element, at: int, joints: list[dict]) -> None:
+    """Unlimited, undamped, armature-free root joints (gymnasium's kind) into `torso` from child `at` on."""
+    for offset, attrs in enumerate(joints):
+        joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
+        torso.insert(at + offset, joint)
 
 
 def planar_xml(source: Path, keep_side_hinges: bool = False) -> str:
@@ -57,9 +65,7 @@ def planar_xml(source: Path, keep_side_hinges: bool = False) -> str:
         dict(name="rootz", type="slide", axis="0 0 1", ref=height),
         dict(name="rooty", type="hinge", axis="0 1 0"),
     ]
-    for offset, attrs in enumerate(planar):
-        joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
-        torso.insert(at + offset, joint)
+    _insert_root_joints(torso, at, planar)
     dropped = set()
     roots = {attrs["name"] for attrs in planar}
     for body in torso.iter("body"):  # the torso too, whose root joints stay
@@ -85,34 +91,25 @@ def free_root_xml(
     `dofs`) added after rooty, damped as our environment's planar aid damps the free root's roll
     and yaw (each by its own inertia). keep_side_hinges with damping 0: the whole 3D body, free
     root and every motor, in gymnasium's Walker2d task."""
-    root = ET.fromstring(planar_xml(source, keep_side_hinges))
-    torso = root.find("./worldbody/body")
-    at = list(torso).index(next(j for j in torso.findall("joint") if j.get("name") == "rooty")) + 1
     unknown = set(dofs) - set(FREE_ROOT_DOFS)
     if unknown or not dofs:
         raise ConfigError(f"free-root dofs {sorted(unknown) or '(none)'}: expected some of {FREE_ROOT_DOFS}")
+    root = ET.fromstring(planar_xml(source, keep_side_hinges))
+    torso = root.find("./worldbody/body")
+    at = list(torso).index(next(j for j in torso.findall("joint") if j.get("name") == "rooty")) + 1
     axes = dict(side=("slide", "0 1 0"), roll=("hinge", "1 0 0"), yaw=("hinge", "0 0 1"))
-    extra = [dict(name=f"root{dof}", type=axes[dof][0], axis=axes[dof][1]) for dof in FREE_ROOT_DOFS if dof in dofs]
-    for offset, attrs in enumerate(extra):
-        joint = ET.Element("joint", dict(attrs, pos="0 0 0", limited="false", armature="0", damping="0", stiffness="0"))
-        torso.insert(at + offset, joint)
-    # The roll and yaw hinges' own inertia at the start pose (the mass matrix's diagonal), over
-    # the roll's: the 3D root's roll inertia even when no roll hinge is given back.
-    whole = set(dofs) == set(FREE_ROOT_DOFS)
-    model = mujoco.MjModel.from_xml_string(
-        ET.tostring(root, encoding="unicode")
-        if whole
-        else free_root_xml(source, 0.0, keep_side_hinges=keep_side_hinges)
-    )
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    full = np.zeros((model.nv, model.nv))
-    mujoco.mj_fullM(model, data, full)
-    roll = model.jnt_dofadr[model.joint("rootroll").id]
-    for joint in torso.findall("joint"):
-        if joint.get("name") in ("rootroll", "rootyaw"):
-            dof = model.jnt_dofadr[model.joint(joint.get("name")).id]
-            joint.set("damping", f"{damping * full[dof, dof] / full[roll, roll]:.6g}")
+    _insert_root_joints(torso, at, [dict(name=f"root{dof}", type=axes[dof][0], axis=axes[dof][1]) for dof in axes])
+    # Damping scaled as the planar aid scales it, by each hinge's inertia over the roll's, read
+    # with all three given back (so the reference is the 3D root's roll even without a roll hinge).
+    model = mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode"))
+    hinges = [model.jnt_dofadr[model.joint(f"root{dof}").id] for dof in ("roll", "yaw")]
+    scale = dict(zip(("roll", "yaw"), relative_inertia(model, np.asarray(hinges))))
+    for dof in FREE_ROOT_DOFS:
+        joint = next(j for j in torso.findall("joint") if j.get("name") == f"root{dof}")
+        if dof not in dofs:
+            torso.remove(joint)
+        elif dof in scale:
+            joint.set("damping", f"{damping * scale[dof]:.6g}")
     return ET.tostring(root, encoding="unicode")
 
 
