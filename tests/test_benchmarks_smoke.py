@@ -97,6 +97,16 @@ def test_off_policy_reference_check_names_changed_gymnasium_settings():
             bench.env_kwargs([bad])
 
 
+def test_the_sbx_second_opinion_says_what_it_needs_where_sbx_is_missing(monkeypatch):
+    """reference_sbx runs outside equirl's dependencies: without sbx it stops with one message
+    naming what to install, not an ImportError from inside."""
+    bench = _load("reference_sbx")
+    monkeypatch.setitem(sys.modules, "sbx", None)  # import sbx now fails, installed or not
+    monkeypatch.setattr(sys, "argv", ["reference_sbx.py", "--steps", "10"])
+    with pytest.raises(SystemExit, match="needs sbx-rl"):
+        bench.main()
+
+
 def test_the_gym_observation_hopper_reads_our_state_as_gymnasium_would():
     """benchmarks/hopper_gym_observation.py: at reset the 11 numbers are the torso's height
     (gymnasium's 1.25 start), a level pitch and straight hinges; an action drives only the
