@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 
+# summary.csv's columns; eval_length (the evaluation episodes' mean length) came later: older rows leave it empty.
+FIELDS = ("task", "algorithm", "seed", "env_steps", "eval_return", "wall_seconds", "eval_length")
+
 
 def env_kwargs(pairs: list[str]) -> dict:
     """--env-kwarg KEY=VALUE pairs (values as Python literals) for gymnasium.make."""

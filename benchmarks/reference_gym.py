@@ -46,11 +46,9 @@ from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 from equirl.presets import train_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gym_task import env_kwargs, task_label  # noqa: E402  (beside this script)
+from gym_task import FIELDS, env_kwargs, task_label  # noqa: E402  (beside this script)
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"
-# eval_length (the evaluation episodes' mean length) came later: older rows leave it empty.
-FIELDS = ("task", "algorithm", "seed", "env_steps", "eval_return", "wall_seconds", "eval_length")
 
 
 @dataclasses.dataclass(frozen=True)

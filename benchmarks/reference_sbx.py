@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gym_task import env_kwargs, task_label  # noqa: E402  (beside this script; imports nothing of equirl)
+from gym_task import FIELDS, env_kwargs, task_label  # noqa: E402  (beside this script; imports nothing of equirl)
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"
-FIELDS = ("task", "algorithm", "seed", "env_steps", "eval_return", "wall_seconds", "eval_length")
 
 
 def evaluate(model, env, episodes: int, seed: int) -> tuple[float, float]:
@@ -66,6 +65,8 @@ def main() -> None:
         "--env-kwarg", action="append", default=[], help="a gymnasium.make setting, as in reference_gym.py"
     )
     args = parser.parse_args()
+    if args.critic < 1 or args.steps < 1 or args.eval_every < 1 or args.eval_episodes < 1:
+        raise SystemExit("--critic, --steps, --eval-every and --eval-episodes must be positive")
     try:
         import gymnasium as gym
         from sbx import CrossQ
