@@ -18,16 +18,19 @@ flattened slots, so it sees exactly the gymnasium vector (plus constants).
 Writes results/reference_gym/summary.csv (task, algorithm, seed, env_steps,
 eval_return, wall_seconds, eval_length; appended, one row per evaluation) and curves.png.
 Evaluation: every --eval-every steps, the deterministic policy for
---eval-episodes episodes on a separate environment.
+--eval-episodes episodes on a separate environment. Each evaluation also
+checkpoints the run in --runs (one folder per task, settings, algorithm and
+seed); the same command goes on from there, and a larger --steps extends a
+finished run (gymnasium's episode in progress is not saved: it restarts).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import datetime
+import hashlib
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -41,14 +44,15 @@ from equirl.agents import normalization, offpolicy, replay
 from equirl.agents.config import TrainConfig
 from equirl.agents.policy import initial_normalizer, maybe_normalize
 from equirl.agents.registry import spec
+from equirl.errors import ConfigError
 from equirl.nn import make_networks
 from equirl.observation import NUM_SCALARS, NUM_VECTORS, Observation
 from equirl.presets import train_preset
+from equirl.runs import checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gym_task import FIELDS, env_kwargs, task_label  # noqa: E402  (beside this script)
-
-OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"
+from gym_table import append, plot, write_table  # noqa: E402  (beside this script)
+from gym_task import env_kwargs, task_label  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +104,10 @@ def run(
     eval_episodes: int,
     overrides: list[str],
     kwargs: dict | None = None,
+    run_dir: Path | None = None,
 ) -> list[dict]:
+    """Train and evaluate; with `run_dir`, checkpoint at every evaluation and go on from the
+    newest checkpoint there (a longer --steps extends a finished run)."""
     config = config_for(algorithm.split("_")[0], overrides)
     algo = spec(config.algorithm)
     off = config.offpolicy
@@ -133,6 +140,18 @@ def run(
     buffer = replay.init(example, min(off.buffer_size, steps))
     normalizer = initial_normalizer()
     ready_at = max(off.learning_starts, off.batch_size)
+    settings = dict(
+        task=task, algorithm=algorithm, overrides=list(overrides), eval_every=eval_every, buffer_size=off.buffer_size
+    )
+    t0, wall0, ep_returns, manager, x = 0, 0.0, [], None, obs0
+    if run_dir is not None:
+        manager = checkpoints.open_manager(run_dir, keep=1)
+        if checkpoints.has_checkpoints(run_dir):
+            state = dict(learner=learner, buffer=buffer, normalizer=normalizer, key=key)
+            state, t0, wall0, ep_returns = resume(manager, run_dir, state, example, settings, steps)
+            learner, buffer, normalizer, key = state["learner"], state["buffer"], state["normalizer"], state["key"]
+            x, _ = env.reset(seed=seed + t0)  # gymnasium's state is not saved: a fresh episode
+            eval_env.reset(seed=seed + 10_000 + t0)
 
     @jax.jit
     def explore(learner, normalizer, obs, key):
@@ -171,10 +190,10 @@ def run(
                 done = term or trunc
         return total / eval_episodes, length / eval_episodes
 
-    rows, start, x = [], time.perf_counter(), obs0
+    rows, start = [], time.perf_counter()
     rng = np.random.default_rng(seed)
-    ep_return, ep_returns, q_mean = 0.0, [], float("nan")
-    for t in range(1, steps + 1):
+    ep_return, q_mean = 0.0, float("nan")
+    for t in range(t0 + 1, steps + 1):
         o = adapter.observation(x[None])
         if t <= off.learning_starts:
             a = np.zeros((1, adapter.limbs, 3), np.float32)
@@ -205,7 +224,7 @@ def run(
             ep_return = 0.0
             x, _ = env.reset()
         if t % eval_every == 0:
-            wall = time.perf_counter() - start
+            wall = wall0 + time.perf_counter() - start
             eval_return, eval_length = evaluate()
             row = dict(
                 task=task,
@@ -225,94 +244,37 @@ def run(
                 flush=True,
             )
             append(rows[-1:])
+            if manager is not None:  # after the row: a run killed in between repeats it, never loses it
+                state = dict(learner=learner, buffer=buffer, normalizer=normalizer, key=key)
+                meta = dict(settings=settings, capacity=buffer.capacity, wall_seconds=wall, ep_returns=ep_returns[-10:])
+                checkpoints.save(manager, t, state, meta)
     return rows
 
 
-def append(rows: list[dict]) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "summary.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS, restval="")
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+def run_directory(runs: str | Path, task: str, algorithm: str, seed: int) -> Path:
+    """One folder per (task with its settings, algorithm, seed) under `runs`."""
+    slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", task).strip("_")[:60]
+    return Path(runs) / f"{slug}-{hashlib.sha1(task.encode()).hexdigest()[:8]}_{algorithm}_s{seed}"
 
 
-def plot() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(OUT / "summary.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    runs = sorted({(r["task"], r["algorithm"], r["seed"]) for r in rows})
-    bases = sorted({task.split("[")[0] for task, _, _ in runs})  # one panel per gymnasium task
-    fig, axes = plt.subplots(1, len(bases), figsize=(6 * len(bases), 4.5), squeeze=False)
-    for ax, base in zip(axes[0], bases):
-        for task, algorithm, seed in runs:
-            if task.split("[")[0] != base:
-                continue
-            pts = [
-                (int(r["env_steps"]), float(r["eval_return"]))
-                for r in rows
-                if (r["task"], r["algorithm"], r["seed"]) == (task, algorithm, seed)
-            ]
-            settings = task[len(base) :][:48]
-            ax.plot(*zip(*sorted(pts)), marker="o", markersize=3, label=f"{algorithm} s{seed} {settings}".strip())
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return (deterministic)")
-        ax.set_title(f"{base}: equirl update rules (MLP)")
-        ax.legend(fontsize=5)
-    fig.tight_layout()
-    fig.savefig(OUT / "curves.png", dpi=120)
-
-
-# Published returns at 100k steps (gymnasium v4 tasks), from the authors' result files in
-# the SimbaV2 and FlashSAC repositories (the issue's facts): CrossQ, plain SAC, PPO.
-PUBLISHED_100K = {
-    "Hopper": {"crossq": 2764, "sac": 1103, "ppo": 482},
-    "Walker2d": {"crossq": 3914, "sac": 690, "ppo": 301},
-    "Humanoid": {"crossq": 2603, "sac": 632, "ppo": 312},
-}
-
-
-def published_100k(task: str, algorithm: str):
-    """The published figure for an unchanged gymnasium task ("" for changed settings or other tasks)."""
-    if "[" in task:
-        return ""
-    return PUBLISHED_100K.get(task.split("-")[0], {}).get(algorithm.split("_")[0], "")
-
-
-def write_table() -> None:
-    from equirl.machine import describe as machine
-
-    with open(OUT / "summary.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    runs = sorted({(r["task"], r["algorithm"], r["seed"]) for r in rows})
-    marks = sorted({int(r["env_steps"]) for r in rows})
-    lines = [
-        "Our update rules (MLP networks) on gymnasium's tasks, stepped by gymnasium; evaluation return of "
-        f"the deterministic policy (5 episodes) at each budget; {datetime.date.today()}, {machine()}, "
-        "generated by benchmarks/reference_gym.py. Published: at 100k steps (gymnasium v4 Hopper, Walker2d, Humanoid). "
-        "Rows named sbx_*: sbx's CrossQ, not ours (benchmarks/reference_sbx.py), for a second opinion.",
-        "",
-        "| task | algorithm | seed | "
-        + " | ".join(f"{m // 1000}k" for m in marks)
-        + " | wall clock | published 100k |",
-        "|---|---|---:|" + "---:|" * len(marks) + "---:|---:|",
-    ]
-    for task, algorithm, seed in runs:
-        mine = {
-            int(r["env_steps"]): r for r in rows if (r["task"], r["algorithm"], r["seed"]) == (task, algorithm, seed)
-        }
-        cells = [f"{float(mine[m]['eval_return']):.0f}" if m in mine else "" for m in marks]
-        wall = max(float(r["wall_seconds"]) for r in mine.values()) / 60
-        published = published_100k(task, algorithm)
-        lines.append(f"| {task} | {algorithm} | {seed} | " + " | ".join(cells) + f" | {wall:.0f} min | {published} |")
-    (OUT / "table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+def resume(manager, run_dir: Path, state: dict, example, settings: dict, steps: int):
+    """(state, steps done, wall seconds, recent training returns) of the newest checkpoint; a
+    buffer sized for fewer steps grows (it never wrapped, so its rows are in order from 0)."""
+    meta = checkpoints.read_meta(manager, manager.latest_step())
+    if meta["settings"] != settings:
+        raise ConfigError(f"{run_dir}: holds a run of {meta['settings']}, not {settings}; remove it or use --runs")
+    target = dict(state, buffer=replay.init(example, meta["capacity"]))
+    state, meta, t0 = checkpoints.restore_latest(manager, target, run_dir)
+    if t0 >= steps:
+        raise ConfigError(f"{run_dir}: already {t0} steps; ask for more than that (--steps)")
+    old, capacity = state["buffer"], target["buffer"].capacity
+    wanted = max(capacity, min(settings["buffer_size"], steps))
+    if wanted > capacity:
+        pad = lambda a: jnp.concatenate([a, jnp.zeros((wanted - capacity,) + a.shape[1:], a.dtype)])  # noqa: E731
+        state["buffer"] = replay.ReplayBuffer(jax.tree.map(pad, old.data), position=old.size, size=old.size)
+    print(f"{run_dir}: resuming at {t0} steps", flush=True)
+    state = jax.tree.map(lambda a: jnp.array(a, copy=True), state)  # donation needs a buffer per leaf
+    return state, t0, meta["wall_seconds"], list(meta["ep_returns"])
 
 
 def main(argv=None) -> int:
@@ -330,11 +292,28 @@ def main(argv=None) -> int:
         default=[],
         help="a gymnasium.make setting, e.g. healthy_angle_range=(-1,1); the task is then named with it",
     )
+    parser.add_argument("--runs", default="runs/reference_gym", help="where run checkpoints go ('' for none)")
     parser.add_argument("--plot", action="store_true", help="only draw curves.png from summary.csv")
     args = parser.parse_args(argv)
     if not args.plot:
         kwargs = env_kwargs(args.env_kwarg)
-        run(args.task, args.algorithm, args.steps, args.seed, args.eval_every, args.eval_episodes, args.set, kwargs)
+        where = (
+            run_directory(args.runs, task_label(args.task, kwargs), args.algorithm, args.seed) if args.runs else None
+        )
+        try:
+            run(
+                args.task,
+                args.algorithm,
+                args.steps,
+                args.seed,
+                args.eval_every,
+                args.eval_episodes,
+                args.set,
+                kwargs,
+                where,
+            )
+        except ConfigError as err:
+            raise SystemExit(f"reference_gym: {err}") from None
     plot()
     write_table()
     return 0

@@ -45,7 +45,8 @@ from flax import struct
 from jax.experimental import io_callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_gym import FlatAdapter, append, plot, write_table  # noqa: E402
+from gym_table import append, plot, write_table  # noqa: E402
+from reference_gym import FlatAdapter  # noqa: E402
 
 from equirl.agents.config import PPOConfig  # noqa: E402
 from equirl.agents.ppo import make_ppo  # noqa: E402

@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gym_task import FIELDS, env_kwargs, task_label  # noqa: E402  (beside this script; imports nothing of equirl)
-
-OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"
+from gym_table import OUT  # noqa: E402  (beside this script; neither imports equirl at load)
+from gym_task import FIELDS, env_kwargs, task_label  # noqa: E402
 
 
 def evaluate(model, env, episodes: int, seed: int) -> tuple[float, float]:

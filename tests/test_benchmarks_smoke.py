@@ -240,3 +240,36 @@ def test_the_free_root_given_back_in_gymnasium_is_damped_as_our_planar_aid(tmp_p
     assert roll_only.dof_damping[3] == 200.0
     whole = mujoco.MjModel.from_xml_string(bench.free_root_xml(source, 0.0, keep_side_hinges=True))
     assert whole.nu == locked.nu == 18 and whole.njnt == 6 + 18 and not whole.dof_damping[:6].any()
+
+
+def test_off_policy_reference_check_goes_on_from_its_checkpoint_and_extends_a_run(tmp_path, monkeypatch):
+    """reference_gym checkpoints at each evaluation: the same run asked for more steps goes on from
+    there with its buffer (grown to the new budget) instead of starting over, and a run directory
+    holding other settings, or already as long, is refused by name."""
+    from equirl.errors import ConfigError
+
+    bench = _load("reference_gym")
+    monkeypatch.setattr(sys.modules["gym_table"], "OUT", tmp_path / "results")  # results/ stays as measured
+    saved = []
+    save = bench.checkpoints.save
+    monkeypatch.setattr(
+        bench.checkpoints, "save", lambda m, t, state, meta: (saved.append(state["buffer"]), save(m, t, state, meta))
+    )
+    sets = ["network.q_hidden=[16,16]", "network.mlp_hidden=[16,16]", "offpolicy.batch_size=16"]
+    sets.append("offpolicy.learning_starts=40")
+    where = tmp_path / "run"
+    first = bench.run("Hopper-v5", "crossq", 200, 0, 100, 1, sets, run_dir=where)
+    assert [r["env_steps"] for r in first] == [100, 200]
+    assert saved[-1].capacity == 200 and int(saved[-1].size) == 200
+
+    more = bench.run("Hopper-v5", "crossq", 300, 0, 100, 1, sets, run_dir=where)
+    assert [r["env_steps"] for r in more] == [300]
+    assert more[0]["wall_seconds"] > first[-1]["wall_seconds"]
+    assert saved[-1].capacity == 300 and int(saved[-1].size) == 300 and int(saved[-1].position) == 0
+    with open(tmp_path / "results" / "summary.csv") as handle:
+        assert [line.split(",")[3] for line in handle.read().splitlines()[1:]] == ["100", "200", "300"]
+
+    with pytest.raises(ConfigError, match=r"run\b.*holds a run of .*n_step"):
+        bench.run("Hopper-v5", "crossq", 400, 0, 100, 1, sets + ["offpolicy.n_step=1"], run_dir=where)
+    with pytest.raises(ConfigError, match="already 300 steps"):
+        bench.run("Hopper-v5", "crossq", 300, 0, 100, 1, sets, run_dir=where)
