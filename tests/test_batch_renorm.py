@@ -76,3 +76,23 @@ def test_after_warm_up_r_and_d_are_clipped_and_held_constant():
         return module.apply(variables, x, mutable=["batch_stats"])[0].sum()
 
     np.testing.assert_allclose(jax.grad(total)(close), 0.0, atol=1e-4)
+
+
+def test_the_mlp_critic_renormalises_after_the_activation_where_configured():
+    """network.q_norm_after_activation puts renorm after each activation (sbx's CrossQ): in
+    train mode the hidden features leave with zero batch mean and unit variance. By default it
+    sits before the activation, and GELU's output keeps a positive mean."""
+    from equirl.nn import NetworkConfig
+    from equirl.nn.baselines import MLPBody
+
+    x = batch(3, 1.0, 3.0)
+    for after in (True, False):
+        config = NetworkConfig(kind="mlp", q_norm="batch_renorm", q_input_norm=False, q_norm_after_activation=after)
+        body = MLPBody((8, 8), norm=config, activation="gelu")
+        y, _ = body.apply(body.init(jax.random.key(0), x), x, mutable=["batch_stats"])
+        mean, var = np.asarray(y.mean(0)), np.asarray(y.var(0))
+        if after:
+            np.testing.assert_allclose(mean, 0.0, atol=1e-5)
+            assert np.all((var > 0.9) & (var <= 1.0))
+        else:
+            assert mean.mean() > 0.15

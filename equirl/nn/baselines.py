@@ -111,8 +111,8 @@ def torso_vectors(obs: Observation, index: tuple[int, ...], fixed_scale: bool) -
 
 class MLPBody(nn.Module):
     """Dense -> [norm] -> activation per hidden layer; `norm` (a Q network's config) adds
-    config.q_norm after each Dense, and with batch renorm also on the input if
-    config.q_input_norm (as CrossQ)."""
+    config.q_norm after each Dense (after the activation with config.q_norm_after_activation,
+    as sbx's CrossQ), and with batch renorm also on the input if config.q_input_norm (as CrossQ)."""
 
     hidden: tuple[int, ...]
     norm: NetworkConfig | None = None
@@ -126,7 +126,13 @@ class MLPBody(nn.Module):
         for i, n in enumerate(self.hidden):
             x = nn.Dense(n, kernel_init=fan_in_init(self.init_scale), name=f"hidden_{i}")(x)
             norm = q_norm(self.norm, f"norm_{i}") if self.norm is not None else None
-            x = getattr(nn, self.activation)(norm(x) if norm is not None else x)
+            activation = getattr(nn, self.activation)
+            if norm is None:
+                x = activation(x)
+            elif self.norm.q_norm_after_activation:
+                x = norm(activation(x))
+            else:
+                x = activation(norm(x))
         return x
 
 

@@ -64,6 +64,10 @@ class NetworkConfig:
       (CrossQ's published critic does). Measured on walker_7_full alone: with it
       the critic runs away (mean Q 2,869 against a Monte-Carlo return of 35 at
       16k steps), without it Q stays within 2x of that return (README, issue 15).
+    q_norm_after_activation: where the MLP critic's q_norm sits in each hidden layer:
+      false, Dense -> norm -> activation (ours since the first CrossQ); true, Dense ->
+      activation -> norm, as sbx's CrossQ critic. Measured on Humanoid-v5 (README,
+      "A second CrossQ on Humanoid"), where sbx climbs from 50k steps and ours did not.
     q_hidden: hidden sizes of the MLP kinds' Q network; empty: mlp_hidden.
     renorm_momentum, renorm_warmup: batch renorm's running-statistics momentum
       and the number of train steps it runs as plain batch norm.
@@ -121,6 +125,7 @@ class NetworkConfig:
     state_dependent_std: bool = True
     q_norm: str = "default"
     q_input_norm: bool = True
+    q_norm_after_activation: bool = False
     q_hidden: tuple[int, ...] = ()
     renorm_momentum: float = 0.99
     renorm_warmup: int = 100_000
@@ -179,6 +184,7 @@ class NetworkConfig:
         check_int("renorm_warmup", self.renorm_warmup, 0)
         check_bool("squash", self.squash)
         check_bool("q_input_norm", self.q_input_norm)
+        check_bool("q_norm_after_activation", self.q_norm_after_activation)
         check_bool("state_dependent_std", self.state_dependent_std)
         check_bool("hinge_rate_inputs", self.hinge_rate_inputs)
         check_bool("fixed_vector_scales", self.fixed_vector_scales)
