@@ -54,6 +54,7 @@ from gymnasium import spaces
 from equirl.config_io import apply_overrides
 from equirl.envs.batched import single_env
 from equirl.envs.config import EnvConfig
+from equirl.errors import ConfigError
 from equirl.nn.baselines import canonicalize_heading, flatten_observation
 from equirl.observation import (
     ANGLE_SCALARS,
@@ -268,6 +269,7 @@ def main(argv=None) -> int:
         help="standardise every observation coordinate by its own running statistics inside the "
         "environment (algorithm column crossq_perdim; the learner's normaliser off)",
     )
+    parser.add_argument("--runs", default="runs/reference_gym", help="where run checkpoints go ('' for none)")
     args = parser.parse_args(argv)
     # Checked and parsed as `equirl train --set env.KEY=VALUE` would be (unknown keys and bad
     # values refused by name); the aids then go to the environment as the fields that changed.
@@ -284,7 +286,12 @@ def main(argv=None) -> int:
     if args.per_dim_norm:
         algorithm, overrides = "crossq_perdim", ["offpolicy.normalize_observations=false"]
         aids = {**aids, "per_dim_norm": True}
-    reference_gym.run(task, algorithm, args.steps, args.seed, args.eval_every, 5, overrides, aids)
+    label = reference_gym.task_label(task, aids)
+    where = reference_gym.run_directory(args.runs, label, algorithm, args.seed) if args.runs else None
+    try:  # checkpointed at each evaluation: the same command goes on from there
+        reference_gym.run(task, algorithm, args.steps, args.seed, args.eval_every, 5, overrides, aids, where)
+    except ConfigError as err:
+        raise SystemExit(f"hopper_gym_observation: {err}") from None
     return 0
 
 
