@@ -158,6 +158,30 @@ def test_mlp_reads_only_the_chosen_channels():
             assert np.abs(a - b).max() > 1e-4
 
 
+def test_mlp_without_parent_inputs_ignores_the_tree():
+    """mlp_parent_inputs=false drops every slot's one-hot parent (L + 1 numbers a slot) from
+    the MLP's input: torques and Q no longer move when only the parent indices change, which
+    they do with the default input."""
+    from equirl.errors import ConfigError
+
+    obs = random_observation(4, 3, LIMBS)
+    action = jax.random.uniform(jax.random.PRNGKey(6), obs.action_mask.shape, minval=-1, maxval=1)
+    other_tree = obs.replace(parent=jnp.where(obs.parent > 0, 0, obs.parent))
+    assert np.any(np.asarray(other_tree.parent != obs.parent))
+    widths = []
+    for parent_inputs in (True, False):
+        nets = make_networks(NetworkConfig(kind="mlp", mlp_hidden=(32,), mlp_parent_inputs=parent_inputs), LIMBS)
+        actor, q = random_parameters(nets.actor, 1, obs), random_parameters(nets.q, 2, obs, action)
+        widths.append(actor["params"]["body"]["hidden_0"]["kernel"].shape[0])
+        torques = [np.asarray(nets.actor.apply(actor, o).mode()) for o in (obs, other_tree)]
+        values = [np.asarray(nets.q.apply(q, o, action)) for o in (obs, other_tree)]
+        moved = max(np.abs(torques[1] - torques[0]).max(), np.abs(values[1] - values[0]).max())
+        assert (moved > 1e-4) if parent_inputs else (moved == 0.0)
+    assert widths[0] - widths[1] == LIMBS * (LIMBS + 1)
+    with pytest.raises(ConfigError, match="mlp_parent_inputs=false: only the mlp kinds"):
+        NetworkConfig(kind="set", mlp_parent_inputs=False)
+
+
 def test_input_channel_names_are_checked():
     from equirl.errors import ConfigError
 

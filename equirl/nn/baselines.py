@@ -76,19 +76,18 @@ def flatten_observation(
     fixed_scale: bool = True,
     vectors: tuple[int, ...] | None = None,
     scalars: tuple[int, ...] | None = None,
+    parent: bool = True,
 ) -> jax.Array:
     """[..., F]: every limb slot's scaled vectors (`vector_scale`), scalars, mask and
-    one-hot parent (plus `extra` [..., L, E]), zeroed at padding; `vectors` / `scalars`
-    pick channels by index (None: all)."""
+    one-hot parent (unless `parent` is false; plus `extra` [..., L, E]), zeroed at padding;
+    `vectors` / `scalars` pick channels by index (None: all)."""
     mask = obs.limb_mask
     num = mask.shape[-1]
     vec = obs.vectors * vector_scale(fixed_scale, obs.vectors.dtype)
     vec, sca = obs_channels(vec, vectors, -2), obs_channels(obs.scalars, scalars, -1)
-    parts = [
-        vec.reshape(vec.shape[:-2] + (-1,)),
-        sca,
-        jax.nn.one_hot(obs.parent + 1, num + 1, dtype=obs.vectors.dtype),
-    ]
+    parts = [vec.reshape(vec.shape[:-2] + (-1,)), sca]
+    if parent:
+        parts.append(jax.nn.one_hot(obs.parent + 1, num + 1, dtype=obs.vectors.dtype))
     if extra is not None:
         parts.append(extra)
     per_limb = jnp.where(mask[..., None], jnp.concatenate(parts, -1), 0.0)
@@ -160,6 +159,7 @@ def _flat(module, obs: Observation, action: jax.Array | None = None) -> jax.Arra
         fixed_scale=cfg.fixed_vector_scales,
         vectors=channel_indices(cfg.mlp_vector_inputs, VECTOR_NAMES),
         scalars=channel_indices(cfg.mlp_scalar_inputs, SCALAR_NAMES),
+        parent=cfg.mlp_parent_inputs,
     )
     if not cfg.mlp_torso_vector_inputs:
         return flat

@@ -91,8 +91,11 @@ class NetworkConfig:
       normalised vectors as they are.
     mlp_vector_inputs, mlp_scalar_inputs: the observation channels (names from
       `equirl.observation.VECTOR_NAMES` / `SCALAR_NAMES`) the mlp kinds read in every
-      limb slot; ("all",): every channel. The parent one-hot and the limb mask are
-      always read (they tell the bodies apart). set and transformer read every channel.
+      limb slot; ("all",): every channel. The limb mask is always read. set and
+      transformer read every channel.
+    mlp_parent_inputs: the mlp kinds read every slot's one-hot parent index (it tells the
+      bodies apart). False drops it where it is constant, e.g. gymnasium's Humanoid-v5
+      through reference_gym's flat adapter: 22 of each of 21 slots' 43 critic inputs.
     mlp_torso_vector_inputs: vector channels the mlp kinds read from the torso only
       (e.g. its linear and angular velocity, when the limbs' own are left out).
       Why: on hopper_4 with the training aids and pitch motors only, CrossQ reading these 82
@@ -136,6 +139,7 @@ class NetworkConfig:
     mlp_vector_inputs: tuple[str, ...] = (ALL_CHANNELS,)
     mlp_scalar_inputs: tuple[str, ...] = (ALL_CHANNELS,)
     mlp_torso_vector_inputs: tuple[str, ...] = ()
+    mlp_parent_inputs: bool = True
 
     def __post_init__(self):
         for name in ("mlp_hidden", "q_hidden", *CHANNEL_FIELDS):
@@ -188,6 +192,7 @@ class NetworkConfig:
         check_bool("state_dependent_std", self.state_dependent_std)
         check_bool("hinge_rate_inputs", self.hinge_rate_inputs)
         check_bool("fixed_vector_scales", self.fixed_vector_scales)
+        check_bool("mlp_parent_inputs", self.mlp_parent_inputs)
         for name, names, allow_all in (
             ("mlp_vector_inputs", VECTOR_NAMES, True),
             ("mlp_scalar_inputs", SCALAR_NAMES, True),
@@ -201,6 +206,11 @@ class NetworkConfig:
                         f"{name}={list(getattr(self, name))!r}: only the mlp kinds choose their inputs; "
                         f"kind={self.kind!r} with q_kind={self.q_kind!r} builds none"
                     )
+            if not self.mlp_parent_inputs:
+                raise ConfigError(
+                    f"mlp_parent_inputs=false: only the mlp kinds read a flat input; kind={self.kind!r} "
+                    f"with q_kind={self.q_kind!r} builds none"
+                )
         for name in ("log_std_init", "log_std_min", "log_std_max"):
             check_float(name, getattr(self, name))
         check_float("mean_init_scale", self.mean_init_scale, 1e-12, 10.0)
