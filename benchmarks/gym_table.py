@@ -12,9 +12,10 @@ from gym_task import FIELDS
 OUT = Path(__file__).resolve().parent.parent / "results" / "reference_gym"
 
 
-def append(rows: list[dict]) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "summary.csv"
+def append(rows: list[dict], path: Path | None = None) -> None:
+    """Add rows to summary.csv (or `path`), with the header if the file is new; csv's CRLF line ends."""
+    path = OUT / "summary.csv" if path is None else Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with open(path, "a", newline="") as handle:
         writer = csv.DictWriter(handle, FIELDS, restval="")

@@ -23,7 +23,6 @@ mean return and episode length. The algorithm column reads
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -31,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gym_table import OUT  # noqa: E402  (beside this script; neither imports equirl at load)
-from gym_task import FIELDS, env_kwargs, task_label  # noqa: E402
+from gym_table import OUT, append  # noqa: E402  (beside this script; neither imports equirl at load)
+from gym_task import env_kwargs, task_label  # noqa: E402
 
 
 def evaluate(model, env, episodes: int, seed: int) -> tuple[float, float]:
@@ -105,9 +104,7 @@ def main() -> None:
             wall_seconds=round(time.time() - start, 1),
             eval_length=round(eval_length, 1),
         )
-        # summary.csv is written with CRLF line ends (csv's default); keep them.
-        with open(args.out, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=FIELDS).writerow(row)
+        append([row], args.out)
         print(
             f"{task} {algorithm} seed {args.seed}: {done_steps} steps, eval {row['eval_return']} "
             f"over {eval_length:.0f} steps, {row['wall_seconds']:.0f} s",

@@ -122,10 +122,10 @@ class MLPBody(nn.Module):
     def __call__(self, x):
         if self.norm is not None and self.norm.q_norm == "batch_renorm" and self.norm.q_input_norm:
             x = q_norm(self.norm, "input_norm")(x)
+        activation = getattr(nn, self.activation)
         for i, n in enumerate(self.hidden):
             x = nn.Dense(n, kernel_init=fan_in_init(self.init_scale), name=f"hidden_{i}")(x)
             norm = q_norm(self.norm, f"norm_{i}") if self.norm is not None else None
-            activation = getattr(nn, self.activation)
             if norm is None:
                 x = activation(x)
             elif self.norm.q_norm_after_activation:
