@@ -89,9 +89,9 @@ def config_for(algorithm: str, overrides: list[str]) -> TrainConfig:
     from equirl.config_io import apply_overrides
 
     config = train_preset("hopper", algorithm, "mlp")
-    config = dataclasses.replace(
-        config, offpolicy=dataclasses.replace(config.offpolicy, updates_per_iteration=1, buffer_size=1_000_000)
-    )
+    # No mirrored replay: a flat gymnasium observation has no mirror tables (its tasks are planar).
+    off = dataclasses.replace(config.offpolicy, updates_per_iteration=1, buffer_size=1_000_000, mirror_probability=0.0)
+    config = dataclasses.replace(config, offpolicy=off)
     return apply_overrides(config, overrides) if overrides else config
 
 

@@ -241,7 +241,8 @@ def make_offpolicy(env: Env, networks, config: OffPolicyConfig, rule: UpdateRule
             names = ", ".join(sorted({m.name for m in env.morphologies}))
             raise ConfigError(
                 f"offpolicy.mirror_probability={config.mirror_probability}: no body here is mirror-symmetric "
-                f"({names}), so there is nothing to mirror"
+                f"({names}), so there is nothing to mirror; set offpolicy.mirror_probability=0 "
+                "(the crossq presets mirror half the replay)"
             )
     learn = make_learn(rule, config, env.num_envs, mesh, mirror)
     ready_at = max(config.learning_starts, config.batch_size)
