@@ -273,3 +273,17 @@ def test_off_policy_reference_check_goes_on_from_its_checkpoint_and_extends_a_ru
         bench.run("Hopper-v5", "crossq", 400, 0, 100, 1, sets + ["offpolicy.n_step=1"], run_dir=where)
     with pytest.raises(ConfigError, match="already 300 steps"):
         bench.run("Hopper-v5", "crossq", 300, 0, 100, 1, sets, run_dir=where)
+
+
+def test_suite_transfer_compares_a_body_at_equal_samples_of_its_own(tmp_path):
+    """A 2-body suite at 20k steps has given each body 10k: its row sits beside the lone
+    run's 10k window, not its 20k one; lengths show where a file logs them."""
+    bench = _load("suite_transfer")
+    suite, alone = tmp_path / "suite.csv", tmp_path / "alone.csv"
+    suite.write_text("env_steps,return/mean,return/a,episode_length/a\n10000,5,50,20\n20000,7,70,30\n40000,9,90,40\n")
+    alone.write_text("env_steps,return/mean,episode_length/mean\n10000,100,60\n20000,200,80\n")
+    text = bench.table("a", 2, [suite], [alone], width=10000)
+    rows = [line for line in text.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
+    assert rows == ["| 10k | 60 / 25 | 60 | 100 / 60 | 100 |", "| 20k | 90 / 40 | 90 | 200 / 80 | 200 |"]
+    with pytest.raises(SystemExit, match="return/b"):
+        bench.table("b", 2, [suite], [alone], width=10000)

@@ -441,3 +441,25 @@ def test_two_processes_train_like_one(straight_run, two_process_job):
     _, saved = load_checkpoint(run_dir)
     assert int(saved.env_steps) == ITERATIONS * STEPS_PER_ITERATION
     assert_same_params(saved, reference.state, atol=1e-4)
+
+
+def test_log_rows_give_each_bodys_mean_return_and_episode_length():
+    """A log window's row: per body, the mean return and length over the episodes it finished;
+    a body that finished none is left out; the mean return counts each body once."""
+    from equirl.agents.train_log import summarize
+
+    def iteration(count, returns, lengths, loss):
+        keys = ("episodes/count", "episodes/return_sum", "episodes/length_sum", "loss/q")
+        return {k: np.asarray(v, np.float32) for k, v in zip(keys, (count, returns, lengths, loss))}
+
+    window = [
+        iteration([2, 0, 1], [300, 0, 50], [200, 0, 40], 1.0),
+        iteration([1, 0, 0], [150, 0, 0], [130, 0, 0], 3.0),
+    ]
+    row = summarize(window, ["a", "b", "c"])
+    assert row["episodes"] == 4 and row["loss/q"] == 2.0
+    assert row["return/a"] == 150 and row["episode_length/a"] == 110
+    assert row["return/c"] == 50 and row["episode_length/c"] == 40
+    assert "return/b" not in row and "episode_length/b" not in row
+    assert row["return/mean"] == 100  # (150 + 50) / 2: each body once, not each episode
+    assert row["episode_length/mean"] == 370 / 4

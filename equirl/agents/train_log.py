@@ -41,8 +41,9 @@ def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
     """One log row from the metrics of the iterations since the last log.
 
     Scalars are averaged over the window; episode sums are added up, so a body's
-    return is the mean over every episode it finished in the window. Bodies
-    that finished none are left out (and so is the mean return if none did).
+    return and episode length are the means over every episode it finished in
+    the window. Bodies that finished none are left out (and so is the mean
+    return if none did).
     """
     window = jax.device_get(window)
     row: dict[str, float] = {}
@@ -60,8 +61,10 @@ def summarize(window: list[dict], body_names: list[str]) -> dict[str, float]:
         if _END_KEY in window[0]:
             ends = np.sum([np.asarray(m[_END_KEY], np.float64) for m in window], 0) / count.sum()
             row.update(zip(END_COLUMNS, map(float, ends)))
-        for name, value in zip(np.asarray(body_names)[ended], per_body):
+        # Per body, the length beside the return: a return can grow while the body still falls at the same step.
+        for name, value, length in zip(np.asarray(body_names)[ended], per_body, lengths[ended] / count[ended]):
             row[f"return/{name}"] = float(value)
+            row[f"episode_length/{name}"] = float(length)
     add_q_bias(row)
     return row
 
@@ -150,7 +153,8 @@ class TrainLogger:
             self.board.row(row, env_steps, skip=("iteration", "env_steps"))
             occasional = (("equivariance/policy",) if every else ()) + END_COLUMNS
             occasional += Q_BIAS_COLUMNS if "q/mean" in row else ()
-            self.csv.write(row, occasional, last=tuple(f"return/{name}" for name in self.body_names))
+            per_body = tuple(f"{kind}/{name}" for kind in ("return", "episode_length") for name in self.body_names)
+            self.csv.write(row, occasional, last=per_body)
         self.history.append(row)
         postfix = {"steps/s": f"{row['steps_per_second']:.0f}"}
         if "return/mean" in row:
