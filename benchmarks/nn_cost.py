@@ -27,6 +27,7 @@ and the time per kernel. It ends with one line per body,
 
     python benchmarks/nn_cost.py --update [--algorithms sac,crossq] [--kinds set,mlp_heading]
     python benchmarks/nn_cost.py --update --algorithms sac --kinds set,set+q_kind=mlp_heading,mlp_heading
+    python benchmarks/nn_cost.py --update --algorithms crossq --kinds "mlp_heading,mlp_heading+q_hidden=[1024,1024]"
 
 A kind may carry network overrides after "+" (a variant of the preset sizes).
 """
@@ -41,6 +42,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import yaml
 
 from equirl.machine import describe as machine
 from equirl.nn import NetworkConfig, count_parameters, init_networks, make_networks
@@ -149,8 +151,9 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
     kind, *overrides = kind.split("+")  # e.g. set+q_kind=mlp_heading+q_width=32: a variant of a preset
     config = train_preset("hopper", algorithm, kind)
     if overrides:
-        fields = dict(o.split("=", 1) for o in overrides)
-        fields = {k: int(v) if v.isdigit() else v for k, v in fields.items()}
+        # Values read as YAML, as `--set` reads them: 32, mlp_heading, [1024,1024] (a tuple field).
+        fields = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
         config = dataclasses.replace(config, network=dataclasses.replace(config.network, **fields))
     nets = make_networks(config.network, max_limbs)
     rule = spec(config.algorithm).make_rule(nets, config)
@@ -181,7 +184,7 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
 
 def update_main(args) -> None:
     algorithms = [a for a in args.algorithms.split(",") if a]
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    kinds = split_kinds(args.kinds)
     print(
         f"{datetime.date.today()}, {machine()}, jax {jax.__version__}; one jitted update at batch {args.batch}, "
         f"preset sizes; best of {args.rounds} interleaved rounds of {args.calls} calls\n"
@@ -217,6 +220,11 @@ def update_main(args) -> None:
         print(f"update ratio set/mlp_heading {body}: {ratio:.2f}")
 
 
+def split_kinds(text: str) -> list[str]:
+    """--kinds on its commas, but not those inside a [list] value: "mlp_heading,mlp_heading+q_hidden=[1024,1024]"."""
+    return [k.strip() for k in re.split(r",(?![^\[]*\])", text) if k.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=256)
@@ -230,7 +238,7 @@ def main() -> None:
     if args.update:
         update_main(args)
         return
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    kinds = split_kinds(args.kinds)
 
     obs = body_observations("walker_7_full", args.batch, args.max_limbs)
     setups = {kind: training_step(kind, obs, args.max_limbs) for kind in kinds}
