@@ -35,15 +35,14 @@ A kind may carry network overrides after "+" (a variant of the preset sizes).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import re
 import time
 
 import jax
 import jax.numpy as jnp
-import yaml
 
+from equirl.config_io import apply_overrides
 from equirl.machine import describe as machine
 from equirl.nn import NetworkConfig, count_parameters, init_networks, make_networks
 
@@ -150,11 +149,8 @@ def update_step(algorithm: str, kind: str, obs, max_limbs: int):
 
     kind, *overrides = kind.split("+")  # e.g. set+q_kind=mlp_heading+q_width=32: a variant of a preset
     config = train_preset("hopper", algorithm, kind)
-    if overrides:
-        # Values read as YAML, as `--set` reads them: 32, mlp_heading, [1024,1024] (a tuple field).
-        fields = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-        config = dataclasses.replace(config, network=dataclasses.replace(config.network, **fields))
+    # Network fields as `--set network.<field>=<value>` reads them (YAML, checked): 32, mlp_heading, [1024,1024].
+    config = apply_overrides(config, [f"network.{o}" for o in overrides], source="--kinds")
     nets = make_networks(config.network, max_limbs)
     rule = spec(config.algorithm).make_rule(nets, config)
     actions = jnp.where(
