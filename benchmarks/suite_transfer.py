@@ -25,12 +25,8 @@ import os
 from pathlib import Path
 
 
-def window_means(path: Path, column: str, share: int, width: int) -> dict[int, float]:
+def window_means(rows: list[dict], column: str, share: int, width: int) -> dict[int, float]:
     """{own samples at the window's end: mean of `column` over the rows in the window}."""
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and column not in rows[0]:
-        return {}
     sums: dict[int, list[float]] = {}
     for row in rows:
         if row.get(column) in ("", None):
@@ -46,10 +42,12 @@ Curve = tuple[dict[int, float], dict[int, float]]  # return and episode length b
 
 def curve(path: Path, column: str, share: int, width: int) -> Curve:
     """The body's return and (where the file logs it) episode length by window."""
-    returns = window_means(path, f"return/{column}", share, width)
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    returns = window_means(rows, f"return/{column}", share, width)
     if not returns:
         raise SystemExit(f"{path}: no column 'return/{column}'")
-    return returns, window_means(path, f"episode_length/{column}", share, width)
+    return returns, window_means(rows, f"episode_length/{column}", share, width)
 
 
 def cell(c: Curve, end: int) -> str:
