@@ -2,15 +2,15 @@
 
 Issue 15, item 5. gymnasium's Hopper-v5 and hopper_4_lower_shin share body, gears, armature,
 damping, friction and integrator, yet the same CrossQ hops on the first by 20k steps and falls
-at ~110 steps on the second even made near-planar (README, "Is it the third dimension?"). This
-steps *our* environment (the published reward, our termination, plus the given training aids)
-but hands the learner gymnasium's 11 numbers, computed from our state in the torso's heading
-frame: torso height and pitch, the three pitch-hinge angles, the torso's forward and vertical
-velocity and its pitch rate (clipped at ±10 as gymnasium clips every velocity) and the three
-pitch-hinge velocities (not clipped here). Only the pitch motors act (the
-side motors get zero), as in gymnasium. Training runs through `reference_gym.run` (plain MLP,
-the reference check's settings), so the rows land in results/reference_gym/summary.csv under
-the task name `EquirlHopper4GymObs-v0[<the aids>]`.
+at ~110 steps on the second even made near-planar (results/offpolicy/investigation.md, "Is it
+the third dimension?"). This steps *our* environment (the published reward, our termination,
+plus the given training aids) but hands the learner gymnasium's 11 numbers, computed from our
+state in the torso's heading frame: torso height and pitch, the three pitch-hinge angles, the
+torso's forward and vertical velocity and its pitch rate (clipped at ±10 as gymnasium clips
+every velocity) and the three pitch-hinge velocities (not clipped here). Only the pitch motors
+act (the side motors get zero), as in gymnasium. Training runs through `reference_gym.run`
+(plain MLP, the reference check's settings), so the rows land in
+results/reference_gym/summary.csv under the task name `EquirlHopper4GymObs-v0[<the aids>]`.
 
 To tell which part of the representation matters, `--observation` swaps what the learner reads
 (`ours`: exactly what the heading-MLP reads, our per-limb observation turned into the target

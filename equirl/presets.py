@@ -116,7 +116,7 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
         # Half the replay mirrored: no crossq preset's critic is mirror-invariant (the SET
         # preset's is a heading-MLP), and a mirrored transition is a free second sample. walker_7_full
         # alone at 100k: 1,392 and 856 against 800 and 989; hopper suite 439 against 364
-        # (README, issue 15, "Mirrored replay on the 3D walker").
+        # (results/offpolicy/investigation.md, "Mirrored replay on the 3D walker").
         offpolicy = dataclasses.replace(offpolicy, n_step=3, mirror_probability=0.5)
     td3 = TD3Config()
     if algorithm == "td3_sgrl":

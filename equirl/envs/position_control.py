@@ -7,8 +7,8 @@ angle, and a stiff servo holds the joint there, so a zero action is a held pose,
 one. This module turns chosen motors into such servos in the body's MjModel, so both
 physics backends run the servo at every physics step (MuJoCo's own `gaintype fixed`,
 `biastype affine`), and the motor's torque limit stays its gear, as before. Measured
-(README, "Locked side hinges to 60k, and position servos"): bodies stand longer without a
-policy, but CrossQ's learned policies fall at the same step as with torque motors.
+(results/offpolicy/investigation.md, "Locked side hinges to 60k, and position servos"):
+bodies stand longer without a policy, but CrossQ's learned policies fall at the same step as with torque motors.
 
 For a hinge with range [lo, hi] and gear g, action a in [-1, 1] gives the target
 a * max(|lo|, |hi|) (0: the hinge's zero angle, every 3D-SGRL body's standing pose; beyond

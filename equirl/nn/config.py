@@ -66,8 +66,8 @@ class NetworkConfig:
       16k steps), without it Q stays within 2x of that return (README, issue 15).
     q_norm_after_activation: where the MLP critic's q_norm sits in each hidden layer:
       false, Dense -> norm -> activation (ours since the first CrossQ); true, Dense ->
-      activation -> norm, as sbx's CrossQ critic. Measured on Humanoid-v5 (README,
-      "A second CrossQ on Humanoid"), where sbx climbs from 50k steps and ours did not.
+      activation -> norm, as sbx's CrossQ critic. Measured on Humanoid-v5 (results/offpolicy/
+      investigation.md, "A second CrossQ on Humanoid"), where sbx climbs from 50k steps and ours did not.
     q_hidden: hidden sizes of the MLP kinds' Q network; empty: mlp_hidden.
     renorm_momentum, renorm_warmup: batch renorm's running-statistics momentum
       and the number of train steps it runs as plain batch norm.
@@ -81,8 +81,8 @@ class NetworkConfig:
       hinge axes, invariant, so SET stays exactly equivariant). The observation has no
       joint velocities; gymnasium's hopper hands them to the learner directly. CrossQ on
       our hopper_4 task reading the heading-MLP's input through a plain MLP fell within 24
-      steps at 10k without them, lasted 377 with them (README, "Which part of the
-      observation?"); off by default, as on the three-hopper suite it changed nothing.
+      steps at 10k without them, lasted 377 with them (results/offpolicy/investigation.md,
+      "Which part of the observation?"); off by default, as on the three-hopper suite it changed nothing.
     fixed_vector_scales: multiply the vector channels by the observation table's fixed
       scales (`equirl.observation.VECTOR_CHANNELS`: velocities x 0.1, gravity / 9.81), which
       suits raw observations. With the observation normaliser (every preset) the channels
@@ -102,8 +102,8 @@ class NetworkConfig:
       numbers (hinge angles, rates and axes, heights, positions; the torso's velocities)
       without the observation normaliser reached 884-1,098 deterministic at 20k in 3 of 5
       seeds (the plain-MLP reference loop: 2 of 5), through the normaliser 235-337 in 5 of 5
-      (README, "Which inputs?"; there the passive side hinges' angles barely move and
-      standardising blows them up); the three-hopper suite: 554 at 300k with the normaliser
+      (results/offpolicy/investigation.md, "Which inputs?"; there the passive side hinges'
+      angles barely move and standardising blows them up); the three-hopper suite: 554 at 300k with the normaliser
       (one seed), 397-416 at 100k read raw (two seeds), the normalised run's 385 there. Off
       by default: on the hopper suite they are not measurably better than every channel.
     """
