@@ -12,11 +12,13 @@ from pathlib import Path
 
 
 class MetricsCSV:
-    """metrics.csv with a header fixed by its first row; a resumed run cuts the rows past its step.
+    """metrics.csv with a header set by its first row; a resumed run cuts the rows past its step.
 
     first: the columns that lead, in this order; the rest follow sorted, and
     `last(row)` (optional) names columns that go at the end (e.g. per body).
     step_key: the column a resume cuts on. `kept` holds the rows kept on resume.
+    A column first seen later (a run resumed by a version that logs more) is appended to the
+    header, the earlier rows left blank in it, instead of being dropped from the file.
     """
 
     def __init__(self, path: Path, first: tuple[str, ...], step_key: str, resume_step: int | None = None):
@@ -51,8 +53,21 @@ class MetricsCSV:
             self.header = list(self.first) + rest + list(last)
             with open(self.path, "w", newline="") as handle:
                 csv.DictWriter(handle, self.header).writeheader()
+        new = [k for k in [*row, *occasional, *last] if k not in self.header]
+        if new:
+            self._extend(list(dict.fromkeys(new)))
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self.header, extrasaction="ignore").writerow(row)
+            csv.DictWriter(handle, self.header).writerow(row)
+
+    def _extend(self, columns: list[str]) -> None:
+        """Append `columns` to the header and rewrite the rows so far (blank in them)."""
+        with open(self.path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        self.header = self.header + columns
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.header)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 class TensorBoard:
