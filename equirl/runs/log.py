@@ -38,10 +38,7 @@ class MetricsCSV:
         if not self.header:
             self.header = None
             return
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.header)
-            writer.writeheader()
-            writer.writerows(rows)
+        self._rewrite(rows)
         self.kept = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in rows]
 
     def write(self, row: dict[str, float], occasional: tuple[str, ...] = (), last: tuple[str, ...] = ()) -> None:
@@ -64,6 +61,10 @@ class MetricsCSV:
         with open(self.path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         self.header = self.header + columns
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        """The file anew: the current header, then `rows`."""
         with open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, self.header)
             writer.writeheader()
