@@ -48,11 +48,10 @@ class MetricsCSV:
             keys = set(row) | set(occasional)
             rest = sorted(k for k in keys if k not in self.first and k not in last)
             self.header = list(self.first) + rest + list(last)
-            with open(self.path, "w", newline="") as handle:
-                csv.DictWriter(handle, self.header).writeheader()
-        new = [k for k in [*row, *occasional, *last] if k not in self.header]
+            self._rewrite([])
+        new = [k for k in dict.fromkeys([*row, *occasional, *last]) if k not in self.header]
         if new:
-            self._extend(list(dict.fromkeys(new)))
+            self._extend(new)
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, self.header).writerow(row)
 
