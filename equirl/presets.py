@@ -78,10 +78,31 @@ def preset_names() -> list[tuple[str, str, str]]:
 OFF_POLICY_SET = dict(depth=1, q_kind="mlp_heading")
 
 
-def _network(algorithm: str, network: str) -> NetworkConfig:
+# CrossQ's compact inputs on the hopper and walker suites: the mlp kinds read each limb's hinge
+# angles, rates and world-frame axes, its height and position from the torso, plus the torso's
+# velocities, instead of every channel (the limbs' own velocities, gravity, the target direction and
+# the range scalars left out). Measured with CrossQ, one seed per figure, against every channel:
+# walker suite 284 and 266 against 245 over 50-60k (episodes 100-108 steps against 85), walker_7_full
+# alone 296 against 147 at 20-30k, hopper suite 412 against 364 at 100k (417-480 read raw);
+# results/offpolicy/investigation.md, "Which inputs?" and after. The SET-actor suite runs read them too.
+# Unmeasured on the humanoids and cheetahs, whose presets keep every channel.
+COMPACT_INPUTS = dict(
+    hinge_rate_inputs=True,
+    fixed_vector_scales=False,
+    mlp_vector_inputs=("position_from_torso", "hinge_axis_x", "hinge_axis_y", "hinge_axis_z"),
+    mlp_scalar_inputs=("angle_x", "angle_y", "angle_z", "height"),
+    mlp_torso_vector_inputs=("linear_velocity", "angular_velocity"),
+)
+COMPACT_SUITES = ("hopper", "walker")
+
+
+def _network(suite: str, algorithm: str, network: str) -> NetworkConfig:
     base = NETWORKS[network]
     if network == "set" and algorithm in OFF_POLICY and algorithm != "td3_sgrl":
         base = dataclasses.replace(base, **OFF_POLICY_SET)
+    if algorithm == "crossq" and suite in COMPACT_SUITES and network in ("mlp_heading", "set"):
+        # The SET preset's critic is a heading-MLP, so it reads them too (and its actor the rates).
+        base = dataclasses.replace(base, **COMPACT_INPUTS)
     if algorithm == "ppo":
         # PPO starts with less action noise (std 0.37): the bodies fall easily.
         return dataclasses.replace(base, log_std_init=-1.0)
@@ -125,7 +146,7 @@ def train_preset(suite: str, algorithm: str, network: str) -> TrainConfig:
     return TrainConfig(
         algorithm="td3" if algorithm == "td3_sgrl" else algorithm,
         env=EnvConfig(bodies=(suite,), num_envs=num_envs, task=task, max_limbs=max_limbs),
-        network=_network(algorithm, network),
+        network=_network(suite, algorithm, network),
         ppo=PPOConfig(rollout_length=32, epochs=4, minibatches=8),
         offpolicy=offpolicy,
         sac=SACConfig(),
