@@ -82,7 +82,8 @@ class NetworkConfig:
       joint velocities; gymnasium's hopper hands them to the learner directly. CrossQ on
       our hopper_4 task reading the heading-MLP's input through a plain MLP fell within 24
       steps at 10k without them, lasted 377 with them (results/offpolicy/investigation.md,
-      "Which part of the observation?"); off by default, as on the three-hopper suite it changed nothing.
+      "Which part of the observation?"); off by default (on in the crossq hopper and walker
+      presets, with the other compact inputs: `equirl.presets.COMPACT_INPUTS`).
     fixed_vector_scales: multiply the vector channels by the observation table's fixed
       scales (`equirl.observation.VECTOR_CHANNELS`: velocities x 0.1, gravity / 9.81), which
       suits raw observations. With the observation normaliser (every preset) the channels
