@@ -13,7 +13,9 @@ import pytest
 from equirl import equivariance as eq
 from equirl.geometry import random_isometry
 from equirl.nn import NetworkConfig, make_networks
+from equirl.nn.config import CHANNEL_FIELDS
 from equirl.observation import hinge_rates
+from equirl.presets import COMPACT_INPUTS
 from helpers.synthetic import random_observation, random_parameters
 
 LIMBS = 8
@@ -116,11 +118,9 @@ def test_fixed_vector_scales_off_reads_the_vectors_as_they_are():
     assert np.linalg.norm(moved - b) < 1e-4 * np.linalg.norm(b)
 
 
-COMPACT = dict(
-    mlp_vector_inputs=("position_from_torso", "hinge_axis_x", "hinge_axis_y", "hinge_axis_z"),
-    mlp_scalar_inputs=("angle_x", "angle_y", "angle_z", "height"),
-    mlp_torso_vector_inputs=("linear_velocity", "angular_velocity"),
-)
+# The channel choice of the crossq presets' compact inputs (without their hinge rates, which
+# read the limbs' angular velocities the test below expects the MLP to ignore).
+COMPACT = {field: COMPACT_INPUTS[field] for field in CHANNEL_FIELDS}
 
 
 def test_mlp_reads_only_the_chosen_channels():
