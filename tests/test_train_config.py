@@ -44,14 +44,10 @@ def test_shipped_train_configs_validate(path):
         assert _fits(entry, config.env.max_limbs)
     assert config.network.squash == (config.algorithm != "ppo")
     assert (config.network.q_norm == "batch_renorm") == (config.algorithm == "crossq")
-
-
-@pytest.mark.parametrize("path", [p for p in TRAIN_CONFIGS if "_crossq_" in p.stem], ids=lambda p: p.stem)
-def test_crossq_configs_discount_the_bootstrap_enough(path):
-    # CrossQ has no target network: a bootstrap discounted by γ**n_step = 0.985 (γ 0.995, 3 steps)
-    # ran away on the hoppers in 2 of 2 seeds; 0.970 and 0.975 stayed bounded (issue 15).
-    config = load_yaml(TrainConfig, path)
-    assert config.offpolicy.gamma**config.offpolicy.n_step < 0.98
+    if config.algorithm == "crossq":
+        # CrossQ has no target network: a bootstrap discounted by γ**n_step = 0.985 (γ 0.995, 3 steps)
+        # ran away on the hoppers in 2 of 2 seeds; 0.970 and 0.975 stayed bounded (issue 15).
+        assert config.offpolicy.gamma**config.offpolicy.n_step < 0.98
 
 
 def test_generated_configs_are_up_to_date():

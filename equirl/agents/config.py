@@ -107,9 +107,9 @@ class OffPolicyConfig:
     gamma and n_step together: a target bootstraps from n steps ahead discounted
     by gamma**n_step. CrossQ has no target network, and on the hopper suite its
     critic ran away at gamma 0.995 with 3-step returns (0.985) in 2 of 2 seeds,
-    but stayed bounded with 5-step returns (0.975; the preset's 0.99 and 3
-    steps: 0.970). A longer horizon wants a longer n_step with it
-    (results/offpolicy/investigation.md, *A longer horizon*).
+    but stayed bounded with 5-step returns (0.975, the hopper preset's since;
+    the other crossq presets' 0.99 and 3 steps: 0.970). A longer horizon wants
+    a longer n_step with it (results/offpolicy/investigation.md, *A longer horizon*).
 
     freeze_normalizer_at: with normalize_observations, the observation
     statistics stop moving once this many environment steps were collected
