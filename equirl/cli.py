@@ -7,6 +7,7 @@
     equirl train --config F     train PPO or SAC (configs/train/*.yaml); --resume goes on
     equirl eval --run DIR       evaluate a checkpoint (deterministic) on any bodies, zero-shot
     equirl render --run DIR     an MP4 (or GIF) of a policy on one body, rendered headless
+    equirl curve RUN            a run's learning curve in step windows (return, episode length, critic)
     equirl quickstart           train briefly on the hoppers, evaluate zero-shot, render a video
     equirl wm collect|train|eval  world models: record trajectories, train, evaluate (configs/wm/)
 
@@ -399,8 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     quick.add_argument("--steps", type=int, default=150_000, help="training budget (default 150000)")
     quick.set_defaults(run=_quickstart)
 
+    from equirl.runs.curve import add_curve_parser
     from equirl.worldmodels.cli import add_wm_parser
 
+    add_curve_parser(sub)
     add_wm_parser(sub)
 
     args = parser.parse_args(argv)
