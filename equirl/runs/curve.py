@@ -47,8 +47,8 @@ def windows(rows: list[dict[str, float]], width: int, columns: list[str]) -> lis
     """One row per window of `width` environment steps, labelled by its last step.
 
     A log row at step s falls in the window (w - width, w]. `return/mean` and
-    `episode_length/mean` are weighted by the episodes each log row counted, so a
-    window's figure is the mean over its episodes; other columns (per-body figures,
+    `episode_length/mean` are weighted by the episodes each log row counted, so a row
+    that saw one fall weighs less than one that saw ten; other columns (per-body figures,
     critic statistics) are plain means of the rows that logged them. `episodes` is summed.
     """
     if width < 1:
