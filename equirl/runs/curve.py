@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import sys
 from pathlib import Path
 
 from equirl.errors import EquirlError
@@ -127,4 +129,8 @@ def _curve(args) -> None:
     for run in args.runs:
         file, rows = read_metrics(run)
         tables.append(format_table(file, rows, args.window, args.bodies, args.critic))
-    print("\n\n".join(tables))
+    try:
+        print("\n\n".join(tables))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `equirl curve RUN | head`: the reader stopped early, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
